@@ -1,0 +1,54 @@
+//! How a Gradients service reports on itself.
+//!
+//! - [`init`]: `tracing` logs (text or JSON) and spans, exported over OTLP when an endpoint
+//!   is configured; the W3C trace context propagator is always installed.
+//! - [`propagation`]: carries the trace in message headers (`traceparent`) across services.
+//! - [`Metrics`]: the Prometheus metrics every service records.
+//! - [`serve`]: `/metrics`, `/healthz` and `/readyz` on the service's own port.
+//! - [`cancel_on_signal`]: the binaries' SIGINT/SIGTERM handling.
+
+mod http;
+mod metrics;
+pub mod propagation;
+mod setup;
+
+pub use http::{serve, Readiness};
+pub use metrics::{Metrics, Outcome};
+pub use propagation::{inject_current, set_parent_from, HeaderCarrier, TRACEPARENT};
+pub use setup::{init, init_for_tests, TelemetryGuard};
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `telemetry.log_filter` is not a valid filter.
+    #[error("telemetry.log_filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+    /// The OTLP exporter could not be built.
+    #[error("telemetry.otlp_endpoint {endpoint:?}: {reason}")]
+    Exporter { endpoint: String, reason: String },
+    /// The metrics and health endpoint could not listen.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+}
+
+/// Cancels `token` on SIGINT or SIGTERM. Only binaries call this: libraries take their
+/// shutdown signal as an argument.
+pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    token.cancel();
+}
