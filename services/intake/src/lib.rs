@@ -1,0 +1,143 @@
+//! Task intake: the front door of the market.
+//!
+//! A customer uploads a data set to the `gradients-uploads` object store and calls
+//! `gradients.api.tasks.submit`. Intake checks the request, reads the upload (size and
+//! sha256), validates every row for the task type, splits the rows deterministically from
+//! the task id into train (for miners), synthetic and test (for validators only), stores
+//! the task with its `tasks.created` event in one transaction (the outbox), answers, and
+//! publishes the event. A retry with the same idempotency key returns the same task.
+//!
+//! [`run`] is the whole service; the `gradients-intake` binary and `gradients serve intake`
+//! call it, and tests run it in-process against a real NATS server and database.
+
+mod api;
+mod cancel;
+pub mod client;
+mod error;
+mod outbox;
+mod projection;
+mod submit;
+mod tasks;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gradients_bus::subjects::{consumers, streams, TASK_STATUS_ALL};
+use gradients_bus::worker::{run_worker, ConsumerSpec};
+use gradients_bus::{topology, Bus};
+use gradients_config::Settings;
+use gradients_store::sea_orm::DatabaseConnection;
+use gradients_telemetry::{Metrics, Readiness};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use api::VERSION;
+pub use error::{IntakeError, RequestError};
+pub use submit::task_id_for_key;
+
+/// The service's name in metrics, logs and the NATS connection.
+pub const SERVICE_NAME: &str = "intake";
+/// How long background loops may take to finish after shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// What every request handler needs.
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub bus: Bus,
+    pub db: DatabaseConnection,
+    pub outbox: outbox::Relay,
+    pub metrics: Metrics,
+    /// Fired by a test's fault point; [`run`] then stops as if killed.
+    crashed: CancellationToken,
+    crash_point: Mutex<Option<&'static str>>,
+}
+
+impl Context {
+    /// Makes the service stop at once, as if the process were killed at `point`.
+    pub fn crash(&self, point: &'static str) {
+        if let Ok(mut slot) = self.crash_point.lock() {
+            *slot = Some(point);
+        }
+        self.crashed.cancel();
+    }
+}
+
+/// Runs intake until `shutdown` is cancelled, then drains: stops taking requests, lets
+/// those in hand finish, publishes what the outbox still holds.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IntakeError> {
+    let metrics = Metrics::new(SERVICE_NAME);
+    let readiness = Readiness::new();
+    let http_shutdown = shutdown.clone();
+    let (http_addr, http) = gradients_telemetry::serve(&settings.intake.http_addr, metrics.clone(), readiness.clone(), async move {
+        http_shutdown.cancelled().await
+    })
+    .await?;
+    tracing::info!(%http_addr, "metrics and health endpoint up");
+
+    let bus = Bus::connect(&settings.nats, "gradients-intake").await?;
+    topology::declare(&bus, &settings.nats).await?;
+    let db = gradients_store::connect(&settings.store).await?;
+    let relay = outbox::Relay::new(db.clone(), bus.clone(), metrics.clone());
+    let ctx = Arc::new(Context {
+        settings: settings.clone(),
+        bus: bus.clone(),
+        db: db.clone(),
+        outbox: relay.clone(),
+        metrics: metrics.clone(),
+        crashed: CancellationToken::new(),
+        crash_point: Mutex::new(None),
+    });
+
+    // One token stops every loop, whether the caller shuts us down or we fail.
+    let stop = shutdown.child_token();
+    let mut loops: JoinSet<Result<(), IntakeError>> = JoinSet::new();
+    {
+        let (poll, stop) = (settings.intake.outbox_poll(), stop.clone());
+        loops.spawn(async move {
+            relay.run(poll, stop).await;
+            Ok(())
+        });
+    }
+    {
+        let (bus, nats, metrics, stop) = (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone());
+        let spec = ConsumerSpec { stream: streams::TASKS, durable: consumers::INTAKE_STATUS, filter_subject: TASK_STATUS_ALL.to_owned() };
+        loops.spawn(async move {
+            run_worker(&bus, spec, &nats, metrics, stop, projection::StatusProjection { db }).await.map_err(IntakeError::from)
+        });
+    }
+    {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        loops.spawn(async move { api::serve(ctx, stop).await.map_err(IntakeError::from) });
+    }
+    readiness.set_ready(true);
+    tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
+
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        _ = ctx.crashed.cancelled() => {
+            let point = ctx.crash_point.lock().ok().and_then(|p| *p).unwrap_or("unknown");
+            loops.abort_all();
+            http.abort();
+            return Err(IntakeError::FaultInjected(point));
+        }
+        Some(ended) = loops.join_next() => match ended {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(()),
+            Err(join) => Err(IntakeError::Bus(gradients_bus::BusError::Service { service: SERVICE_NAME.into(), reason: join.to_string() })),
+        },
+    };
+    readiness.set_ready(false);
+    stop.cancel();
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async { while loops.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("background loops still running after {DRAIN_LIMIT:?}; stopping anyway");
+    }
+    if let Err(e) = bus.client.flush().await {
+        tracing::warn!(error = %e, "flushing the NATS connection");
+    }
+    let _ = http.await;
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "intake stopped on an error");
+    }
+    outcome
+}

@@ -176,3 +176,17 @@ mod tests {
         assert!(text.contains("intake.split.test_fraction") && text.contains("1.5"), "{text}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example file loads and equals the defaults it claims to list.
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gradients.example.toml");
+        let example = Settings::load_with_env(&[path], Some(Default::default())).unwrap();
+        let defaults = Settings::load_with_env::<&str>(&[], Some(Default::default())).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+}

@@ -1,0 +1,109 @@
+//! Storage for the Gradients services: sea-orm entities, migrations and the connection.
+//!
+//! The embedded default is a SQLite file; a `postgres://` URL switches to PostgreSQL.
+//! [`connect`] brings the schema up to date before returning, so a service never runs
+//! against an older schema. Times are stored as Unix milliseconds (`i64`) and structured
+//! values as JSON text, so both backends hold the same bytes.
+
+pub mod entity;
+mod migration;
+
+use std::time::Duration;
+
+use gradients_config::StoreSettings;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+pub use migration::Migrator;
+pub use sea_orm;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error("connecting to the database at {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    /// The schema could not be brought up to date.
+    #[error("migrating the database: {0}")]
+    Migrate(DbErr),
+}
+
+/// Connects, tunes the backend and applies pending migrations.
+pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(settings.url.clone());
+    options
+        .max_connections(settings.max_connections)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .map_err(|source| StoreError::Connect { url: redact(&settings.url), source })?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // WAL lets readers run beside the writer; the busy timeout makes concurrent
+        // writers from several tasks wait instead of failing at once.
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON"] {
+            db.execute_unprepared(pragma).await.map_err(StoreError::Migrate)?;
+        }
+    }
+    Migrator::up(&db, None).await.map_err(StoreError::Migrate)?;
+    Ok(db)
+}
+
+/// Whether `error` is a unique-key violation: the signal that an idempotent insert
+/// found its row already there.
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gradients_testkit::{Backend, ScratchDb};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+
+    use super::*;
+    use crate::entity::outbox;
+
+    /// A password never appears in an error message.
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    /// Both backends migrate (twice, idempotently) and enforce the outbox's primary key.
+    #[tokio::test]
+    async fn migrates_both_backends_and_enforces_keys() {
+        for backend in Backend::ALL {
+            let scratch = ScratchDb::new(backend).await.unwrap();
+            let settings = StoreSettings { url: scratch.url().to_owned(), max_connections: 2 };
+            let db = connect(&settings).await.unwrap();
+            let again = connect(&settings).await.unwrap();
+            let row = outbox::ActiveModel {
+                id: Set("e1".into()),
+                subject: Set("s".into()),
+                payload: Set(vec![1, 2, 3]),
+                traceparent: Set(None),
+                created_at_ms: Set(1),
+                published_at_ms: Set(None),
+            };
+            row.clone().insert(&db).await.unwrap();
+            let duplicate = row.insert(&again).await.unwrap_err();
+            assert!(is_unique_violation(&duplicate), "{backend}: {duplicate:?}");
+            assert_eq!(outbox::Entity::find().all(&db).await.unwrap().len(), 1);
+        }
+    }
+}

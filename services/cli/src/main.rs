@@ -1,0 +1,82 @@
+//! `gradients`: the one command for operators and customers.
+//!
+//! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
+//! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
+//!
+//! Every command reads the same configuration as the services: `--config` files, then
+//! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
+
+mod output;
+mod task_cmd;
+mod task_dir;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gradients_config::Settings;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "gradients", version, about = "A market where miners compete to fine-tune models")]
+struct Cli {
+    /// A TOML configuration file; repeat to layer several (later ones win).
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    config: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a service in the foreground until SIGINT or SIGTERM.
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Submit and follow fine-tuning tasks.
+    Task {
+        #[command(subcommand)]
+        command: task_cmd::TaskCommand,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Service {
+    /// Task intake: validates, splits, stores and announces tasks.
+    Intake,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let settings = Settings::load(&cli.config).context("loading configuration")?;
+    match cli.command {
+        Command::Serve { service } => {
+            let _telemetry = gradients_telemetry::init(service_name(service), &settings.telemetry)?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(gradients_telemetry::cancel_on_signal(shutdown.clone()));
+            match service {
+                Service::Intake => gradients_intake::run(settings, shutdown).await?,
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Task { command } => task_cmd::run(&settings, command).await,
+    }
+}
+
+fn service_name(service: Service) -> &'static str {
+    match service {
+        Service::Intake => gradients_intake::SERVICE_NAME,
+    }
+}

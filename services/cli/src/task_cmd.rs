@@ -1,0 +1,215 @@
+//! `gradients task ...`: submit, get, list and cancel tasks over the intake API.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use gradients_bus::api::CallError;
+use gradients_bus::Bus;
+use gradients_config::Settings;
+use gradients_intake::client::IntakeClient;
+use gradients_proto::v1::{ListTasksRequest, SubmitTaskRequest, Task, TaskStatus, TaskType};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::{output, task_dir};
+
+/// Base model used when neither `--model` nor task.toml names one.
+const DEFAULT_BASE_MODEL: &str = "tiny-10m";
+/// Hours to complete when neither `--hours` nor task.toml gives them.
+const DEFAULT_HOURS: f64 = 1.0;
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// Upload a data set and submit a fine-tuning task.
+    Submit(SubmitArgs),
+    /// Show one task.
+    Get {
+        /// The task id.
+        task_id: String,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only tasks in this state (accepted, training, scored, cancelled, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue from a previous listing's next page token.
+        #[arg(long)]
+        page_token: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Cancel a task that has not finished.
+    Cancel {
+        /// The task id.
+        task_id: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+pub struct Format {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// A task folder with task.toml and data.jsonl; flags given beside it win.
+    #[arg(long, conflicts_with = "data")]
+    dir: Option<PathBuf>,
+    /// The data set, JSONL.
+    #[arg(long, required_unless_present = "dir")]
+    data: Option<PathBuf>,
+    /// instruct, chat, dpo or grpo.
+    #[arg(long = "type")]
+    task_type: Option<String>,
+    /// Base model to fine-tune.
+    #[arg(long)]
+    model: Option<String>,
+    /// A name for the task (default: the data file's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Hours the market has to deliver.
+    #[arg(long)]
+    hours: Option<f64>,
+    /// Map a role to your column name, e.g. `--column instruction=question`; repeatable.
+    #[arg(long = "column", value_name = "ROLE=COLUMN")]
+    columns: Vec<String>,
+    /// A reward function (GRPO); repeatable.
+    #[arg(long = "reward-function")]
+    reward_functions: Vec<String>,
+    /// Makes retries safe: the same key returns the same task (default: a fresh one).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[command(flatten)]
+    format: Format,
+}
+
+/// Runs a task command; the exit code is 1 when the service refused the request.
+pub async fn run(settings: &Settings, command: TaskCommand) -> anyhow::Result<ExitCode> {
+    let bus = Bus::connect(&settings.nats, "gradients-cli").await?;
+    let client = IntakeClient::new(bus, settings.nats.request_timeout());
+    match command {
+        TaskCommand::Submit(args) => submit(&client, args).await,
+        TaskCommand::Get { task_id, format } => show_task(client.get(&task_id).await.map(|r| r.task), format.json),
+        TaskCommand::Cancel { task_id, reason, format } => show_task(client.cancel(&task_id, &reason).await.map(|r| r.task), format.json),
+        TaskCommand::List { status, limit, page_token, format } => {
+            let status = match status {
+                Some(label) => TaskStatus::from_label(&label).with_context(|| format!("unknown status {label:?}"))? as i32,
+                None => 0,
+            };
+            let request = ListTasksRequest { status, page_size: limit, page_token: page_token.unwrap_or_default() };
+            match client.list(&request).await {
+                Ok(page) if format.json => {
+                    let tasks: Vec<_> = page.tasks.iter().map(output::task_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&json!({ "tasks": tasks, "next_page_token": page.next_page_token }))?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(page) => {
+                    print!("{}", output::task_table(&page.tasks));
+                    if !page.next_page_token.is_empty() {
+                        println!("more: --page-token {}", page.next_page_token);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => refused(e, format.json),
+            }
+        }
+    }
+}
+
+async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let from_dir = args.dir.as_deref().map(task_dir::read).transpose()?;
+    let data_path = match (&from_dir, &args.data) {
+        (Some(dir), _) => dir.data.clone(),
+        (None, Some(path)) => path.clone(),
+        (None, None) => anyhow::bail!("give --data FILE or --dir FOLDER"),
+    };
+    let file = from_dir.as_ref().map(|d| &d.task);
+    let type_label = args.task_type.clone().or_else(|| file.map(|f| f.task_type.clone())).context("give --type (instruct, chat, dpo, grpo)")?;
+    let task_type = TaskType::from_label(&type_label).with_context(|| format!("unknown task type {type_label:?}: use instruct, chat, dpo or grpo"))?;
+    let mut columns: HashMap<String, String> = file.map(|f| f.columns.clone()).unwrap_or_default();
+    for pair in &args.columns {
+        let (role, column) = pair.split_once('=').with_context(|| format!("--column {pair:?}: write ROLE=COLUMN"))?;
+        columns.insert(role.to_owned(), column.to_owned());
+    }
+    let name = args
+        .name
+        .clone()
+        .or_else(|| file.map(|f| f.name.clone()))
+        .unwrap_or_else(|| data_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into()));
+    let data = std::fs::read(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
+
+    let progress = spinner(args.format.json);
+    progress.set_message(format!("uploading {} ({} bytes)", data_path.display(), data.len()));
+    let dataset = client.upload_dataset(&data).await?;
+    progress.set_message("validating and splitting");
+    let request = SubmitTaskRequest {
+        idempotency_key: args.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        name,
+        r#type: task_type as i32,
+        base_model: args.model.clone().or_else(|| file.and_then(|f| f.base_model.clone())).unwrap_or_else(|| DEFAULT_BASE_MODEL.into()),
+        columns,
+        hours_to_complete: args.hours.or_else(|| file.and_then(|f| f.hours_to_complete)).unwrap_or(DEFAULT_HOURS),
+        reward_functions: if args.reward_functions.is_empty() { file.map(|f| f.reward_functions.clone()).unwrap_or_default() } else { args.reward_functions.clone() },
+        dataset: Some(dataset),
+    };
+    let answer = client.submit(&request).await;
+    progress.finish_and_clear();
+    match answer {
+        Ok(response) => {
+            if !args.format.json {
+                println!("{}", if response.created { "accepted" } else { "already submitted with this idempotency key" });
+            }
+            show_task(Ok(response.task), args.format.json)
+        }
+        Err(e) => refused(e, args.format.json),
+    }
+}
+
+fn spinner(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn show_task(answer: Result<Option<Task>, CallError>, json: bool) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(Some(task)) if json => println!("{}", serde_json::to_string_pretty(&output::task_json(&task))?),
+        Ok(Some(task)) => print!("{}", output::task_block(&task)),
+        Ok(None) => anyhow::bail!("the service answered without a task"),
+        Err(e) => return refused(e, json),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a refusal; typed errors keep their code, row and column.
+fn refused(error: CallError, json: bool) -> anyhow::Result<ExitCode> {
+    let CallError::Service(api_error) = &error else { return Err(error.into()) };
+    if json {
+        let code = error.code().map(|c| c.as_str_name()).unwrap_or("INTERNAL");
+        let detail = json!({ "error": { "code": code, "message": api_error.message, "row": api_error.row, "column": api_error.column } });
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        eprintln!("refused: {error}");
+    }
+    Ok(ExitCode::FAILURE)
+}

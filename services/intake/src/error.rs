@@ -1,0 +1,91 @@
+//! Intake's errors: why the service could not run, and why a request was refused.
+
+use gradients_bus::objects::ObjectError;
+use gradients_bus::BusError;
+use gradients_data::DatasetError;
+use gradients_proto::v1::{Error as ApiError, ErrorCode, TaskStatus};
+use gradients_store::sea_orm::DbErr;
+
+/// Why the intake service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// NATS could not be reached or set up.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] gradients_store::StoreError),
+    /// The metrics and health endpoint could not start.
+    #[error(transparent)]
+    Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// A test's fault point fired: the service stopped as if killed.
+    #[error("stopped by the fault point `{0}`")]
+    FaultInjected(&'static str),
+}
+
+/// Why one API request was refused. Every variant maps to a stable [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request itself is wrong (type, model, hours, names, references).
+    #[error("{message}")]
+    BadRequest { code: ErrorCode, message: String },
+    /// The uploaded data set could not be read as declared.
+    #[error(transparent)]
+    Upload(#[from] ObjectError),
+    /// The data set breaks a rule of its task type.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// No task has this id.
+    #[error("no task with id {0:?}")]
+    NotFound(String),
+    /// The idempotency key belongs to a different request.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
+    /// The task is not in a state that allows this.
+    #[error("task is {}; it cannot become {}", .from.label(), .to.label())]
+    InvalidTransition { from: TaskStatus, to: TaskStatus },
+    /// The database failed.
+    #[error("storage: {0}")]
+    Store(#[from] DbErr),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl RequestError {
+    /// Shorthand for a [`RequestError::BadRequest`].
+    pub fn bad(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    /// The stable code a client sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest { code, .. } => *code,
+            Self::Upload(ObjectError::NotFound { .. }) => ErrorCode::UploadNotFound,
+            Self::Upload(ObjectError::TooLarge { .. }) => ErrorCode::DatasetTooLarge,
+            Self::Upload(ObjectError::Incomplete { .. }) => ErrorCode::UploadIncomplete,
+            Self::Upload(ObjectError::ChecksumMismatch { .. }) => ErrorCode::ChecksumMismatch,
+            Self::Upload(ObjectError::Bus(_)) | Self::Bus(_) | Self::Store(_) => ErrorCode::Unavailable,
+            Self::Dataset(e) => ErrorCode::from_str_name(e.code()).unwrap_or(ErrorCode::InvalidArgument),
+            Self::NotFound(_) => ErrorCode::TaskNotFound,
+            Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
+            Self::InvalidTransition { .. } => ErrorCode::InvalidStateTransition,
+        }
+    }
+
+    /// Whether the client sent something wrong (as opposed to the service failing).
+    /// Only these are counted as rejections, and only these discard the upload.
+    pub fn is_rejection(&self) -> bool {
+        !matches!(self.code(), ErrorCode::Unavailable | ErrorCode::Internal)
+    }
+
+    /// The typed error sent to the client.
+    pub fn to_api(&self) -> ApiError {
+        let (row, column) = match self {
+            Self::Dataset(e) => (e.row().unwrap_or(0), e.column().unwrap_or_default().to_owned()),
+            _ => (0, String::new()),
+        };
+        ApiError { code: self.code() as i32, message: self.to_string(), row, column }
+    }
+}

@@ -1,0 +1,49 @@
+//! Keeps each task's `status` up to date from the status events other services publish
+//! (dispatch, the ledger...). Only forward moves apply, so redelivered, repeated and
+//! reordered events all leave the same result.
+
+use async_nats::jetstream;
+use gradients_bus::worker::{Handler, HandlerError};
+use gradients_proto::v1::{TaskStatus, TaskStatusChanged};
+use gradients_store::sea_orm::DatabaseConnection;
+use prost::Message;
+
+use crate::tasks;
+
+/// How often to re-read a task that changed while applying an event.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Applies status events to the task records.
+pub struct StatusProjection {
+    /// Intake's database.
+    pub db: DatabaseConnection,
+}
+
+impl Handler for StatusProjection {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let event = TaskStatusChanged::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not a TaskStatusChanged: {e}")))?;
+        let to = TaskStatus::try_from(event.to)
+            .ok()
+            .filter(|s| *s != TaskStatus::Unspecified)
+            .ok_or_else(|| HandlerError::Poison(format!("event {} has no target status", event.event_id)))?;
+        let transient = |e: gradients_store::sea_orm::DbErr| HandlerError::Transient(e.to_string());
+        for _ in 0..MAX_ATTEMPTS {
+            let row = tasks::find(&self.db, &event.task_id)
+                .await
+                .map_err(transient)?
+                .ok_or_else(|| HandlerError::Poison(format!("status event {} for unknown task {}", event.event_id, event.task_id)))?;
+            let current = TaskStatus::from_label(&row.status).unwrap_or_default();
+            if current.progress() >= to.progress() {
+                return Ok(()); // Already there or past it: a repeat or a late arrival.
+            }
+            let at = event.at.map(|t| t.unix_ms).unwrap_or_default();
+            // The event is already on the bus: no outbox row, only the projection moves.
+            if tasks::transition(&self.db, &row.id, current, to, &event.reason, None, None, at).await.map_err(transient)? {
+                tracing::info!(task_id = %row.id, from = %current.label(), to = %to.label(), actor = %event.actor, "task status projected");
+                return Ok(());
+            }
+        }
+        Err(HandlerError::Transient(format!("task {} kept changing", event.task_id)))
+    }
+}

@@ -1,0 +1,200 @@
+//! Intake's task records: reading them, and writing a task or a status change together
+//! with its outbox events in one transaction.
+
+use std::collections::HashMap;
+
+use gradients_bus::subjects::{self, buckets};
+use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskStatusChanged, TaskType, Timestamp};
+use gradients_store::entity::{outbox, task};
+use gradients_store::sea_orm::sea_query::{Expr, Order};
+use gradients_store::sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use prost::Message;
+
+/// An event to publish once the transaction that decided it commits.
+pub struct PendingEvent {
+    /// Its stable id (`Nats-Msg-Id`).
+    pub id: String,
+    /// Its subject.
+    pub subject: String,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+impl PendingEvent {
+    fn into_row(self, traceparent: Option<String>, now_ms: i64) -> outbox::ActiveModel {
+        outbox::ActiveModel {
+            id: Set(self.id),
+            subject: Set(self.subject),
+            payload: Set(self.payload),
+            traceparent: Set(traceparent),
+            created_at_ms: Set(now_ms),
+            published_at_ms: Set(None),
+        }
+    }
+}
+
+/// A status transition as an event on the task's status subject.
+pub fn status_event(task_id: &str, from: TaskStatus, to: TaskStatus, reason: &str, at_ms: i64) -> PendingEvent {
+    // Deterministic: the same transition of the same task is the same event, whoever
+    // decides it and however often.
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{task_id}:{}", to.label()).as_bytes()).to_string();
+    let event = TaskStatusChanged {
+        event_id: id.clone(),
+        task_id: task_id.to_owned(),
+        from: from as i32,
+        to: to as i32,
+        reason: reason.to_owned(),
+        at: Some(Timestamp { unix_ms: at_ms }),
+        actor: "intake".to_owned(),
+    };
+    PendingEvent { id, subject: subjects::task_status(task_id), payload: event.encode_to_vec() }
+}
+
+/// Finds a task by id.
+pub async fn find(db: &DatabaseConnection, task_id: &str) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find_by_id(task_id.to_owned()).one(db).await
+}
+
+/// Stores a new task and its events atomically.
+pub async fn insert(
+    db: &DatabaseConnection,
+    row: task::Model,
+    events: Vec<PendingEvent>,
+    traceparent: Option<String>,
+) -> Result<(), DbErr> {
+    let now = row.created_at_ms;
+    let txn = db.begin().await?;
+    row.into_active_model().insert(&txn).await?;
+    for event in events {
+        event.into_row(traceparent.clone(), now).insert(&txn).await?;
+    }
+    txn.commit().await
+}
+
+/// Moves a task from `from` to `to` unless someone else moved it first, storing the
+/// transition's event in the same transaction. Returns false when the task was no longer
+/// in `from` (the caller re-reads and decides again).
+pub async fn transition(
+    db: &DatabaseConnection,
+    task_id: &str,
+    from: TaskStatus,
+    to: TaskStatus,
+    reason: &str,
+    event: Option<PendingEvent>,
+    traceparent: Option<String>,
+    now_ms: i64,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let updated = task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(to.label()))
+        .col_expr(task::Column::StatusReason, Expr::value(reason))
+        .col_expr(task::Column::UpdatedAtMs, Expr::value(now_ms))
+        .filter(task::Column::Id.eq(task_id))
+        .filter(task::Column::Status.eq(from.label()))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(event) = event {
+        event.into_row(traceparent, now_ms).insert(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// One page of tasks, newest first, and the token of the next page.
+pub async fn list(
+    db: &DatabaseConnection,
+    status: Option<TaskStatus>,
+    page_size: u64,
+    page_token: &str,
+) -> Result<(Vec<task::Model>, String), PageTokenError> {
+    let mut query = task::Entity::find();
+    if let Some(status) = status {
+        query = query.filter(task::Column::Status.eq(status.label()));
+    }
+    if !page_token.is_empty() {
+        let (created, id) = parse_page_token(page_token)?;
+        query = query.filter(
+            Condition::any()
+                .add(task::Column::CreatedAtMs.lt(created))
+                .add(Condition::all().add(task::Column::CreatedAtMs.eq(created)).add(task::Column::Id.lt(id))),
+        );
+    }
+    let mut rows = query
+        .order_by(task::Column::CreatedAtMs, Order::Desc)
+        .order_by(task::Column::Id, Order::Desc)
+        .limit(page_size + 1)
+        .all(db)
+        .await?;
+    let next = if rows.len() as u64 > page_size {
+        rows.truncate(page_size as usize);
+        rows.last().map(|r| format!("{}:{}", r.created_at_ms, r.id)).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((rows, next))
+}
+
+/// A page token that is not one this service issued, or a failed query.
+#[derive(Debug, thiserror::Error)]
+pub enum PageTokenError {
+    /// The token is malformed.
+    #[error("page_token {0:?} is not a token this service issued")]
+    Malformed(String),
+    /// The query failed.
+    #[error(transparent)]
+    Store(#[from] DbErr),
+}
+
+fn parse_page_token(token: &str) -> Result<(i64, String), PageTokenError> {
+    let malformed = || PageTokenError::Malformed(token.to_owned());
+    let (created, id) = token.split_once(':').ok_or_else(malformed)?;
+    Ok((created.parse().map_err(|_| malformed())?, id.to_owned()))
+}
+
+/// The wire form of a stored task.
+pub fn to_proto(row: &task::Model) -> Task {
+    let columns: HashMap<String, String> = serde_json::from_str(&row.columns_json).unwrap_or_default();
+    let reward_functions: Vec<String> = serde_json::from_str(&row.reward_functions_json).unwrap_or_default();
+    let split = |bucket: &str, part: &str, sha256: &str, size: i64, rows: i64| DatasetRef {
+        object: Some(ObjectRef {
+            bucket: bucket.to_owned(),
+            name: buckets::split_object(&row.id, part),
+            sha256: sha256.to_owned(),
+            size: size as u64,
+        }),
+        rows: rows as u64,
+    };
+    Task {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        r#type: TaskType::from_label(&row.task_type).unwrap_or_default() as i32,
+        base_model: row.base_model.clone(),
+        columns,
+        hours_to_complete: row.hours_to_complete,
+        reward_functions,
+        status: TaskStatus::from_label(&row.status).unwrap_or_default() as i32,
+        status_reason: row.status_reason.clone(),
+        dataset: Some(ObjectRef {
+            bucket: buckets::UPLOADS.to_owned(),
+            name: String::new(),
+            sha256: row.dataset_sha256.clone(),
+            size: row.dataset_size as u64,
+        }),
+        dataset_rows: row.dataset_rows as u64,
+        splits: Some(TaskSplits {
+            train: Some(split(buckets::TRAIN, "train", &row.train_sha256, row.train_size, row.train_rows)),
+            synth: Some(split(buckets::VALIDATOR, "synth", &row.synth_sha256, row.synth_size, row.synth_rows)),
+            test: Some(split(buckets::VALIDATOR, "test", &row.test_sha256, row.test_size, row.test_rows)),
+        }),
+        created_at: Some(Timestamp { unix_ms: row.created_at_ms }),
+        deadline: Some(Timestamp { unix_ms: row.deadline_ms }),
+        idempotency_key: row.idempotency_key.clone(),
+    }
+}

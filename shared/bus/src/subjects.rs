@@ -1,0 +1,92 @@
+//! Every subject, stream, consumer and bucket name of the system, and nothing else.
+//!
+//! Services never build a subject by hand: they call these functions, so a rename is one
+//! edit here and the deploy permissions (deploy/nats) can be checked against one list.
+
+/// Streams: name and the subjects each one captures.
+pub mod streams {
+    /// Task lifecycle events: `gradients.tasks.created`, `gradients.tasks.status.<task>`.
+    pub const TASKS: &str = "GRADIENTS_TASKS";
+    /// Subjects of [`TASKS`].
+    pub const TASKS_SUBJECTS: &str = "gradients.tasks.>";
+    /// Messages that could not be handled after every retry, with the reason in headers.
+    pub const DEAD_LETTERS: &str = "GRADIENTS_DEAD_LETTERS";
+    /// Subjects of [`DEAD_LETTERS`].
+    pub const DEAD_LETTERS_SUBJECTS: &str = "gradients.dlq.>";
+}
+
+/// Published once for every accepted task.
+pub const TASK_CREATED: &str = "gradients.tasks.created";
+
+/// Every status transition of every task.
+pub const TASK_STATUS_ALL: &str = "gradients.tasks.status.>";
+
+/// Status transitions of one task.
+pub fn task_status(task_id: &str) -> String {
+    format!("gradients.tasks.status.{}", token(task_id))
+}
+
+/// Where a consumer puts what it gave up on.
+pub fn dead_letter(consumer: &str) -> String {
+    format!("gradients.dlq.{}", token(consumer))
+}
+
+/// Durable consumer names; one per (service, purpose), shared by that service's replicas.
+pub mod consumers {
+    /// Intake's projection of task status events into its task records.
+    pub const INTAKE_STATUS: &str = "intake-status";
+}
+
+/// Request/reply APIs (NATS micro services).
+pub mod api {
+    /// The intake service's name, as `$SRV.PING` and `$SRV.INFO` report it.
+    pub const INTAKE_SERVICE: &str = "gradients-intake";
+    /// The group all task endpoints live under.
+    pub const TASKS_GROUP: &str = "gradients.api.tasks";
+    /// `gradients.api.tasks.submit`
+    pub const TASKS_SUBMIT: &str = "submit";
+    /// `gradients.api.tasks.get`
+    pub const TASKS_GET: &str = "get";
+    /// `gradients.api.tasks.list`
+    pub const TASKS_LIST: &str = "list";
+    /// `gradients.api.tasks.cancel`
+    pub const TASKS_CANCEL: &str = "cancel";
+
+    /// The full subject of a task endpoint, as a client addresses it.
+    pub fn tasks(endpoint: &str) -> String {
+        format!("{TASKS_GROUP}.{endpoint}")
+    }
+}
+
+/// JetStream object stores.
+pub mod buckets {
+    /// Where clients upload data sets before submitting; objects expire after a day.
+    pub const UPLOADS: &str = "gradients-uploads";
+    /// Train splits: readable by miners that hold a grant for the task.
+    pub const TRAIN: &str = "gradients-train";
+    /// Synthetic and test splits: validators only, never miners.
+    pub const VALIDATOR: &str = "gradients-validator";
+
+    /// Object name of one split of one task, e.g. `tasks/<id>/train.jsonl`.
+    pub fn split_object(task_id: &str, split: &str) -> String {
+        format!("tasks/{task_id}/{split}.jsonl")
+    }
+}
+
+/// Makes a string safe as one subject token: NATS splits on `.` and reserves `*`, `>`
+/// and whitespace. Ids in this system are UUIDs or hex, so this only bites on bad input.
+fn token(raw: &str) -> String {
+    raw.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hostile id cannot widen or split a subject.
+    #[test]
+    fn ids_become_single_tokens() {
+        assert_eq!(task_status("a.b>*c d"), "gradients.tasks.status.a_b__c_d");
+        assert_eq!(api::tasks(api::TASKS_SUBMIT), "gradients.api.tasks.submit");
+    }
+}

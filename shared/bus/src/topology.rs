@@ -1,0 +1,87 @@
+//! Declares the streams and buckets the system owns, idempotently: every service calls
+//! this at start-up, in any order and any number of replicas, and gets the same result.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store, stream};
+use gradients_config::NatsSettings;
+
+use crate::subjects::{buckets, streams};
+use crate::{Bus, BusError};
+
+/// How long an abandoned upload stays before JetStream removes it.
+const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The streams of the system, each with the subjects it captures.
+fn stream_configs(settings: &NatsSettings) -> Vec<stream::Config> {
+    let base = |name: &str, subjects: &str, description: &str| stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        description: Some(description.to_owned()),
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        duplicate_window: settings.duplicate_window(),
+        ..Default::default()
+    };
+    vec![
+        base(streams::TASKS, streams::TASKS_SUBJECTS, "Task lifecycle events"),
+        base(streams::DEAD_LETTERS, streams::DEAD_LETTERS_SUBJECTS, "Messages given up on, with the reason"),
+    ]
+}
+
+/// Creates every stream and bucket that is missing and brings changed settings up to
+/// date (replicas, de-duplication window). Safe to run concurrently from many replicas.
+pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError> {
+    for config in stream_configs(settings) {
+        ensure_stream(&bus.jetstream, config).await?;
+    }
+    for (bucket, description, max_age) in [
+        (buckets::UPLOADS, "Data sets uploaded by clients, before intake reads them", UPLOAD_MAX_AGE),
+        (buckets::TRAIN, "Train splits; miners with a grant read these", Duration::ZERO),
+        (buckets::VALIDATOR, "Synthetic and test splits; validators only", Duration::ZERO),
+    ] {
+        ensure_object_store(&bus.jetstream, bucket, description, max_age, settings.replicas).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(), BusError> {
+    let name = wanted.name.clone();
+    let fail = |reason: String| BusError::Declare { what: format!("stream {name}"), reason };
+    let mut stream = js.get_or_create_stream(wanted.clone()).await.map_err(|e| fail(e.to_string()))?;
+    let current = stream.info().await.map_err(|e| fail(e.to_string()))?.config.clone();
+    let drifted = current.subjects != wanted.subjects
+        || current.duplicate_window != wanted.duplicate_window
+        || current.num_replicas != wanted.num_replicas;
+    if drifted {
+        tracing::info!(stream = %name, "updating stream settings");
+        js.update_stream(wanted).await.map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn ensure_object_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<(), BusError> {
+    if js.get_object_store(bucket).await.is_ok() {
+        return Ok(());
+    }
+    let config = object_store::Config {
+        bucket: bucket.to_owned(),
+        description: Some(description.to_owned()),
+        max_age,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    // Another replica may create it between our check and this call; creation of an
+    // identical bucket is accepted by the server, so this stays idempotent.
+    js.create_object_store(config)
+        .await
+        .map(|_| ())
+        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
+}

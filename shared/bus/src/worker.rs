@@ -1,0 +1,204 @@
+//! The pull-consumer worker loop every event handler runs in.
+//!
+//! One durable pull consumer per (service, purpose) is shared by all replicas of that
+//! service: JetStream spreads the messages, so scaling out is starting another process.
+//! The loop owns the acknowledgement rules, so handlers only say what happened:
+//! `Ok` → ack; [`HandlerError::Transient`] → nak with back-off, until `max_deliver`, then
+//! the dead-letter subject; [`HandlerError::Poison`] → dead-letter at once and term.
+//! Handlers must be idempotent: a crash between their work and the ack repeats the message.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use gradients_config::NatsSettings;
+use gradients_telemetry::{Metrics, Outcome};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::event::ReceivedHeaders;
+use crate::{subjects, Bus, BusError};
+
+/// Messages fetched per pull; small, so that a draining replica hands little back.
+const FETCH_BATCH: usize = 16;
+/// How long one pull waits for messages before checking for shutdown again.
+const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Header on a dead letter: why it was given up.
+pub const DEAD_LETTER_REASON: &str = "Gradients-Dead-Letter-Reason";
+/// Header on a dead letter: the subject it was first published on.
+pub const DEAD_LETTER_SUBJECT: &str = "Gradients-Dead-Letter-Subject";
+/// Header on a dead letter: its sequence in the original stream.
+pub const DEAD_LETTER_SEQUENCE: &str = "Gradients-Dead-Letter-Sequence";
+
+/// Why a handler could not finish a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying later (database or bus briefly unavailable).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed (undecodable payload, impossible request): do not retry.
+    #[error("poison: {0}")]
+    Poison(String),
+}
+
+/// Handles one kind of message.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one message. Must be idempotent.
+    fn handle(&self, message: &jetstream::Message) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Which durable consumer a worker pulls from.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The stream, from [`subjects::streams`].
+    pub stream: &'static str,
+    /// The durable name, from [`subjects::consumers`].
+    pub durable: &'static str,
+    /// Only messages on these subjects.
+    pub filter_subject: String,
+}
+
+/// Declares the durable consumer (idempotently) and handles its messages until `shutdown`.
+/// On shutdown it stops pulling, finishes the message in hand and naks the rest of its
+/// batch so another replica takes them at once.
+pub async fn run_worker<H: Handler>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    settings: &NatsSettings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Result<(), BusError> {
+    let consumer = declare_consumer(bus, &spec, settings).await?;
+    let fail = |reason: String| BusError::Consume { consumer: spec.durable.to_owned(), reason };
+    while !shutdown.is_cancelled() {
+        let batch = consumer
+            .fetch()
+            .max_messages(FETCH_BATCH)
+            .expires(FETCH_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut batch = std::pin::pin!(batch);
+        while let Some(message) = batch.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(consumer = spec.durable, error = %e, "pull failed; retrying");
+                    break;
+                }
+            };
+            if shutdown.is_cancelled() {
+                // Hand it straight back: another replica (or our restart) takes it.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                continue;
+            }
+            handle_one(bus, &spec, settings, &metrics, &handler, &message).await;
+        }
+    }
+    Ok(())
+}
+
+async fn declare_consumer(bus: &Bus, spec: &ConsumerSpec, settings: &NatsSettings) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+    let fail = |reason: String| BusError::Declare { what: format!("consumer {}", spec.durable), reason };
+    let stream = bus.jetstream.get_stream(spec.stream).await.map_err(|e| fail(e.to_string()))?;
+    stream
+        .get_or_create_consumer(
+            spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.to_owned()),
+                filter_subject: spec.filter_subject.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: settings.ack_wait(),
+                max_deliver: settings.max_deliver,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+async fn handle_one<H: Handler>(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    settings: &NatsSettings,
+    metrics: &Metrics,
+    handler: &H,
+    message: &jetstream::Message,
+) {
+    let (delivered, sequence, pending) = match message.info() {
+        Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence, info.pending),
+        Err(_) => (1, 0, 0),
+    };
+    metrics.set_consumer_pending(spec.durable, pending);
+    let span = tracing::info_span!("handle", consumer = spec.durable, subject = %message.subject, sequence, delivered);
+    gradients_telemetry::set_parent_from(&span, &ReceivedHeaders(message.headers.as_ref()));
+
+    let started = Instant::now();
+    let result = handler.handle(message).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let outcome = match result {
+        Ok(()) => match message.double_ack().await {
+            Ok(()) => Outcome::Ack,
+            // The work is done and idempotent: a redelivery repeats nothing visible.
+            Err(e) => {
+                tracing::warn!(error = %e, "ack not confirmed; the message may be redelivered");
+                Outcome::Ack
+            }
+        },
+        Err(HandlerError::Transient(reason)) if (delivered as i64) < settings.max_deliver => {
+            let delay = settings.retry_backoff(delivered);
+            tracing::warn!(%reason, ?delay, "transient failure; will retry");
+            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+            Outcome::Retry
+        }
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::error!(%reason, "giving up on message; sending it to the dead-letter subject");
+            match dead_letter(bus, spec.durable, message, sequence, &reason).await {
+                Ok(()) => {
+                    let _ = message.ack_with(AckKind::Term).await;
+                    if matches!(error, HandlerError::Poison(_)) { Outcome::Poison } else { Outcome::DeadLettered }
+                }
+                Err(e) => {
+                    // Never drop a message we could not park: let JetStream redeliver it.
+                    tracing::error!(error = %e, "dead-letter publish failed; leaving message for redelivery");
+                    let _ = message.ack_with(AckKind::Nak(Some(settings.retry_backoff(delivered)))).await;
+                    Outcome::Retry
+                }
+            }
+        }
+    };
+    metrics.handled(spec.durable, outcome, started.elapsed());
+}
+
+async fn dead_letter(
+    bus: &Bus,
+    consumer: &str,
+    message: &jetstream::Message,
+    sequence: u64,
+    reason: &str,
+) -> Result<(), BusError> {
+    let subject = subjects::dead_letter(consumer);
+    let mut headers = message.headers.clone().unwrap_or_default();
+    // One dead letter per original message, however often this is retried.
+    headers.insert(NATS_MESSAGE_ID, format!("dlq:{consumer}:{sequence}").as_str());
+    headers.insert(DEAD_LETTER_REASON, reason);
+    headers.insert(DEAD_LETTER_SUBJECT, message.subject.as_str());
+    headers.insert(DEAD_LETTER_SEQUENCE, sequence.to_string().as_str());
+    publish_raw(bus, subject, headers, message.payload.clone()).await
+}
+
+async fn publish_raw(bus: &Bus, subject: String, headers: HeaderMap, payload: bytes::Bytes) -> Result<(), BusError> {
+    let fail = |reason: String| BusError::Publish { subject: subject.clone(), reason };
+    bus.jetstream
+        .publish_with_headers(subject.clone(), headers, payload)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Schema migrations, applied in order by [`Migrator`]; never edit one that has shipped.
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261125_000001_intake;
+
+/// Every migration of the Gradients schema.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_intake::Migration)]
+    }
+}
