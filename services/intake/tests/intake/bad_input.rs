@@ -93,8 +93,12 @@ async fn request_for(sandbox: &Sandbox, what: &str) -> SubmitTaskRequest {
             request
         }
         "upload never made" => {
-            let mut request = with_data(good).await;
-            request.dataset.as_mut().unwrap().name = "upload-that-does-not-exist".into();
+            let mut request = with_data(good.clone()).await;
+            // Point at an object that was never uploaded, and take back the one that was.
+            let dataset = request.dataset.as_mut().unwrap();
+            let store = objects::bucket(&sandbox.bus, buckets::UPLOADS).await.unwrap();
+            objects::delete(&store, buckets::UPLOADS, &dataset.name).await.unwrap();
+            dataset.name = "upload-that-does-not-exist".into();
             request
         }
         other => panic!("no case {other}"),
@@ -155,6 +159,7 @@ async fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
         assert!(sandbox.client.list(&Default::default()).await.unwrap().tasks.is_empty(), "{backend}: no task stored");
         assert_eq!(sandbox.task_stream_messages().await, 0, "{backend}: no event published");
         assert!(sandbox.split_objects().await.is_empty(), "{backend}: no split written");
-        assert!(sandbox.objects_in(buckets::UPLOADS).await.is_empty(), "{backend}: refused uploads removed");
+        let left = sandbox.objects_in(buckets::UPLOADS).await;
+        assert!(left.is_empty(), "{backend}: refused uploads removed, found {left:?}");
     }
 }
