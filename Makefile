@@ -15,8 +15,9 @@ build: bootstrap
 demo: build
 	@bash scripts/demo.sh
 
-## The whole test suite against real NATS (started per test), PostgreSQL and SQLite.
-test: bootstrap
+## Formatting, lints, then the whole test suite against real NATS (started per test),
+## PostgreSQL and SQLite.
+test: bootstrap lint
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:

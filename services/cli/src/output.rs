@@ -40,8 +40,24 @@ pub fn task_block(task: &Task) -> String {
     line("name", task.name.clone());
     line("type", type_label(task));
     line("base model", task.base_model.clone());
-    line("status", if task.status_reason.is_empty() { status_label(task) } else { format!("{} ({})", status_label(task), task.status_reason) });
-    line("rows", format!("{} = train {} + synth {} + test {} (hidden)", task.dataset_rows, rows(&splits.train), rows(&splits.synth), rows(&splits.test)));
+    line(
+        "status",
+        if task.status_reason.is_empty() {
+            status_label(task)
+        } else {
+            format!("{} ({})", status_label(task), task.status_reason)
+        },
+    );
+    line(
+        "rows",
+        format!(
+            "{} = train {} + synth {} + test {} (hidden)",
+            task.dataset_rows,
+            rows(&splits.train),
+            rows(&splits.synth),
+            rows(&splits.test)
+        ),
+    );
     line("created", time(task.created_at));
     line("deadline", time(task.deadline));
     out
@@ -49,7 +65,10 @@ pub fn task_block(task: &Task) -> String {
 
 /// Tasks as a table, one line each.
 pub fn task_table(tasks: &[Task]) -> String {
-    let mut out = format!("{:<36}  {:<10}  {:<9}  {:<10}  {:>7}  {:<20}  {}\n", "TASK", "STATUS", "TYPE", "MODEL", "ROWS", "CREATED", "NAME");
+    let mut out = format!(
+        "{:<36}  {:<10}  {:<9}  {:<10}  {:>7}  {:<20}  {}\n",
+        "TASK", "STATUS", "TYPE", "MODEL", "ROWS", "CREATED", "NAME"
+    );
     for task in tasks {
         out.push_str(&format!(
             "{:<36}  {:<10}  {:<9}  {:<10}  {:>7}  {:<20}  {}\n",

@@ -25,7 +25,7 @@ const DEFAULT_HOURS: f64 = 1.0;
 #[derive(Subcommand)]
 pub enum TaskCommand {
     /// Upload a data set and submit a fine-tuning task.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show one task.
     Get {
         /// The task id.
@@ -104,19 +104,28 @@ pub async fn run(settings: &Settings, command: TaskCommand) -> anyhow::Result<Ex
     let bus = Bus::connect(&settings.nats, "gradients-cli").await?;
     let client = IntakeClient::new(bus, settings.nats.request_timeout());
     match command {
-        TaskCommand::Submit(args) => submit(&client, args).await,
+        TaskCommand::Submit(args) => submit(&client, *args).await,
         TaskCommand::Get { task_id, format } => show_task(client.get(&task_id).await.map(|r| r.task), format.json),
-        TaskCommand::Cancel { task_id, reason, format } => show_task(client.cancel(&task_id, &reason).await.map(|r| r.task), format.json),
+        TaskCommand::Cancel { task_id, reason, format } => {
+            show_task(client.cancel(&task_id, &reason).await.map(|r| r.task), format.json)
+        }
         TaskCommand::List { status, limit, page_token, format } => {
             let status = match status {
-                Some(label) => TaskStatus::from_label(&label).with_context(|| format!("unknown status {label:?}"))? as i32,
+                Some(label) => {
+                    TaskStatus::from_label(&label).with_context(|| format!("unknown status {label:?}"))? as i32
+                }
                 None => 0,
             };
             let request = ListTasksRequest { status, page_size: limit, page_token: page_token.unwrap_or_default() };
             match client.list(&request).await {
                 Ok(page) if format.json => {
                     let tasks: Vec<_> = page.tasks.iter().map(output::task_json).collect();
-                    println!("{}", serde_json::to_string_pretty(&json!({ "tasks": tasks, "next_page_token": page.next_page_token }))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &json!({ "tasks": tasks, "next_page_token": page.next_page_token })
+                        )?
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Ok(page) => {
@@ -140,18 +149,21 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
         (None, None) => anyhow::bail!("give --data FILE or --dir FOLDER"),
     };
     let file = from_dir.as_ref().map(|d| &d.task);
-    let type_label = args.task_type.clone().or_else(|| file.map(|f| f.task_type.clone())).context("give --type (instruct, chat, dpo, grpo)")?;
-    let task_type = TaskType::from_label(&type_label).with_context(|| format!("unknown task type {type_label:?}: use instruct, chat, dpo or grpo"))?;
+    let type_label = args
+        .task_type
+        .clone()
+        .or_else(|| file.map(|f| f.task_type.clone()))
+        .context("give --type (instruct, chat, dpo, grpo)")?;
+    let task_type = TaskType::from_label(&type_label)
+        .with_context(|| format!("unknown task type {type_label:?}: use instruct, chat, dpo or grpo"))?;
     let mut columns: HashMap<String, String> = file.map(|f| f.columns.clone()).unwrap_or_default();
     for pair in &args.columns {
         let (role, column) = pair.split_once('=').with_context(|| format!("--column {pair:?}: write ROLE=COLUMN"))?;
         columns.insert(role.to_owned(), column.to_owned());
     }
-    let name = args
-        .name
-        .clone()
-        .or_else(|| file.map(|f| f.name.clone()))
-        .unwrap_or_else(|| data_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into()));
+    let name = args.name.clone().or_else(|| file.map(|f| f.name.clone())).unwrap_or_else(|| {
+        data_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into())
+    });
     let data = std::fs::read(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
 
     let progress = spinner(args.format.json);
@@ -162,10 +174,18 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
         idempotency_key: args.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         name,
         r#type: task_type as i32,
-        base_model: args.model.clone().or_else(|| file.and_then(|f| f.base_model.clone())).unwrap_or_else(|| DEFAULT_BASE_MODEL.into()),
+        base_model: args
+            .model
+            .clone()
+            .or_else(|| file.and_then(|f| f.base_model.clone()))
+            .unwrap_or_else(|| DEFAULT_BASE_MODEL.into()),
         columns,
         hours_to_complete: args.hours.or_else(|| file.and_then(|f| f.hours_to_complete)).unwrap_or(DEFAULT_HOURS),
-        reward_functions: if args.reward_functions.is_empty() { file.map(|f| f.reward_functions.clone()).unwrap_or_default() } else { args.reward_functions.clone() },
+        reward_functions: if args.reward_functions.is_empty() {
+            file.map(|f| f.reward_functions.clone()).unwrap_or_default()
+        } else {
+            args.reward_functions.clone()
+        },
         dataset: Some(dataset),
     };
     let answer = client.submit(&request).await;
@@ -173,7 +193,10 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
     match answer {
         Ok(response) => {
             if !args.format.json {
-                println!("{}", if response.created { "accepted" } else { "already submitted with this idempotency key" });
+                println!(
+                    "{}",
+                    if response.created { "accepted" } else { "already submitted with this idempotency key" }
+                );
             }
             show_task(Ok(response.task), args.format.json)
         }
@@ -186,7 +209,10 @@ fn spinner(quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
 }

@@ -30,7 +30,9 @@ impl Cli {
     fn json(&self, args: &[&str]) -> (bool, Value) {
         let output = self.run(args);
         let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text} / {}", String::from_utf8_lossy(&output.stderr)));
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("{args:?} printed no JSON ({e}): {text} / {}", String::from_utf8_lossy(&output.stderr))
+        });
         (output.status.success(), value)
     }
 }
@@ -78,7 +80,8 @@ fn serve_submit_get_list_cancel_and_stop() {
             ("GRADIENTS__TELEMETRY__LOG_FILTER".into(), "warn".into()),
         ],
     };
-    let mut server = Serving(cli.command(&["serve", "intake"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
+    let mut server =
+        Serving(cli.command(&["serve", "intake"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
     wait_until_ready(&cli, &mut server);
 
     let capitals = examples().join("capitals");

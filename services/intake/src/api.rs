@@ -134,15 +134,18 @@ async fn list(ctx: &Context, request: ListTasksRequest) -> Result<ListTasksRespo
     let status = match TaskStatus::try_from(request.status) {
         Ok(TaskStatus::Unspecified) => None,
         Ok(status) => Some(status),
-        Err(_) => return Err(RequestError::bad(ErrorCode::InvalidArgument, format!("unknown status {}", request.status))),
+        Err(_) => {
+            return Err(RequestError::bad(ErrorCode::InvalidArgument, format!("unknown status {}", request.status)))
+        }
     };
     let page_size = match request.page_size {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
     };
-    let (rows, next_page_token) = tasks::list(&ctx.db, status, page_size as u64, &request.page_token).await.map_err(|e| match e {
-        PageTokenError::Malformed(_) => RequestError::bad(ErrorCode::InvalidArgument, e.to_string()),
-        PageTokenError::Store(db) => RequestError::Store(db),
-    })?;
+    let (rows, next_page_token) =
+        tasks::list(&ctx.db, status, page_size as u64, &request.page_token).await.map_err(|e| match e {
+            PageTokenError::Malformed(_) => RequestError::bad(ErrorCode::InvalidArgument, e.to_string()),
+            PageTokenError::Store(db) => RequestError::Store(db),
+        })?;
     Ok(ListTasksResponse { tasks: rows.iter().map(tasks::to_proto).collect(), next_page_token })
 }

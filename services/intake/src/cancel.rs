@@ -3,7 +3,7 @@
 use gradients_proto::v1::{CancelTaskRequest, CancelTaskResponse, ErrorCode, TaskStatus, Timestamp};
 
 use crate::error::RequestError;
-use crate::tasks;
+use crate::tasks::{self, Transition};
 use crate::Context;
 
 /// How often a cancel re-reads a task that another writer moved under it.
@@ -17,7 +17,9 @@ pub async fn cancel(ctx: &Context, request: CancelTaskRequest) -> Result<CancelT
     }
     let reason = if request.reason.trim().is_empty() { "cancelled by the customer" } else { request.reason.trim() };
     for _ in 0..MAX_ATTEMPTS {
-        let row = tasks::find(&ctx.db, &request.task_id).await?.ok_or_else(|| RequestError::NotFound(request.task_id.clone()))?;
+        let row = tasks::find(&ctx.db, &request.task_id)
+            .await?
+            .ok_or_else(|| RequestError::NotFound(request.task_id.clone()))?;
         let current = TaskStatus::from_label(&row.status).unwrap_or_default();
         if current == TaskStatus::Cancelled {
             return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)) });
@@ -25,10 +27,14 @@ pub async fn cancel(ctx: &Context, request: CancelTaskRequest) -> Result<CancelT
         if current.is_terminal() {
             return Err(RequestError::InvalidTransition { from: current, to: TaskStatus::Cancelled });
         }
-        let now = Timestamp::now().unix_ms;
-        let event = tasks::status_event(&row.id, current, TaskStatus::Cancelled, reason, now);
-        let traceparent = gradients_bus::event::current_traceparent();
-        if tasks::transition(&ctx.db, &row.id, current, TaskStatus::Cancelled, reason, Some(event), traceparent, now).await? {
+        let change = Transition {
+            task_id: &row.id,
+            from: current,
+            to: TaskStatus::Cancelled,
+            reason,
+            at_ms: Timestamp::now().unix_ms,
+        };
+        if tasks::transition(&ctx.db, &change, true).await? {
             ctx.outbox.wake();
             let row = tasks::find(&ctx.db, &row.id).await?.ok_or_else(|| RequestError::NotFound(row.id.clone()))?;
             tracing::info!(task_id = %row.id, from = %current.label(), "task cancelled");

@@ -68,10 +68,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new(SERVICE_NAME);
     let readiness = Readiness::new();
     let http_shutdown = shutdown.clone();
-    let (http_addr, http) = gradients_telemetry::serve(&settings.intake.http_addr, metrics.clone(), readiness.clone(), async move {
-        http_shutdown.cancelled().await
-    })
-    .await?;
+    let (http_addr, http) =
+        gradients_telemetry::serve(&settings.intake.http_addr, metrics.clone(), readiness.clone(), async move {
+            http_shutdown.cancelled().await
+        })
+        .await?;
     tracing::info!(%http_addr, "metrics and health endpoint up");
 
     let bus = Bus::connect(&settings.nats, "gradients-intake").await?;
@@ -100,9 +101,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     }
     {
         let (bus, nats, metrics, stop) = (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone());
-        let spec = ConsumerSpec { stream: streams::TASKS, durable: consumers::INTAKE_STATUS, filter_subject: TASK_STATUS_ALL.to_owned() };
+        let spec = ConsumerSpec {
+            stream: streams::TASKS,
+            durable: consumers::INTAKE_STATUS,
+            filter_subject: TASK_STATUS_ALL.to_owned(),
+        };
         loops.spawn(async move {
-            run_worker(&bus, spec, &nats, metrics, stop, projection::StatusProjection { db }).await.map_err(IntakeError::from)
+            run_worker(&bus, spec, &nats, metrics, stop, projection::StatusProjection { db })
+                .await
+                .map_err(IntakeError::from)
         });
     }
     {

@@ -13,7 +13,9 @@ use gradients_bus::{Bus, BusError};
 use gradients_proto::v1::Timestamp;
 use gradients_store::entity::outbox;
 use gradients_store::sea_orm::sea_query::{Expr, Order};
-use gradients_store::sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use gradients_store::sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use gradients_telemetry::Metrics;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -74,7 +76,12 @@ impl Relay {
                 let subject = row.subject.clone();
                 let ack = publish_event(
                     &self.bus.jetstream,
-                    OutgoingEvent { subject: row.subject, id: row.id, payload: row.payload.into(), traceparent: row.traceparent },
+                    OutgoingEvent {
+                        subject: row.subject,
+                        id: row.id,
+                        payload: row.payload.into(),
+                        traceparent: row.traceparent,
+                    },
                 )
                 .await?;
                 outbox::Entity::update_many()

@@ -8,7 +8,7 @@ use gradients_proto::v1::{TaskStatus, TaskStatusChanged};
 use gradients_store::sea_orm::DatabaseConnection;
 use prost::Message;
 
-use crate::tasks;
+use crate::tasks::{self, Transition};
 
 /// How often to re-read a task that changed while applying an event.
 const MAX_ATTEMPTS: usize = 5;
@@ -29,17 +29,17 @@ impl Handler for StatusProjection {
             .ok_or_else(|| HandlerError::Poison(format!("event {} has no target status", event.event_id)))?;
         let transient = |e: gradients_store::sea_orm::DbErr| HandlerError::Transient(e.to_string());
         for _ in 0..MAX_ATTEMPTS {
-            let row = tasks::find(&self.db, &event.task_id)
-                .await
-                .map_err(transient)?
-                .ok_or_else(|| HandlerError::Poison(format!("status event {} for unknown task {}", event.event_id, event.task_id)))?;
+            let row = tasks::find(&self.db, &event.task_id).await.map_err(transient)?.ok_or_else(|| {
+                HandlerError::Poison(format!("status event {} for unknown task {}", event.event_id, event.task_id))
+            })?;
             let current = TaskStatus::from_label(&row.status).unwrap_or_default();
             if current.progress() >= to.progress() {
                 return Ok(()); // Already there or past it: a repeat or a late arrival.
             }
-            let at = event.at.map(|t| t.unix_ms).unwrap_or_default();
-            // The event is already on the bus: no outbox row, only the projection moves.
-            if tasks::transition(&self.db, &row.id, current, to, &event.reason, None, None, at).await.map_err(transient)? {
+            let at_ms = event.at.map(|t| t.unix_ms).unwrap_or_default();
+            let change = Transition { task_id: &row.id, from: current, to, reason: &event.reason, at_ms };
+            // The event is already on the bus: only the projection moves, nothing is announced.
+            if tasks::transition(&self.db, &change, false).await.map_err(transient)? {
                 tracing::info!(task_id = %row.id, from = %current.label(), to = %to.label(), actor = %event.actor, "task status projected");
                 return Ok(());
             }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use gradients_bus::objects;
 use gradients_bus::subjects::{self, buckets};
 use gradients_data::{ColumnMap, Limits, SplitPlan};
-use gradients_proto::v1::{ErrorCode, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp};
+use gradients_proto::v1::{
+    ErrorCode, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp,
+};
 use gradients_store::entity::task;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -31,7 +33,10 @@ pub async fn submit(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitT
     };
     if let (true, Some(upload)) = (settled, upload) {
         if upload.bucket == buckets::UPLOADS && !upload.name.is_empty() {
-            let removed = async { objects::delete(&objects::bucket(&ctx.bus, buckets::UPLOADS).await?, buckets::UPLOADS, &upload.name).await };
+            let removed = async {
+                objects::delete(&objects::bucket(&ctx.bus, buckets::UPLOADS).await?, buckets::UPLOADS, &upload.name)
+                    .await
+            };
             if let Err(e) = removed.await {
                 tracing::warn!(error = %e, object = %upload.name, "could not remove the upload; it expires on its own");
             }
@@ -42,7 +47,11 @@ pub async fn submit(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitT
 
 async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskResponse, RequestError> {
     let checked = check_request(ctx, &request)?;
-    let key = if request.idempotency_key.is_empty() { uuid::Uuid::new_v4().to_string() } else { request.idempotency_key.clone() };
+    let key = if request.idempotency_key.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        request.idempotency_key.clone()
+    };
     let task_id = task_id_for_key(&key);
     let fingerprint = fingerprint(&request);
     tracing::Span::current().record("task_id", task_id.as_str());
@@ -72,9 +81,14 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
     let test = gradients_data::to_jsonl(&splits.test);
     let train_bucket = objects::bucket(&ctx.bus, buckets::TRAIN).await?;
     let validator_bucket = objects::bucket(&ctx.bus, buckets::VALIDATOR).await?;
-    let train_ref = objects::put_bytes(&train_bucket, buckets::TRAIN, &buckets::split_object(&task_id, "train"), &train).await?;
-    let synth_ref = objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "synth"), &synth).await?;
-    let test_ref = objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "test"), &test).await?;
+    let train_ref =
+        objects::put_bytes(&train_bucket, buckets::TRAIN, &buckets::split_object(&task_id, "train"), &train).await?;
+    let synth_ref =
+        objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "synth"), &synth)
+            .await?;
+    let test_ref =
+        objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "test"), &test)
+            .await?;
 
     let now = Timestamp::now().unix_ms;
     let row = task::Model {
@@ -106,10 +120,15 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         updated_at_ms: now,
     };
     let task = tasks::to_proto(&row);
-    let created = TaskCreated { event_id: task_id.clone(), task: Some(task.clone()), at: Some(Timestamp { unix_ms: now }) };
+    let created =
+        TaskCreated { event_id: task_id.clone(), task: Some(task.clone()), at: Some(Timestamp { unix_ms: now }) };
     let events = vec![
         // The task id is the created event's id: one task, one event, whatever the retries.
-        PendingEvent { id: task_id.clone(), subject: subjects::TASK_CREATED.to_owned(), payload: created.encode_to_vec() },
+        PendingEvent {
+            id: task_id.clone(),
+            subject: subjects::TASK_CREATED.to_owned(),
+            payload: created.encode_to_vec(),
+        },
         tasks::status_event(&task_id, TaskStatus::Pending, TaskStatus::Accepted, "validated and split", now),
     ];
     match tasks::insert(&ctx.db, row, events, gradients_bus::event::current_traceparent()).await {
@@ -127,7 +146,14 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         std::future::pending::<()>().await;
     }
     ctx.outbox.wake();
-    tracing::info!(task_id, rows = dataset.len(), train = splits.train.len(), synth = splits.synth.len(), test = splits.test.len(), "task accepted");
+    tracing::info!(
+        task_id,
+        rows = dataset.len(),
+        train = splits.train.len(),
+        synth = splits.synth.len(),
+        test = splits.test.len(),
+        "task accepted"
+    );
     Ok(SubmitTaskResponse { task: Some(task), created: true })
 }
 
@@ -166,13 +192,22 @@ fn check_request(ctx: &Context, request: &SubmitTaskRequest) -> Result<CheckedRe
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(RequestError::bad(ErrorCode::InvalidArgument, format!("name must have 1 to {MAX_NAME_CHARS} characters")));
+        return Err(RequestError::bad(
+            ErrorCode::InvalidArgument,
+            format!("name must have 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
     if request.idempotency_key.chars().count() > MAX_NAME_CHARS {
-        return Err(RequestError::bad(ErrorCode::InvalidArgument, format!("idempotency_key is longer than {MAX_NAME_CHARS} characters")));
+        return Err(RequestError::bad(
+            ErrorCode::InvalidArgument,
+            format!("idempotency_key is longer than {MAX_NAME_CHARS} characters"),
+        ));
     }
     check_reward_functions(intake, task_type, &request.reward_functions)?;
-    let dataset = request.dataset.as_ref().ok_or_else(|| RequestError::bad(ErrorCode::InvalidArgument, "dataset is missing: upload it first"))?;
+    let dataset = request
+        .dataset
+        .as_ref()
+        .ok_or_else(|| RequestError::bad(ErrorCode::InvalidArgument, "dataset is missing: upload it first"))?;
     if dataset.bucket != buckets::UPLOADS || dataset.name.is_empty() {
         return Err(RequestError::bad(
             ErrorCode::InvalidArgument,
@@ -193,7 +228,10 @@ fn check_reward_functions(
 ) -> Result<(), RequestError> {
     let is_grpo = task_type == gradients_data::TaskType::Grpo;
     if is_grpo && names.is_empty() {
-        return Err(RequestError::bad(ErrorCode::UnknownRewardFunction, "a GRPO task needs at least one reward function"));
+        return Err(RequestError::bad(
+            ErrorCode::UnknownRewardFunction,
+            "a GRPO task needs at least one reward function",
+        ));
     }
     if !is_grpo && !names.is_empty() {
         return Err(RequestError::bad(ErrorCode::InvalidArgument, "reward functions apply only to GRPO tasks"));
@@ -241,5 +279,10 @@ fn fingerprint(request: &SubmitTaskRequest) -> String {
 }
 
 fn data_limits(limits: &gradients_config::LimitSettings) -> Limits {
-    Limits { max_bytes: limits.max_bytes, max_row_bytes: limits.max_row_bytes, max_rows: limits.max_rows, min_rows: limits.min_rows }
+    Limits {
+        max_bytes: limits.max_bytes,
+        max_row_bytes: limits.max_row_bytes,
+        max_rows: limits.max_rows,
+        min_rows: limits.min_rows,
+    }
 }

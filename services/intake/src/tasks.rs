@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use gradients_bus::subjects::{self, buckets};
-use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskStatusChanged, TaskType, Timestamp};
+use gradients_proto::v1::{
+    DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskStatusChanged, TaskType, Timestamp,
+};
 use gradients_store::entity::{outbox, task};
 use gradients_store::sea_orm::sea_query::{Expr, Order};
 use gradients_store::sea_orm::{
@@ -74,34 +76,40 @@ pub async fn insert(
     txn.commit().await
 }
 
-/// Moves a task from `from` to `to` unless someone else moved it first, storing the
-/// transition's event in the same transaction. Returns false when the task was no longer
-/// in `from` (the caller re-reads and decides again).
-pub async fn transition(
-    db: &DatabaseConnection,
-    task_id: &str,
-    from: TaskStatus,
-    to: TaskStatus,
-    reason: &str,
-    event: Option<PendingEvent>,
-    traceparent: Option<String>,
-    now_ms: i64,
-) -> Result<bool, DbErr> {
+/// A status change of one task.
+pub struct Transition<'a> {
+    /// The task.
+    pub task_id: &'a str,
+    /// The status it must still have for the change to apply.
+    pub from: TaskStatus,
+    /// The new status.
+    pub to: TaskStatus,
+    /// Why, for people.
+    pub reason: &'a str,
+    /// When, in Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// Applies `change` unless someone else moved the task first; when `announce`, stores
+/// the transition's event (with the current trace) in the same transaction. Returns
+/// false when the task was no longer in `change.from` (the caller re-reads and decides).
+pub async fn transition(db: &DatabaseConnection, change: &Transition<'_>, announce: bool) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let updated = task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(to.label()))
-        .col_expr(task::Column::StatusReason, Expr::value(reason))
-        .col_expr(task::Column::UpdatedAtMs, Expr::value(now_ms))
-        .filter(task::Column::Id.eq(task_id))
-        .filter(task::Column::Status.eq(from.label()))
+        .col_expr(task::Column::Status, Expr::value(change.to.label()))
+        .col_expr(task::Column::StatusReason, Expr::value(change.reason))
+        .col_expr(task::Column::UpdatedAtMs, Expr::value(change.at_ms))
+        .filter(task::Column::Id.eq(change.task_id))
+        .filter(task::Column::Status.eq(change.from.label()))
         .exec(&txn)
         .await?;
     if updated.rows_affected == 0 {
         txn.rollback().await?;
         return Ok(false);
     }
-    if let Some(event) = event {
-        event.into_row(traceparent, now_ms).insert(&txn).await?;
+    if announce {
+        let event = status_event(change.task_id, change.from, change.to, change.reason, change.at_ms);
+        event.into_row(gradients_bus::event::current_traceparent(), change.at_ms).insert(&txn).await?;
     }
     txn.commit().await?;
     Ok(true)

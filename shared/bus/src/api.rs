@@ -42,8 +42,15 @@ pub fn status_number(code: ErrorCode) -> usize {
 
 /// Decodes a request body, or says why it is malformed.
 pub fn decode_request<M: Message + Default>(request: &Request) -> Result<M, ApiError> {
-    M::decode(request.message.payload.as_ref())
-        .map_err(|e| api_error(ErrorCode::MalformedRequest, format!("request is not a valid {}: {e}", std::any::type_name::<M>().rsplit("::").next().unwrap_or("message"))))
+    M::decode(request.message.payload.as_ref()).map_err(|e| {
+        api_error(
+            ErrorCode::MalformedRequest,
+            format!(
+                "request is not a valid {}: {e}",
+                std::any::type_name::<M>().rsplit("::").next().unwrap_or("message")
+            ),
+        )
+    })
 }
 
 /// Answers a request. A failure to answer is logged: the caller times out and may retry,
@@ -75,7 +82,7 @@ pub async fn respond<M: Message>(request: &Request, result: Result<M, ApiError>)
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The service answered with a typed error.
-    #[error("{}: {}{}", code_name(.0), .0.message, location(.0))]
+    #[error("{}: {}", code_name(.0), .0.message)]
     Service(ApiError),
     /// Nobody serves this subject: the service is not running or not reachable.
     #[error("no service answers on {0}: is it running?")]
@@ -105,15 +112,6 @@ fn code_name(error: &ApiError) -> &'static str {
     ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal).as_str_name()
 }
 
-fn location(error: &ApiError) -> String {
-    match (error.row, error.column.as_str()) {
-        (0, "") => String::new(),
-        (0, column) => format!(" (column {column:?})"),
-        (row, "") => format!(" (row {row})"),
-        (row, column) => format!(" (row {row}, column {column:?})"),
-    }
-}
-
 /// Sends `request` to `subject` and decodes the answer as `R`, or the typed error.
 pub async fn call<R: Message + Default>(
     client: &async_nats::Client,
@@ -131,12 +129,12 @@ pub async fn call<R: Message + Default>(
     if let Some(headers) = &reply.headers {
         if let Some(status) = headers.get(NATS_SERVICE_ERROR) {
             let header = |name: &str| headers.get(name).map(|v| v.to_string());
-            let code = header(ERROR_CODE_HEADER)
-                .and_then(|name| ErrorCode::from_str_name(&name))
-                .unwrap_or(match header(NATS_SERVICE_ERROR_CODE).as_deref() {
+            let code = header(ERROR_CODE_HEADER).and_then(|name| ErrorCode::from_str_name(&name)).unwrap_or(
+                match header(NATS_SERVICE_ERROR_CODE).as_deref() {
                     Some("503") => ErrorCode::Unavailable,
                     _ => ErrorCode::Internal,
-                });
+                },
+            );
             return Err(CallError::Service(ApiError {
                 code: code as i32,
                 message: status.to_string(),

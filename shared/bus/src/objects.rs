@@ -52,7 +52,12 @@ pub async fn put_bytes(store: &ObjectStore, bucket: &str, name: &str, data: &[u8
         .put(meta, &mut reader)
         .await
         .map_err(|e| BusError::Object { bucket: bucket.to_owned(), reason: format!("put {name}: {e}") })?;
-    Ok(ObjectRef { bucket: bucket.to_owned(), name: name.to_owned(), sha256: sha256_hex(data), size: data.len() as u64 })
+    Ok(ObjectRef {
+        bucket: bucket.to_owned(),
+        name: name.to_owned(),
+        sha256: sha256_hex(data),
+        size: data.len() as u64,
+    })
 }
 
 /// Reads the object `reference` names, refusing it unless its size and sha256 match and it

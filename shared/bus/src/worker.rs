@@ -102,7 +102,11 @@ pub async fn run_worker<H: Handler>(
     Ok(())
 }
 
-async fn declare_consumer(bus: &Bus, spec: &ConsumerSpec, settings: &NatsSettings) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+async fn declare_consumer(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    settings: &NatsSettings,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
     let fail = |reason: String| BusError::Declare { what: format!("consumer {}", spec.durable), reason };
     let stream = bus.jetstream.get_stream(spec.stream).await.map_err(|e| fail(e.to_string()))?;
     stream
@@ -161,7 +165,11 @@ async fn handle_one<H: Handler>(
             match dead_letter(bus, spec.durable, message, sequence, &reason).await {
                 Ok(()) => {
                     let _ = message.ack_with(AckKind::Term).await;
-                    if matches!(error, HandlerError::Poison(_)) { Outcome::Poison } else { Outcome::DeadLettered }
+                    if matches!(error, HandlerError::Poison(_)) {
+                        Outcome::Poison
+                    } else {
+                        Outcome::DeadLettered
+                    }
                 }
                 Err(e) => {
                     // Never drop a message we could not park: let JetStream redeliver it.

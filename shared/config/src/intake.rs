@@ -38,7 +38,12 @@ impl Default for IntakeSettings {
         Self {
             http_addr: "127.0.0.1:9410".to_owned(),
             base_models: vec!["tiny-1m".to_owned(), "tiny-10m".to_owned()],
-            reward_functions: vec!["exact_match".to_owned(), "contains_answer".to_owned(), "length_penalty".to_owned(), "valid_json".to_owned()],
+            reward_functions: vec![
+                "exact_match".to_owned(),
+                "contains_answer".to_owned(),
+                "length_penalty".to_owned(),
+                "valid_json".to_owned(),
+            ],
             min_hours: 0.01,
             max_hours: 72.0,
             limits: LimitSettings::default(),
@@ -106,26 +111,44 @@ impl IntakeSettings {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !(self.min_hours > 0.0 && self.min_hours <= self.max_hours) {
-            return Err(ConfigError::invalid("intake.min_hours", self.min_hours, "must be positive and at most intake.max_hours"));
+            return Err(ConfigError::invalid(
+                "intake.min_hours",
+                self.min_hours,
+                "must be positive and at most intake.max_hours",
+            ));
         }
         if self.base_models.is_empty() {
             return Err(ConfigError::invalid("intake.base_models", "[]", "list at least one base model"));
         }
         let limits = &self.limits;
         if limits.max_row_bytes == 0 || limits.max_row_bytes > limits.max_bytes {
-            return Err(ConfigError::invalid("intake.limits.max_row_bytes", limits.max_row_bytes, "must be positive and at most intake.limits.max_bytes"));
+            return Err(ConfigError::invalid(
+                "intake.limits.max_row_bytes",
+                limits.max_row_bytes,
+                "must be positive and at most intake.limits.max_bytes",
+            ));
         }
         if limits.min_rows < 3 || limits.min_rows > limits.max_rows {
-            return Err(ConfigError::invalid("intake.limits.min_rows", limits.min_rows, "must be at least 3 (train, synthetic, test) and at most max_rows"));
+            return Err(ConfigError::invalid(
+                "intake.limits.min_rows",
+                limits.min_rows,
+                "must be at least 3 (train, synthetic, test) and at most max_rows",
+            ));
         }
         let split = &self.split;
-        for (key, fraction) in [("intake.split.test_fraction", split.test_fraction), ("intake.split.synth_fraction", split.synth_fraction)] {
+        for (key, fraction) in
+            [("intake.split.test_fraction", split.test_fraction), ("intake.split.synth_fraction", split.synth_fraction)]
+        {
             if !(fraction > 0.0 && fraction < 1.0) {
                 return Err(ConfigError::invalid(key, fraction, "must be between 0 and 1, exclusive"));
             }
         }
         if split.test_fraction + split.synth_fraction >= 1.0 {
-            return Err(ConfigError::invalid("intake.split.synth_fraction", split.synth_fraction, "test_fraction + synth_fraction must leave rows to train on"));
+            return Err(ConfigError::invalid(
+                "intake.split.synth_fraction",
+                split.synth_fraction,
+                "test_fraction + synth_fraction must leave rows to train on",
+            ));
         }
         if self.max_concurrent_requests == 0 {
             return Err(ConfigError::invalid("intake.max_concurrent_requests", 0, "must be at least 1"));

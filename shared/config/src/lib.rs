@@ -145,14 +145,21 @@ mod tests {
     #[test]
     fn file_then_environment_override_defaults() {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        writeln!(file, "[store]\nurl = \"postgres://file@localhost/db\"\n[nats]\nurl = [\"nats://a:1\", \"nats://b:2\"]").unwrap();
+        writeln!(
+            file,
+            "[store]\nurl = \"postgres://file@localhost/db\"\n[nats]\nurl = [\"nats://a:1\", \"nats://b:2\"]"
+        )
+        .unwrap();
         let from_file = Settings::load_with_env(&[file.path()], env(&[])).unwrap();
         assert_eq!(from_file.store.url, "postgres://file@localhost/db");
         assert_eq!(from_file.nats.url.len(), 2);
 
         let from_env = Settings::load_with_env(
             &[file.path()],
-            env(&[("GRADIENTS__STORE__URL", "sqlite://env.db"), ("GRADIENTS__NATS__URL", "nats://x:1,nats://y:2,nats://z:3")]),
+            env(&[
+                ("GRADIENTS__STORE__URL", "sqlite://env.db"),
+                ("GRADIENTS__NATS__URL", "nats://x:1,nats://y:2,nats://z:3"),
+            ]),
         )
         .unwrap();
         assert_eq!(from_env.store.url, "sqlite://env.db");
@@ -171,7 +178,8 @@ mod tests {
     /// An out-of-bounds value names the key and the value.
     #[test]
     fn invalid_value_names_key_and_value() {
-        let err = Settings::load_with_env::<&str>(&[], env(&[("GRADIENTS__INTAKE__SPLIT__TEST_FRACTION", "1.5")])).unwrap_err();
+        let err = Settings::load_with_env::<&str>(&[], env(&[("GRADIENTS__INTAKE__SPLIT__TEST_FRACTION", "1.5")]))
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("intake.split.test_fraction") && text.contains("1.5"), "{text}");
     }

@@ -118,13 +118,25 @@ impl NatsSettings {
         let auth = &self.auth;
         let methods = [auth.token.is_some(), auth.user.is_some(), auth.nkey_seed.is_some(), auth.creds_file.is_some()];
         if methods.iter().filter(|set| **set).count() > 1 {
-            return Err(ConfigError::invalid("nats.auth", "several methods", "set only one of token, user, nkey_seed, creds_file"));
+            return Err(ConfigError::invalid(
+                "nats.auth",
+                "several methods",
+                "set only one of token, user, nkey_seed, creds_file",
+            ));
         }
         if auth.user.is_some() != auth.password.is_some() {
-            return Err(ConfigError::invalid("nats.auth.password", "missing or orphaned", "user and password go together"));
+            return Err(ConfigError::invalid(
+                "nats.auth.password",
+                "missing or orphaned",
+                "user and password go together",
+            ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(ConfigError::invalid("nats.tls.key_file", "missing or orphaned", "cert_file and key_file go together"));
+            return Err(ConfigError::invalid(
+                "nats.tls.key_file",
+                "missing or orphaned",
+                "cert_file and key_file go together",
+            ));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(ConfigError::invalid("nats.replicas", self.replicas, "must be between 1 and 5"));
@@ -133,7 +145,11 @@ impl NatsSettings {
             return Err(ConfigError::invalid("nats.max_deliver", self.max_deliver, "must be at least 1"));
         }
         if self.duplicate_window_ms == 0 {
-            return Err(ConfigError::invalid("nats.duplicate_window_ms", 0, "must be positive: de-duplication depends on it"));
+            return Err(ConfigError::invalid(
+                "nats.duplicate_window_ms",
+                0,
+                "must be positive: de-duplication depends on it",
+            ));
         }
         Ok(())
     }

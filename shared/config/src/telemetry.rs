@@ -18,7 +18,12 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_filter: "info".to_owned(), log_format: LogFormat::Text, otlp_endpoint: None, trace_sample_ratio: 1.0 }
+        Self {
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+        }
     }
 }
 

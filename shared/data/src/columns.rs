@@ -69,19 +69,13 @@ mod tests {
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
     fn overrides_rename_only_the_given_roles() {
-        let map = ColumnMap::with_overrides(&overrides(&[
-            ("instruction", "question"),
-            ("output", "answer"),
-        ]))
-        .expect("known roles");
+        let map = ColumnMap::with_overrides(&overrides(&[("instruction", "question"), ("output", "answer")]))
+            .expect("known roles");
         assert_eq!(map.instruction, "question");
         assert_eq!(map.output, "answer");
         assert_eq!(map.input, "input");
@@ -90,23 +84,16 @@ mod tests {
 
     #[test]
     fn unknown_role_is_an_error_naming_it() {
-        let err = ColumnMap::with_overrides(&overrides(&[("question", "q"), ("answer", "a")]))
-            .expect_err("not roles");
+        let err = ColumnMap::with_overrides(&overrides(&[("question", "q"), ("answer", "a")])).expect_err("not roles");
         assert_eq!(err.code(), "UNKNOWN_COLUMN_ROLE");
         // The first key in sorted order is reported, so the result is stable.
-        assert_eq!(
-            err,
-            DatasetError::UnknownColumnRole {
-                role: "answer".into()
-            }
-        );
+        assert_eq!(err, DatasetError::UnknownColumnRole { role: "answer".into() });
         assert!(err.to_string().contains("\"answer\""), "{err}");
     }
 
     #[test]
     fn deserialises_partial_config_with_defaults() {
-        let map: ColumnMap =
-            serde_json::from_str(r#"{"prompt": "question"}"#).expect("partial map");
+        let map: ColumnMap = serde_json::from_str(r#"{"prompt": "question"}"#).expect("partial map");
         assert_eq!(map.prompt, "question");
         assert_eq!(map.chosen, "chosen");
         assert!(serde_json::from_str::<ColumnMap>(r#"{"answer": "a"}"#).is_err());

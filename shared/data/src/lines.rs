@@ -39,10 +39,7 @@ pub(crate) fn parse_object(row: u64, line: &[u8]) -> Result<Map<String, Value>, 
             row,
             message: format!("expected a JSON object, found {}", json_type(&other)),
         }),
-        Err(e) => Err(DatasetError::MalformedRow {
-            row,
-            message: json_error_message(&e),
-        }),
+        Err(e) => Err(DatasetError::MalformedRow { row, message: json_error_message(&e) }),
     }
 }
 
@@ -78,15 +75,7 @@ mod tests {
     #[test]
     fn numbering_counts_blank_lines_and_strips_endings() {
         let lines: Vec<_> = numbered_lines(b"\xEF\xBB\xBFa\r\n\n  \nb").collect();
-        assert_eq!(
-            lines,
-            vec![
-                (1, &b"a"[..]),
-                (2, &b""[..]),
-                (3, &b"  "[..]),
-                (4, &b"b"[..])
-            ]
-        );
+        assert_eq!(lines, vec![(1, &b"a"[..]), (2, &b""[..]), (3, &b"  "[..]), (4, &b"b"[..])]);
         assert!(is_blank(b" \t"));
         assert!(!is_blank(b" x"));
     }

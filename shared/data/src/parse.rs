@@ -73,21 +73,13 @@ impl Dataset {
 /// task rules (chat messages, DPO preference), duplicates and the row limit;
 /// finally the minimum row count. A leading UTF-8 byte order mark and `\r\n`
 /// line endings are accepted.
-pub fn parse(
-    task_type: TaskType,
-    columns: &ColumnMap,
-    data: &[u8],
-    limits: &Limits,
-) -> Result<Dataset, DatasetError> {
+pub fn parse(task_type: TaskType, columns: &ColumnMap, data: &[u8], limits: &Limits) -> Result<Dataset, DatasetError> {
     if is_blank(strip_bom(data)) {
         return Err(DatasetError::Empty);
     }
     let bytes = data.len() as u64;
     if bytes > limits.max_bytes {
-        return Err(DatasetError::TooLarge {
-            bytes,
-            max: limits.max_bytes,
-        });
+        return Err(DatasetError::TooLarge { bytes, max: limits.max_bytes });
     }
 
     let mut rows = Vec::new();
@@ -98,11 +90,7 @@ pub fn parse(
     for (row, line) in numbered_lines(data) {
         let line_bytes = line.len() as u64;
         if line_bytes > limits.max_row_bytes {
-            return Err(DatasetError::RowTooLarge {
-                row,
-                bytes: line_bytes,
-                max: limits.max_row_bytes,
-            });
+            return Err(DatasetError::RowTooLarge { row, bytes: line_bytes, max: limits.max_row_bytes });
         }
         if is_blank(line) {
             continue;
@@ -114,9 +102,7 @@ pub fn parse(
             return Err(DatasetError::DuplicateRow { row, first_row });
         }
         if rows.len() as u64 >= limits.max_rows {
-            return Err(DatasetError::TooManyRows {
-                max: limits.max_rows,
-            });
+            return Err(DatasetError::TooManyRows { max: limits.max_rows });
         }
         seen.insert(digest, row);
         rows.push(canonical);
@@ -125,14 +111,7 @@ pub fn parse(
 
     let count = rows.len() as u64;
     if count < limits.min_rows {
-        return Err(DatasetError::TooFewRows {
-            rows: count,
-            min: limits.min_rows,
-        });
+        return Err(DatasetError::TooFewRows { rows: count, min: limits.min_rows });
     }
-    Ok(Dataset {
-        task_type,
-        rows,
-        source_rows,
-    })
+    Ok(Dataset { task_type, rows, source_rows })
 }

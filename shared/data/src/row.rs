@@ -64,10 +64,7 @@ fn write_canonical(out: &mut Vec<u8>, row: &Row) {
     // Serialising JSON values into a Vec cannot fail (keys are strings, numbers
     // are finite, there is no I/O), so the API stays infallible.
     let result = SortedObject(&row.0).serialize(&mut ser);
-    debug_assert!(
-        result.is_ok(),
-        "serialising a JSON value failed: {result:?}"
-    );
+    debug_assert!(result.is_ok(), "serialising a JSON value failed: {result:?}");
 }
 
 /// Serialises a JSON object with its keys in byte order.

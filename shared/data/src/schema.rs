@@ -63,10 +63,7 @@ pub(crate) fn canonicalise(
     let fields = fields(task, columns);
     for f in &fields {
         if f.shape != Shape::OptionalText && !object.contains_key(f.column) {
-            return Err(DatasetError::MissingColumn {
-                row,
-                column: f.column.to_owned(),
-            });
+            return Err(DatasetError::MissingColumn { row, column: f.column.to_owned() });
         }
     }
     for f in &fields {
@@ -85,15 +82,8 @@ pub(crate) fn canonicalise(
         });
     }
     for f in fields.iter().filter(|f| f.shape == Shape::Text) {
-        if object
-            .get(f.column)
-            .and_then(Value::as_str)
-            .is_some_and(is_blank)
-        {
-            return Err(DatasetError::EmptyValue {
-                row,
-                column: f.column.to_owned(),
-            });
+        if object.get(f.column).and_then(Value::as_str).is_some_and(is_blank) {
+            return Err(DatasetError::EmptyValue { row, column: f.column.to_owned() });
         }
     }
 
@@ -119,12 +109,11 @@ pub(crate) fn canonicalise(
         }
         TaskType::Chat => {
             let messages = object.remove(&columns.messages).unwrap_or(Value::Null);
-            let messages =
-                canonical_messages(&messages).map_err(|reason| DatasetError::InvalidMessages {
-                    row,
-                    column: columns.messages.clone(),
-                    reason,
-                })?;
+            let messages = canonical_messages(&messages).map_err(|reason| DatasetError::InvalidMessages {
+                row,
+                column: columns.messages.clone(),
+                reason,
+            })?;
             out.insert("messages".to_owned(), messages);
         }
         TaskType::Grpo => {
@@ -179,9 +168,7 @@ fn canonical_messages(messages: &Value) -> Result<Value, String> {
         };
         let role = message_text(message, i, "role")?;
         if !ROLES.contains(&role) {
-            return Err(format!(
-                "message {i} has role {role:?}; expected system, user or assistant"
-            ));
+            return Err(format!("message {i} has role {role:?}; expected system, user or assistant"));
         }
         let content = message_text(message, i, "content")?;
         if is_blank(content) {
@@ -200,9 +187,7 @@ fn canonical_messages(messages: &Value) -> Result<Value, String> {
         return Err("the conversation has no message from the user".to_owned());
     }
     if last_role != "assistant" {
-        return Err(format!(
-            "the last message must be from the assistant, not the {last_role}"
-        ));
+        return Err(format!("the last message must be from the assistant, not the {last_role}"));
     }
     Ok(Value::Array(out))
 }
@@ -211,10 +196,7 @@ fn canonical_messages(messages: &Value) -> Result<Value, String> {
 fn message_text<'a>(message: &'a Map<String, Value>, i: u64, key: &str) -> Result<&'a str, String> {
     match message.get(key) {
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(format!(
-            "message {i} has {key:?} {}, expected a string",
-            json_type(other)
-        )),
+        Some(other) => Err(format!("message {i} has {key:?} {}, expected a string", json_type(other))),
         None => Err(format!("message {i} has no {key:?}")),
     }
 }

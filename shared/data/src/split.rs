@@ -58,11 +58,7 @@ pub struct Splits {
 pub fn split_sizes(n: u64, plan: &SplitPlan) -> SplitSizes {
     let test = part(n, plan.test_fraction, plan.test_max_rows).min(n);
     let synth = part(n, plan.synth_fraction, plan.synth_max_rows).min(n - test);
-    SplitSizes {
-        train: n - test - synth,
-        synth,
-        test,
-    }
+    SplitSizes { train: n - test - synth, synth, test }
 }
 
 /// `min(max_rows, max(1, floor(n * fraction)))`.
@@ -78,11 +74,7 @@ fn part(n: u64, fraction: f64, max_rows: u64) -> u64 {
 /// the first rows go to test, the next to synth and the rest to train, with
 /// sizes from [`split_sizes`].
 pub fn split(dataset: &Dataset, seed: &[u8], plan: &SplitPlan) -> Splits {
-    let mut ranked: Vec<([u8; 32], &Row)> = dataset
-        .rows()
-        .iter()
-        .map(|row| (rank(seed, row), row))
-        .collect();
+    let mut ranked: Vec<([u8; 32], &Row)> = dataset.rows().iter().map(|row| (rank(seed, row), row)).collect();
     // Equal keys only come from identical rows, whose order cannot change the
     // output, so sorting by the hash alone is fully deterministic.
     ranked.sort_unstable_by_key(|(key, _)| *key);
@@ -101,9 +93,5 @@ pub fn split(dataset: &Dataset, seed: &[u8], plan: &SplitPlan) -> Splits {
 
 /// The ranking key of a row under a seed.
 fn rank(seed: &[u8], row: &Row) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(seed)
-        .chain_update(canonical_bytes(row))
-        .finalize()
-        .into()
+    Sha256::new().chain_update(seed).chain_update(canonical_bytes(row)).finalize().into()
 }

@@ -21,12 +21,7 @@ pub enum TaskType {
 
 impl TaskType {
     /// Every task type, in a fixed order.
-    pub const ALL: [TaskType; 4] = [
-        TaskType::Instruct,
-        TaskType::Chat,
-        TaskType::Dpo,
-        TaskType::Grpo,
-    ];
+    pub const ALL: [TaskType; 4] = [TaskType::Instruct, TaskType::Chat, TaskType::Dpo, TaskType::Grpo];
 
     /// The stable lowercase name used on the wire and in configuration.
     pub fn as_str(self) -> &'static str {
@@ -79,9 +74,7 @@ mod tests {
 
     #[test]
     fn unknown_name_is_reported() {
-        let err = "sft"
-            .parse::<TaskType>()
-            .expect_err("sft is not a task type");
+        let err = "sft".parse::<TaskType>().expect_err("sft is not a task type");
         assert_eq!(err, UnknownTaskType("sft".into()));
         assert!(err.to_string().contains("\"sft\""), "{err}");
     }

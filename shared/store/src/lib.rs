@@ -31,10 +31,7 @@ pub enum StoreError {
 /// Connects, tunes the backend and applies pending migrations.
 pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(settings.url.clone());
-    options
-        .max_connections(settings.max_connections)
-        .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+    options.max_connections(settings.max_connections).connect_timeout(Duration::from_secs(10)).sqlx_logging(false);
     let db = Database::connect(options)
         .await
         .map_err(|source| StoreError::Connect { url: redact(&settings.url), source })?;

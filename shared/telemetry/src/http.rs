@@ -83,7 +83,10 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response
@@ -97,7 +100,8 @@ mod tests {
         let readiness = Readiness::new();
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
-        let (addr, task) = serve("127.0.0.1:0", metrics, readiness.clone(), async move { stopped.cancelled().await }).await.unwrap();
+        let (addr, task) =
+            serve("127.0.0.1:0", metrics, readiness.clone(), async move { stopped.cancelled().await }).await.unwrap();
 
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));

@@ -61,7 +61,10 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     /// Registers the metric families for `service_name`.
     pub fn new(service_name: &str) -> Self {
-        let mut registry = Registry::with_prefix_and_labels("gradients", [(Cow::Borrowed("service"), Cow::Owned(service_name.to_owned()))].into_iter());
+        let mut registry = Registry::with_prefix_and_labels(
+            "gradients",
+            [(Cow::Borrowed("service"), Cow::Owned(service_name.to_owned()))].into_iter(),
+        );
         let metrics = Self {
             registry: Arc::new(Mutex::new(Registry::default())),
             handled: Family::default(),
@@ -75,16 +78,26 @@ impl Metrics {
         registry.register("messages_handled", "Messages consumed, by handler and outcome", metrics.handled.clone());
         registry.register("handler_duration_seconds", "Time to handle one message", metrics.handler_seconds.clone());
         registry.register("api_requests", "API requests, by endpoint and result code", metrics.api_requests.clone());
-        registry.register("api_request_duration_seconds", "Time to answer one API request", metrics.api_seconds.clone());
+        registry.register(
+            "api_request_duration_seconds",
+            "Time to answer one API request",
+            metrics.api_seconds.clone(),
+        );
         registry.register("rejections", "Requests refused for bad input, by error code", metrics.rejections.clone());
-        registry.register("consumer_pending_messages", "Messages waiting in a durable consumer (lag)", metrics.pending.clone());
+        registry.register(
+            "consumer_pending_messages",
+            "Messages waiting in a durable consumer (lag)",
+            metrics.pending.clone(),
+        );
         registry.register("events_published", "Events published, by kind", metrics.published.clone());
         Self { registry: Arc::new(Mutex::new(registry)), ..metrics }
     }
 
     /// Records one consumed message.
     pub fn handled(&self, handler: &str, outcome: Outcome, elapsed: Duration) {
-        self.handled.get_or_create(&vec![("handler", handler.to_owned()), ("outcome", outcome.as_str().to_owned())]).inc();
+        self.handled
+            .get_or_create(&vec![("handler", handler.to_owned()), ("outcome", outcome.as_str().to_owned())])
+            .inc();
         self.handler_seconds.get_or_create(&vec![("handler", handler.to_owned())]).observe(elapsed.as_secs_f64());
     }
 
@@ -137,7 +150,10 @@ mod tests {
         metrics.set_consumer_pending("intake-status", 7);
         let text = metrics.encode();
         assert!(text.contains("gradients_rejections_total{service=\"intake\",code=\"MISSING_COLUMN\"} 1"), "{text}");
-        assert!(text.contains("gradients_consumer_pending_messages{service=\"intake\",consumer=\"intake-status\"} 7"), "{text}");
+        assert!(
+            text.contains("gradients_consumer_pending_messages{service=\"intake\",consumer=\"intake-status\"} 7"),
+            "{text}"
+        );
         assert!(text.contains("gradients_handler_duration_seconds_bucket"), "{text}");
     }
 }

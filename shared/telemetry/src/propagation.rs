@@ -27,15 +27,15 @@ impl<C: HeaderCarrier> Injector for InjectInto<'_, C> {
 /// Writes the current span's trace context into `carrier`.
 pub fn inject_current(carrier: &mut impl HeaderCarrier) {
     let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut InjectInto(carrier)));
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut InjectInto(carrier))
+    });
 }
 
 /// Makes the trace context found in `carrier` (if any) the parent of `span`.
 pub fn set_parent_from(span: &tracing::Span, carrier: &impl HeaderCarrier) {
-    let headers = OwnedHeaders {
-        traceparent: carrier.get_header(TRACEPARENT),
-        tracestate: carrier.get_header("tracestate"),
-    };
+    let headers =
+        OwnedHeaders { traceparent: carrier.get_header(TRACEPARENT), tracestate: carrier.get_header("tracestate") };
     if headers.traceparent.is_none() {
         return;
     }

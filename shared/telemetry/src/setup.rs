@@ -37,7 +37,10 @@ pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<Telemetr
     let filter = EnvFilter::try_new(&settings.log_filter)
         .map_err(|e| TelemetryError::Filter { filter: settings.log_filter.clone(), reason: e.to_string() })?;
 
-    let resource = Resource::builder().with_service_name(service_name.to_owned()).with_attribute(KeyValue::new("service.namespace", "gradients")).build();
+    let resource = Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .with_attribute(KeyValue::new("service.namespace", "gradients"))
+        .build();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.trace_sample_ratio))));
@@ -58,11 +61,8 @@ pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<Telemetr
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
-    let installed = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(trace_layer(tracer))
-        .try_init()
-        .is_ok();
+    let installed =
+        tracing_subscriber::registry().with(fmt.with_filter(filter)).with(trace_layer(tracer)).try_init().is_ok();
     Ok(TelemetryGuard { provider: (installed && exporting).then_some(provider) })
 }
 

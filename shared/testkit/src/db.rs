@@ -55,7 +55,8 @@ impl ScratchDb {
             Backend::Postgres => {
                 let admin = admin_url();
                 let name = format!("gradients_test_{}", uuid::Uuid::new_v4().simple());
-                let db = Database::connect(&admin).await.with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
+                let db =
+                    Database::connect(&admin).await.with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
                 db.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
                 db.close().await?;
                 let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
@@ -118,7 +119,10 @@ mod tests {
             drop(scratch);
             if let Some(name) = name {
                 let admin = Database::connect(admin_url()).await.unwrap();
-                let statement = Statement::from_string(admin.get_database_backend(), format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"));
+                let statement = Statement::from_string(
+                    admin.get_database_backend(),
+                    format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+                );
                 assert!(admin.query_one_raw(statement).await.unwrap().is_none(), "{name} still exists");
             }
         }

@@ -13,7 +13,10 @@ pub use nats::NatsServer;
 
 /// The workspace's root folder (where `Cargo.toml`, `.deps/` and `examples/` are).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// A TCP port that was free a moment ago (bind to port 0, read it, let go).

@@ -182,7 +182,9 @@ mod tests {
         let bucket = js.create_key_value(kv::Config { bucket: "probe".into(), ..Default::default() }).await.unwrap();
         bucket.put("k", "v".into()).await.unwrap();
         assert_eq!(bucket.get("k").await.unwrap().unwrap(), "v");
-        js.create_stream(stream::Config { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() }).await.unwrap();
+        js.create_stream(stream::Config { name: "S".into(), subjects: vec!["s.>".into()], ..Default::default() })
+            .await
+            .unwrap();
         js.publish("s.one", "hello".into()).await.unwrap().await.unwrap();
     }
 
@@ -193,7 +195,13 @@ mod tests {
         let port = server.port();
         {
             let js = jetstream::new(server.client().await);
-            js.create_stream(stream::Config { name: "KEEP".into(), subjects: vec!["keep".into()], ..Default::default() }).await.unwrap();
+            js.create_stream(stream::Config {
+                name: "KEEP".into(),
+                subjects: vec!["keep".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             js.publish("keep", "survives".into()).await.unwrap().await.unwrap();
         }
         server.restart().unwrap();

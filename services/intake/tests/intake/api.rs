@@ -25,7 +25,15 @@ async fn micro_service_is_discoverable() {
     let mut subjects: Vec<String> =
         info["endpoints"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap().to_owned()).collect();
     subjects.sort();
-    assert_eq!(subjects, ["gradients.api.tasks.cancel", "gradients.api.tasks.get", "gradients.api.tasks.list", "gradients.api.tasks.submit"]);
+    assert_eq!(
+        subjects,
+        [
+            "gradients.api.tasks.cancel",
+            "gradients.api.tasks.get",
+            "gradients.api.tasks.list",
+            "gradients.api.tasks.submit"
+        ]
+    );
 
     let stats = sandbox.bus.client.request(format!("$SRV.STATS.{}", api::INTAKE_SERVICE), "".into()).await.unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
@@ -40,13 +48,23 @@ async fn get_list_and_cancel() {
         let mut ids = Vec::new();
         for i in 0..3 {
             let data = instruct_rows(20 + i);
-            let task = sandbox.client.submit(&sandbox.upload_request(&format!("list-{i}"), &data).await).await.unwrap().task.unwrap();
+            let task = sandbox
+                .client
+                .submit(&sandbox.upload_request(&format!("list-{i}"), &data).await)
+                .await
+                .unwrap()
+                .task
+                .unwrap();
             ids.push(task.id);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
 
         let first = sandbox.client.list(&ListTasksRequest { page_size: 2, ..Default::default() }).await.unwrap();
-        assert_eq!(first.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [ids[2].clone(), ids[1].clone()], "{backend}: newest first");
+        assert_eq!(
+            first.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            [ids[2].clone(), ids[1].clone()],
+            "{backend}: newest first"
+        );
         let second = sandbox
             .client
             .list(&ListTasksRequest { page_size: 2, page_token: first.next_page_token.clone(), ..Default::default() })
@@ -55,7 +73,9 @@ async fn get_list_and_cancel() {
         assert_eq!(second.tasks.len(), 1);
         assert_eq!(second.tasks[0].id, ids[0]);
         assert!(second.next_page_token.is_empty());
-        let bad_token = refusal(sandbox.client.list(&ListTasksRequest { page_token: "garbage".into(), ..Default::default() }).await);
+        let bad_token = refusal(
+            sandbox.client.list(&ListTasksRequest { page_token: "garbage".into(), ..Default::default() }).await,
+        );
         assert_eq!(bad_token.code, ErrorCode::InvalidArgument as i32);
 
         let cancelled = sandbox.client.cancel(&ids[1], "changed my mind").await.unwrap().task.unwrap();
@@ -83,7 +103,13 @@ async fn get_list_and_cancel() {
 #[tokio::test]
 async fn status_events_are_projected_forward_only() {
     let sandbox = Sandbox::start(Backend::Postgres).await;
-    let task = sandbox.client.submit(&sandbox.upload_request("projected", &instruct_rows(30)).await).await.unwrap().task.unwrap();
+    let task = sandbox
+        .client
+        .submit(&sandbox.upload_request("projected", &instruct_rows(30)).await)
+        .await
+        .unwrap()
+        .task
+        .unwrap();
     let publish = |id: &str, from: TaskStatus, to: TaskStatus| {
         let event = TaskStatusChanged {
             event_id: id.to_owned(),
@@ -94,7 +120,12 @@ async fn status_events_are_projected_forward_only() {
             at: Some(Timestamp::now()),
             actor: "dispatch".into(),
         };
-        let outgoing = OutgoingEvent { subject: subjects::task_status(&task.id), id: id.to_owned(), payload: event.encode_to_vec().into(), traceparent: None };
+        let outgoing = OutgoingEvent {
+            subject: subjects::task_status(&task.id),
+            id: id.to_owned(),
+            payload: event.encode_to_vec().into(),
+            traceparent: None,
+        };
         let js = sandbox.bus.jetstream.clone();
         async move { publish_event(&js, outgoing).await.unwrap() }
     };
@@ -114,9 +145,16 @@ async fn status_events_are_projected_forward_only() {
     let after_late = sandbox.client.get(&task.id).await.unwrap().task.unwrap();
     assert_eq!(after_late.status, TaskStatus::Training as i32, "an older event does not move it back");
 
-    let poison = OutgoingEvent { subject: subjects::task_status(&task.id), id: "poison".into(), payload: b"\xff\xfe garbage".to_vec().into(), traceparent: None };
+    let poison = OutgoingEvent {
+        subject: subjects::task_status(&task.id),
+        id: "poison".into(),
+        payload: b"\xff\xfe garbage".to_vec().into(),
+        traceparent: None,
+    };
     publish_event(&sandbox.bus.jetstream, poison).await.unwrap();
-    let dead = sandbox.wait_for_messages(streams::DEAD_LETTERS, &subjects::dead_letter(subjects::consumers::INTAKE_STATUS), 1).await;
+    let dead = sandbox
+        .wait_for_messages(streams::DEAD_LETTERS, &subjects::dead_letter(subjects::consumers::INTAKE_STATUS), 1)
+        .await;
     assert_eq!(dead.len(), 1);
     let headers = dead[0].headers.clone().unwrap();
     assert!(headers.get(gradients_bus::worker::DEAD_LETTER_REASON).unwrap().to_string().contains("poison"));
@@ -142,7 +180,10 @@ async fn health_and_metrics_endpoints() {
 async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response

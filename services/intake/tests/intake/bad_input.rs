@@ -83,7 +83,7 @@ async fn request_for(sandbox: &Sandbox, what: &str) -> SubmitTaskRequest {
             with_data(data).await
         }
         "grpo without reward functions" => {
-            let mut request = with_data(b"{\"prompt\": \"p\"}\n".repeat(1)).await;
+            let mut request = with_data(b"{\"prompt\": \"p\"}\n".to_vec()).await;
             request.r#type = TaskType::Grpo as i32;
             request
         }

@@ -45,7 +45,11 @@ async fn killed_between_store_and_publish_announces_once_after_restart() {
         let task = retry.task.unwrap();
         assert_eq!(task.status, TaskStatus::Accepted as i32);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(sandbox.messages_on(streams::TASKS, subjects::TASK_CREATED).await.len(), 1, "{backend}: exactly once");
+        assert_eq!(
+            sandbox.messages_on(streams::TASKS, subjects::TASK_CREATED).await.len(),
+            1,
+            "{backend}: exactly once"
+        );
         assert_eq!(sandbox.messages_on(streams::TASKS, &subjects::task_status(&task.id)).await.len(), 1);
 
         // A graceful stop and start publishes nothing again.

@@ -68,7 +68,11 @@ async fn split_is_stable_for_a_task_id() {
 
     let split_hashes = |task: gradients_proto::v1::Task| {
         let s = task.splits.unwrap();
-        [s.train.unwrap().object.unwrap().sha256, s.synth.unwrap().object.unwrap().sha256, s.test.unwrap().object.unwrap().sha256]
+        [
+            s.train.unwrap().object.unwrap().sha256,
+            s.synth.unwrap().object.unwrap().sha256,
+            s.test.unwrap().object.unwrap().sha256,
+        ]
     };
     let first = Sandbox::start(Backend::Sqlite).await;
     let a = first.client.submit(&first.upload_request("stable", &data).await).await.unwrap().task.unwrap();
@@ -120,11 +124,17 @@ async fn retries_with_the_same_key_make_one_task() {
 #[tokio::test]
 async fn a_republished_event_is_stored_once() {
     let sandbox = Sandbox::start(Backend::Sqlite).await;
-    let task = sandbox.client.submit(&sandbox.upload_request("dup", &instruct_rows(30)).await).await.unwrap().task.unwrap();
+    let task =
+        sandbox.client.submit(&sandbox.upload_request("dup", &instruct_rows(30)).await).await.unwrap().task.unwrap();
     let created = sandbox.wait_for_messages(streams::TASKS, subjects::TASK_CREATED, 1).await;
     let again = publish_event(
         &sandbox.bus.jetstream,
-        OutgoingEvent { subject: subjects::TASK_CREATED.into(), id: task.id.clone(), payload: created[0].payload.clone(), traceparent: None },
+        OutgoingEvent {
+            subject: subjects::TASK_CREATED.into(),
+            id: task.id.clone(),
+            payload: created[0].payload.clone(),
+            traceparent: None,
+        },
     )
     .await
     .unwrap();

@@ -13,17 +13,12 @@ fn as_json(row: &crate::Row) -> Value {
 
 #[test]
 fn customer_columns_map_to_canonical_names() {
-    let overrides = HashMap::from([
-        ("instruction".to_owned(), "question".to_owned()),
-        ("output".to_owned(), "answer".to_owned()),
-    ]);
+    let overrides =
+        HashMap::from([("instruction".to_owned(), "question".to_owned()), ("output".to_owned(), "answer".to_owned())]);
     let columns = ColumnMap::with_overrides(&overrides).expect("known roles");
     let text = r#"{"question": "2+2?", "answer": "4", "source": "quiz"}"#;
     let dataset = parse(TaskType::Instruct, &columns, text.as_bytes(), &limits()).expect("valid");
-    assert_eq!(
-        as_json(&dataset.rows()[0]),
-        json!({"instruction": "2+2?", "input": "", "output": "4"})
-    );
+    assert_eq!(as_json(&dataset.rows()[0]), json!({"instruction": "2+2?", "input": "", "output": "4"}));
 }
 
 #[test]
@@ -41,16 +36,10 @@ fn instruct_input_defaults_to_empty_string() {
 
 #[test]
 fn grpo_keeps_other_keys_as_they_are() {
-    let columns = ColumnMap {
-        prompt: "question".into(),
-        ..ColumnMap::default()
-    };
+    let columns = ColumnMap { prompt: "question".into(), ..ColumnMap::default() };
     let text = r#"{"question": "2+2?", "reference": "4", "meta": {"level": [1, 2]}}"#;
     let dataset = parse(TaskType::Grpo, &columns, text.as_bytes(), &limits()).expect("valid");
-    assert_eq!(
-        as_json(&dataset.rows()[0]),
-        json!({"prompt": "2+2?", "reference": "4", "meta": {"level": [1, 2]}})
-    );
+    assert_eq!(as_json(&dataset.rows()[0]), json!({"prompt": "2+2?", "reference": "4", "meta": {"level": [1, 2]}}));
 }
 
 #[test]
@@ -74,18 +63,11 @@ fn chat_messages_keep_only_role_and_content() {
 
 #[test]
 fn dpo_rows_use_canonical_names() {
-    let columns = ColumnMap {
-        prompt: "q".into(),
-        chosen: "good".into(),
-        rejected: "bad".into(),
-        ..ColumnMap::default()
-    };
+    let columns =
+        ColumnMap { prompt: "q".into(), chosen: "good".into(), rejected: "bad".into(), ..ColumnMap::default() };
     let text = r#"{"q": "Hi", "good": "Hello!", "bad": "Go away.", "score": 0.5}"#;
     let dataset = parse(TaskType::Dpo, &columns, text.as_bytes(), &limits()).expect("valid");
-    assert_eq!(
-        as_json(&dataset.rows()[0]),
-        json!({"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."})
-    );
+    assert_eq!(as_json(&dataset.rows()[0]), json!({"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}));
 }
 
 #[test]
@@ -101,14 +83,8 @@ fn line_numbers_bom_crlf_and_missing_final_newline() {
 
 #[test]
 fn canonical_bytes_do_not_depend_on_key_order() {
-    let a = parse_ok(
-        TaskType::Grpo,
-        r#"{"prompt": "p", "x": {"b": 1, "a": 2}, "y": 3}"#,
-    );
-    let b = parse_ok(
-        TaskType::Grpo,
-        r#"{"y": 3, "x": {"a": 2, "b": 1}, "prompt": "p"}"#,
-    );
+    let a = parse_ok(TaskType::Grpo, r#"{"prompt": "p", "x": {"b": 1, "a": 2}, "y": 3}"#);
+    let b = parse_ok(TaskType::Grpo, r#"{"y": 3, "x": {"a": 2, "b": 1}, "prompt": "p"}"#);
     let bytes = canonical_bytes(&a.rows()[0]);
     assert_eq!(bytes, canonical_bytes(&b.rows()[0]));
     assert_eq!(bytes, br#"{"prompt":"p","x":{"a":2,"b":1},"y":3}"#);

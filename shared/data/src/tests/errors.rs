@@ -10,9 +10,7 @@ const GOOD: &str = r#"{"instruction": "Add", "input": "1 2", "output": "3"}"#;
 
 /// `n` distinct valid instruct lines.
 fn instruct_lines(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!(r#"{{"instruction": "Say {i}", "output": "{i}"}}"#))
-        .collect()
+    (0..n).map(|i| format!(r#"{{"instruction": "Say {i}", "output": "{i}"}}"#)).collect()
 }
 
 fn parse_with(limits: &Limits, text: &[u8]) -> DatasetError {
@@ -34,10 +32,7 @@ fn empty_input() {
 
 #[test]
 fn too_large_comes_after_empty_and_before_rows() {
-    let tiny = Limits {
-        max_bytes: 10,
-        ..limits()
-    };
+    let tiny = Limits { max_bytes: 10, ..limits() };
     // Whitespace-only is reported as empty even when it is over the limit.
     assert_eq!(parse_with(&tiny, &[b' '; 64]), DatasetError::Empty);
     let err = parse_with(&tiny, b"not json at all\n");
@@ -48,10 +43,7 @@ fn too_large_comes_after_empty_and_before_rows() {
 
 #[test]
 fn row_too_large() {
-    let limits = Limits {
-        max_row_bytes: 60,
-        ..limits()
-    };
+    let limits = Limits { max_row_bytes: 60, ..limits() };
     let long = format!(r#"{{"instruction": "{}", "output": "x"}}"#, "a".repeat(60));
     let text = format!("{GOOD}\r\n\n{long}\n");
     let err = parse_with(&limits, text.as_bytes());
@@ -75,46 +67,26 @@ fn invalid_utf8() {
 
 #[test]
 fn malformed_rows() {
-    let err = parse_err(
-        TaskType::Instruct,
-        &format!("{GOOD}\n\n{{\"instruction\": \n"),
-    );
+    let err = parse_err(TaskType::Instruct, &format!("{GOOD}\n\n{{\"instruction\": \n"));
     assert_eq!(err.code(), "MALFORMED_ROW");
     assert_eq!((err.row(), err.column()), (Some(3), None));
-    assert!(
-        err.to_string()
-            .starts_with("row 3: not a valid JSON object: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("row 3: not a valid JSON object: "), "{err}");
 
     let err = parse_err(TaskType::Instruct, &format!("{GOOD}\n[\"a\", \"b\"]"));
-    assert_eq!(
-        err,
-        DatasetError::MalformedRow {
-            row: 2,
-            message: "expected a JSON object, found an array".into()
-        }
-    );
+    assert_eq!(err, DatasetError::MalformedRow { row: 2, message: "expected a JSON object, found an array".into() });
 }
 
 #[test]
 fn missing_column_names_the_customers_column() {
     let text = format!("{GOOD}\n{{\"instruction\": \"Add\"}}\n");
     let err = parse_err(TaskType::Instruct, &text);
-    assert_eq!(
-        err,
-        DatasetError::MissingColumn {
-            row: 2,
-            column: "output".into()
-        }
-    );
+    assert_eq!(err, DatasetError::MissingColumn { row: 2, column: "output".into() });
     assert_eq!(err.code(), "MISSING_COLUMN");
     assert_eq!(err.to_string(), r#"row 2, column "output": missing"#);
 
     let overrides = HashMap::from([("output".to_owned(), "answer".to_owned())]);
     let columns = ColumnMap::with_overrides(&overrides).expect("known role");
-    let err = parse(TaskType::Instruct, &columns, GOOD.as_bytes(), &limits())
-        .expect_err("no answer column");
+    let err = parse(TaskType::Instruct, &columns, GOOD.as_bytes(), &limits()).expect_err("no answer column");
     assert_eq!((err.row(), err.column()), (Some(1), Some("answer")));
 }
 
@@ -123,23 +95,12 @@ fn wrong_type() {
     let err = parse_err(TaskType::Instruct, r#"{"instruction": "Add", "output": 3}"#);
     assert_eq!(
         err,
-        DatasetError::WrongType {
-            row: 1,
-            column: "output".into(),
-            expected: "a string",
-            found: "a number"
-        }
+        DatasetError::WrongType { row: 1, column: "output".into(), expected: "a string", found: "a number" }
     );
     assert_eq!(err.code(), "WRONG_TYPE");
-    assert_eq!(
-        err.to_string(),
-        r#"row 1, column "output": expected a string, found a number"#
-    );
+    assert_eq!(err.to_string(), r#"row 1, column "output": expected a string, found a number"#);
     // The optional input may be absent or null, but not another type.
-    let err = parse_err(
-        TaskType::Instruct,
-        r#"{"instruction": "a", "input": [], "output": "b"}"#,
-    );
+    let err = parse_err(TaskType::Instruct, r#"{"instruction": "a", "input": [], "output": "b"}"#);
     assert_eq!(err.column(), Some("input"));
     let err = parse_err(TaskType::Chat, r#"{"messages": "hi"}"#);
     assert_eq!((err.code(), err.column()), ("WRONG_TYPE", Some("messages")));
@@ -147,23 +108,11 @@ fn wrong_type() {
 
 #[test]
 fn empty_value() {
-    let err = parse_err(
-        TaskType::Dpo,
-        "{\"prompt\": \"p\", \"chosen\": \" \\n\\t\", \"rejected\": \"r\"}",
-    );
-    assert_eq!(
-        err,
-        DatasetError::EmptyValue {
-            row: 1,
-            column: "chosen".into()
-        }
-    );
+    let err = parse_err(TaskType::Dpo, "{\"prompt\": \"p\", \"chosen\": \" \\n\\t\", \"rejected\": \"r\"}");
+    assert_eq!(err, DatasetError::EmptyValue { row: 1, column: "chosen".into() });
     assert_eq!(err.code(), "EMPTY_VALUE");
     // An empty optional input is fine.
-    parse_ok(
-        TaskType::Instruct,
-        r#"{"instruction": "a", "input": "", "output": "b"}"#,
-    );
+    parse_ok(TaskType::Instruct, r#"{"instruction": "a", "input": "", "output": "b"}"#);
 }
 
 #[test]
@@ -172,33 +121,15 @@ fn invalid_messages() {
         (r#"[]"#, "no messages"),
         (r#"["hi"]"#, "message 1 must be an object"),
         (r#"[{"content": "hi"}]"#, r#"message 1 has no "role""#),
-        (
-            r#"[{"role": "tool", "content": "x"}]"#,
-            r#"has role "tool""#,
-        ),
-        (
-            r#"[{"role": "user", "content": null}]"#,
-            r#"message 1 has "content" null"#,
-        ),
-        (
-            r#"[{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}]"#,
-            "message 2 has empty content",
-        ),
-        (
-            r#"[{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]"#,
-            "no message from the user",
-        ),
-        (
-            r#"[{"role": "user", "content": "q"}]"#,
-            "last message must be from the assistant",
-        ),
+        (r#"[{"role": "tool", "content": "x"}]"#, r#"has role "tool""#),
+        (r#"[{"role": "user", "content": null}]"#, r#"message 1 has "content" null"#),
+        (r#"[{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}]"#, "message 2 has empty content"),
+        (r#"[{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]"#, "no message from the user"),
+        (r#"[{"role": "user", "content": "q"}]"#, "last message must be from the assistant"),
     ];
     for (messages, reason) in cases {
         let text = format!("{{\"dialogue\": {messages}}}");
-        let columns = ColumnMap {
-            messages: "dialogue".into(),
-            ..ColumnMap::default()
-        };
+        let columns = ColumnMap { messages: "dialogue".into(), ..ColumnMap::default() };
         let err = parse(TaskType::Chat, &columns, text.as_bytes(), &limits()).expect_err(messages);
         assert_eq!(err.code(), "INVALID_MESSAGES", "{messages}: {err}");
         assert_eq!((err.row(), err.column()), (Some(1), Some("dialogue")));
@@ -213,11 +144,7 @@ fn identical_preference() {
     let err = parse_err(TaskType::Dpo, text);
     assert_eq!(err.code(), "IDENTICAL_PREFERENCE");
     assert_eq!((err.row(), err.column()), (Some(2), None));
-    assert!(
-        err.to_string()
-            .contains(r#"columns "chosen" and "rejected""#),
-        "{err}"
-    );
+    assert!(err.to_string().contains(r#"columns "chosen" and "rejected""#), "{err}");
 }
 
 #[test]
@@ -228,31 +155,16 @@ fn duplicate_row_ignores_key_order_and_absent_input() {
         r#"{"output": "x", "input": "", "instruction": "Other", "extra": 1}"#
     );
     let err = parse_err(TaskType::Instruct, &text);
-    assert_eq!(
-        err,
-        DatasetError::DuplicateRow {
-            row: 3,
-            first_row: 2
-        }
-    );
+    assert_eq!(err, DatasetError::DuplicateRow { row: 3, first_row: 2 });
     assert_eq!(err.code(), "DUPLICATE_ROW");
     assert_eq!(err.to_string(), "row 3: duplicate of row 2");
 }
 
 #[test]
 fn too_many_rows() {
-    let limits = Limits {
-        max_rows: 3,
-        ..limits()
-    };
+    let limits = Limits { max_rows: 3, ..limits() };
     let ok = instruct_lines(3).join("\n\n");
-    let dataset = parse(
-        TaskType::Instruct,
-        &ColumnMap::default(),
-        ok.as_bytes(),
-        &limits,
-    )
-    .expect("exactly max_rows");
+    let dataset = parse(TaskType::Instruct, &ColumnMap::default(), ok.as_bytes(), &limits).expect("exactly max_rows");
     assert_eq!(dataset.len(), 3);
     let err = parse_with(&limits, instruct_lines(4).join("\n").as_bytes());
     assert_eq!(err, DatasetError::TooManyRows { max: 3 });
@@ -261,17 +173,11 @@ fn too_many_rows() {
 
 #[test]
 fn too_few_rows() {
-    let limits = Limits {
-        min_rows: 3,
-        ..limits()
-    };
+    let limits = Limits { min_rows: 3, ..limits() };
     let err = parse_with(&limits, instruct_lines(2).join("\n\n\n").as_bytes());
     assert_eq!(err, DatasetError::TooFewRows { rows: 2, min: 3 });
     assert_eq!(err.code(), "TOO_FEW_ROWS");
-    assert_eq!(
-        err.to_string(),
-        "the data set has 2 rows; at least 3 are needed"
-    );
+    assert_eq!(err.to_string(), "the data set has 2 rows; at least 3 are needed");
 }
 
 #[test]
@@ -284,10 +190,7 @@ fn first_failure_wins() {
     assert_eq!(err.column(), Some("rejected"));
     assert_eq!(err.code(), "MISSING_COLUMN");
     // A wrong type beats an empty value in an earlier column.
-    let err = parse_err(
-        TaskType::Dpo,
-        r#"{"prompt": "", "chosen": "a", "rejected": false}"#,
-    );
+    let err = parse_err(TaskType::Dpo, r#"{"prompt": "", "chosen": "a", "rejected": false}"#);
     assert_eq!((err.code(), err.column()), ("WRONG_TYPE", Some("rejected")));
 }
 
@@ -296,55 +199,22 @@ fn codes_are_distinct_screaming_snake_case() {
     let errors = [
         DatasetError::Empty,
         DatasetError::TooLarge { bytes: 2, max: 1 },
-        DatasetError::RowTooLarge {
-            row: 1,
-            bytes: 2,
-            max: 1,
-        },
+        DatasetError::RowTooLarge { row: 1, bytes: 2, max: 1 },
         DatasetError::InvalidUtf8 { row: 1 },
-        DatasetError::MalformedRow {
-            row: 1,
-            message: "m".into(),
-        },
-        DatasetError::MissingColumn {
-            row: 1,
-            column: "c".into(),
-        },
-        DatasetError::WrongType {
-            row: 1,
-            column: "c".into(),
-            expected: "a string",
-            found: "null",
-        },
-        DatasetError::EmptyValue {
-            row: 1,
-            column: "c".into(),
-        },
-        DatasetError::InvalidMessages {
-            row: 1,
-            column: "c".into(),
-            reason: "r".into(),
-        },
-        DatasetError::IdenticalPreference {
-            row: 1,
-            chosen: "c".into(),
-            rejected: "r".into(),
-        },
-        DatasetError::DuplicateRow {
-            row: 2,
-            first_row: 1,
-        },
+        DatasetError::MalformedRow { row: 1, message: "m".into() },
+        DatasetError::MissingColumn { row: 1, column: "c".into() },
+        DatasetError::WrongType { row: 1, column: "c".into(), expected: "a string", found: "null" },
+        DatasetError::EmptyValue { row: 1, column: "c".into() },
+        DatasetError::InvalidMessages { row: 1, column: "c".into(), reason: "r".into() },
+        DatasetError::IdenticalPreference { row: 1, chosen: "c".into(), rejected: "r".into() },
+        DatasetError::DuplicateRow { row: 2, first_row: 1 },
         DatasetError::TooManyRows { max: 1 },
         DatasetError::TooFewRows { rows: 0, min: 1 },
         DatasetError::UnknownColumnRole { role: "x".into() },
     ];
     let mut codes: Vec<_> = errors.iter().map(DatasetError::code).collect();
     for code in &codes {
-        assert!(
-            code.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
-            "{code}"
-        );
+        assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'), "{code}");
     }
     codes.sort_unstable();
     codes.dedup();

@@ -8,12 +8,7 @@ use crate::{parse, ColumnMap, Dataset, DatasetError, Limits, TaskType};
 
 /// Generous limits so a test only trips the one it is about.
 fn limits() -> Limits {
-    Limits {
-        max_bytes: 1 << 24,
-        max_row_bytes: 1 << 16,
-        max_rows: 100_000,
-        min_rows: 1,
-    }
+    Limits { max_bytes: 1 << 24, max_row_bytes: 1 << 16, max_rows: 100_000, min_rows: 1 }
 }
 
 /// Parses `text` with default columns and generous limits.

@@ -3,24 +3,14 @@
 use std::collections::HashSet;
 
 use super::parse_ok;
-use crate::{
-    canonical_bytes, split, split_sizes, Dataset, SplitPlan, SplitSizes, Splits, TaskType,
-};
+use crate::{canonical_bytes, split, split_sizes, Dataset, SplitPlan, SplitSizes, Splits, TaskType};
 
 /// The Gradients validator's plan: 10% test up to 1000, 10% synth up to 500.
-const PLAN: SplitPlan = SplitPlan {
-    test_fraction: 0.1,
-    test_max_rows: 1000,
-    synth_fraction: 0.1,
-    synth_max_rows: 500,
-};
+const PLAN: SplitPlan = SplitPlan { test_fraction: 0.1, test_max_rows: 1000, synth_fraction: 0.1, synth_max_rows: 500 };
 
 /// `n` distinct GRPO lines, in the given order of indices.
 fn grpo_text(indices: impl IntoIterator<Item = usize>) -> String {
-    indices
-        .into_iter()
-        .map(|i| format!("{{\"prompt\": \"question {i}\", \"answer\": {i}}}\n"))
-        .collect()
+    indices.into_iter().map(|i| format!("{{\"prompt\": \"question {i}\", \"answer\": {i}}}\n")).collect()
 }
 
 fn dataset(n: usize) -> Dataset {
@@ -60,18 +50,10 @@ fn sizes_saturate_below_three_rows_and_with_odd_plans() {
     assert_eq!(split_sizes(0, &PLAN), expect(0, 0, 0));
     assert_eq!(split_sizes(1, &PLAN), expect(0, 0, 1));
     assert_eq!(split_sizes(2, &PLAN), expect(0, 1, 1));
-    let greedy = SplitPlan {
-        test_fraction: 0.7,
-        test_max_rows: u64::MAX,
-        synth_fraction: 0.7,
-        synth_max_rows: u64::MAX,
-    };
+    let greedy =
+        SplitPlan { test_fraction: 0.7, test_max_rows: u64::MAX, synth_fraction: 0.7, synth_max_rows: u64::MAX };
     assert_eq!(split_sizes(10, &greedy), expect(0, 3, 7));
-    let nan = SplitPlan {
-        test_fraction: f64::NAN,
-        synth_fraction: -1.0,
-        ..PLAN
-    };
+    let nan = SplitPlan { test_fraction: f64::NAN, synth_fraction: -1.0, ..PLAN };
     assert_eq!(split_sizes(10, &nan), expect(8, 1, 1));
 }
 
@@ -106,10 +88,7 @@ fn same_seed_same_split_whatever_the_line_order() {
     let n = 200;
     let forward = parse_ok(TaskType::Grpo, &grpo_text(0..n));
     // A fixed permutation: stepping by a number coprime with n visits every index.
-    let shuffled = parse_ok(
-        TaskType::Grpo,
-        &grpo_text((0..n).map(|i| (i * 77 + 13) % n)),
-    );
+    let shuffled = parse_ok(TaskType::Grpo, &grpo_text((0..n).map(|i| (i * 77 + 13) % n)));
     assert_ne!(forward.rows(), shuffled.rows());
     let a = split(&forward, b"task-a", &PLAN);
     assert_eq!(a, split(&shuffled, b"task-a", &PLAN));

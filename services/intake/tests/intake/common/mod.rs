@@ -113,7 +113,8 @@ impl Sandbox {
             .await
             .expect("ephemeral consumer");
         let mut found = Vec::new();
-        let mut batch = consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.expect("fetch");
+        let mut batch =
+            consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.expect("fetch");
         while let Some(message) = batch.next().await {
             found.push(message.expect("message"));
         }
