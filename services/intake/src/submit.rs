@@ -131,7 +131,7 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         },
         tasks::status_event(&task_id, TaskStatus::Pending, TaskStatus::Accepted, "validated and split", now),
     ];
-    match tasks::insert(&ctx.db, row, events, gradients_bus::event::current_traceparent()).await {
+    match tasks::insert(&ctx.db, row, events).await {
         Ok(()) => {}
         Err(e) if gradients_store::is_unique_violation(&e) => {
             // A concurrent request with the same key won the race.

@@ -7,36 +7,14 @@ use gradients_bus::subjects::{self, buckets};
 use gradients_proto::v1::{
     DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskStatusChanged, TaskType, Timestamp,
 };
-use gradients_store::entity::{outbox, task};
+use gradients_store::entity::task;
+pub use gradients_store::outbox::PendingEvent;
 use gradients_store::sea_orm::sea_query::{Expr, Order};
 use gradients_store::sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use prost::Message;
-
-/// An event to publish once the transaction that decided it commits.
-pub struct PendingEvent {
-    /// Its stable id (`Nats-Msg-Id`).
-    pub id: String,
-    /// Its subject.
-    pub subject: String,
-    /// The encoded message.
-    pub payload: Vec<u8>,
-}
-
-impl PendingEvent {
-    fn into_row(self, traceparent: Option<String>, now_ms: i64) -> outbox::ActiveModel {
-        outbox::ActiveModel {
-            id: Set(self.id),
-            subject: Set(self.subject),
-            payload: Set(self.payload),
-            traceparent: Set(traceparent),
-            created_at_ms: Set(now_ms),
-            published_at_ms: Set(None),
-        }
-    }
-}
 
 /// A status transition as an event on the task's status subject.
 pub fn status_event(task_id: &str, from: TaskStatus, to: TaskStatus, reason: &str, at_ms: i64) -> PendingEvent {
@@ -61,17 +39,12 @@ pub async fn find(db: &DatabaseConnection, task_id: &str) -> Result<Option<task:
 }
 
 /// Stores a new task and its events atomically.
-pub async fn insert(
-    db: &DatabaseConnection,
-    row: task::Model,
-    events: Vec<PendingEvent>,
-    traceparent: Option<String>,
-) -> Result<(), DbErr> {
+pub async fn insert(db: &DatabaseConnection, row: task::Model, events: Vec<PendingEvent>) -> Result<(), DbErr> {
     let now = row.created_at_ms;
     let txn = db.begin().await?;
     row.into_active_model().insert(&txn).await?;
     for event in events {
-        event.into_row(traceparent.clone(), now).insert(&txn).await?;
+        event.store(&txn, now).await?;
     }
     txn.commit().await
 }
@@ -108,8 +81,9 @@ pub async fn transition(db: &DatabaseConnection, change: &Transition<'_>, announ
         return Ok(false);
     }
     if announce {
-        let event = status_event(change.task_id, change.from, change.to, change.reason, change.at_ms);
-        event.into_row(gradients_bus::event::current_traceparent(), change.at_ms).insert(&txn).await?;
+        status_event(change.task_id, change.from, change.to, change.reason, change.at_ms)
+            .store(&txn, change.at_ms)
+            .await?;
     }
     txn.commit().await?;
     Ok(true)

@@ -3,10 +3,12 @@
 //! The embedded default is a SQLite file; a `postgres://` URL switches to PostgreSQL.
 //! [`connect`] brings the schema up to date before returning, so a service never runs
 //! against an older schema. Times are stored as Unix milliseconds (`i64`) and structured
-//! values as JSON text, so both backends hold the same bytes.
+//! values as JSON text, so both backends hold the same bytes. [`outbox`] publishes the
+//! events a transaction stored, after it commits.
 
 pub mod entity;
 mod migration;
+pub mod outbox;
 
 use std::time::Duration;
 

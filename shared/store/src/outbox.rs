@@ -11,14 +11,44 @@ use std::time::Duration;
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::{Bus, BusError};
 use gradients_proto::v1::Timestamp;
-use gradients_store::entity::outbox;
-use gradients_store::sea_orm::sea_query::{Expr, Order};
-use gradients_store::sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
 use gradients_telemetry::Metrics;
+use sea_orm::sea_query::{Expr, Order};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
+
+use crate::entity::outbox;
+
+/// An event decided inside a transaction, to be published once it commits.
+pub struct PendingEvent {
+    /// Its stable id (`Nats-Msg-Id`).
+    pub id: String,
+    /// Its subject.
+    pub subject: String,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+}
+
+impl PendingEvent {
+    /// Stores the event in the outbox as part of the caller's transaction `txn`, with the
+    /// current span's trace context so the published event continues the trace.
+    pub async fn store(self, txn: &impl ConnectionTrait, now_ms: i64) -> Result<(), DbErr> {
+        outbox::ActiveModel {
+            id: Set(self.id),
+            subject: Set(self.subject),
+            payload: Set(self.payload),
+            traceparent: Set(gradients_bus::event::current_traceparent()),
+            created_at_ms: Set(now_ms),
+            published_at_ms: Set(None),
+        }
+        .insert(txn)
+        .await
+        .map(|_| ())
+    }
+}
 
 /// Rows published per round.
 const BATCH: u64 = 100;
