@@ -2,10 +2,12 @@
 //!
 //! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
 //! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
+//! - `gradients ledger task|miner|weights|export` queries the reward ledger.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
+mod ledger_cmd;
 mod output;
 mod task_cmd;
 mod task_dir;
@@ -39,12 +41,19 @@ enum Command {
         #[command(subcommand)]
         command: task_cmd::TaskCommand,
     },
+    /// Query the reward ledger: task results, entries, weights, exports.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger_cmd::LedgerCommand,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
 enum Service {
     /// Task intake: validates, splits, stores and announces tasks.
     Intake,
+    /// The reward ledger: scores finalized tasks, append-only.
+    Ledger,
 }
 
 #[tokio::main]
@@ -68,15 +77,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             tokio::spawn(gradients_telemetry::cancel_on_signal(shutdown.clone()));
             match service {
                 Service::Intake => gradients_intake::run(settings, shutdown).await?,
+                Service::Ledger => gradients_ledger::run(settings, shutdown).await?,
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Task { command } => task_cmd::run(&settings, command).await,
+        Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
     }
 }
 
 fn service_name(service: Service) -> &'static str {
     match service {
         Service::Intake => gradients_intake::SERVICE_NAME,
+        Service::Ledger => gradients_ledger::SERVICE_NAME,
     }
 }

@@ -1,5 +1,8 @@
 //! How the CLI shows tasks: a readable block or table for people, JSON with `--json`.
 
+use std::process::ExitCode;
+
+use gradients_bus::api::CallError;
 use gradients_proto::v1::{DatasetRef, Task, TaskStatus, TaskType, Timestamp};
 use serde_json::{json, Value};
 
@@ -96,4 +99,23 @@ fn time(at: Option<Timestamp>) -> String {
     at.and_then(|t| chrono::DateTime::from_timestamp_millis(t.unix_ms))
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
+}
+
+/// Prints a service's refusal (typed errors keep their code, row and column) and gives
+/// the exit code; other failures are returned as errors.
+pub fn refused(error: CallError, json: bool) -> anyhow::Result<ExitCode> {
+    let CallError::Service(api_error) = &error else { return Err(error.into()) };
+    if json {
+        let code = error.code().map(|c| c.as_str_name()).unwrap_or("INTERNAL");
+        let detail = json!({ "error": { "code": code, "message": api_error.message, "row": api_error.row, "column": api_error.column } });
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        eprintln!("refused: {error}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn time_ms(unix_ms: i64) -> String {
+    time(Some(Timestamp { unix_ms }))
 }

@@ -15,7 +15,8 @@ use gradients_proto::v1::{ListTasksRequest, SubmitTaskRequest, Task, TaskStatus,
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::{output, task_dir};
+use crate::output::{self, refused};
+use crate::task_dir;
 
 /// Base model used when neither `--model` nor task.toml names one.
 const DEFAULT_BASE_MODEL: &str = "tiny-10m";
@@ -225,17 +226,4 @@ fn show_task(answer: Result<Option<Task>, CallError>, json: bool) -> anyhow::Res
         Err(e) => return refused(e, json),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints a refusal; typed errors keep their code, row and column.
-fn refused(error: CallError, json: bool) -> anyhow::Result<ExitCode> {
-    let CallError::Service(api_error) = &error else { return Err(error.into()) };
-    if json {
-        let code = error.code().map(|c| c.as_str_name()).unwrap_or("INTERNAL");
-        let detail = json!({ "error": { "code": code, "message": api_error.message, "row": api_error.row, "column": api_error.column } });
-        println!("{}", serde_json::to_string_pretty(&detail)?);
-    } else {
-        eprintln!("refused: {error}");
-    }
-    Ok(ExitCode::FAILURE)
 }

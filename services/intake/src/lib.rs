@@ -21,14 +21,14 @@ mod tasks;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gradients_bus::service_loops::ServiceLoops;
 use gradients_bus::subjects::{consumers, streams, TASK_STATUS_ALL};
 use gradients_bus::worker::{run_worker, ConsumerSpec};
-use gradients_bus::{topology, Bus};
+use gradients_bus::{topology, Bus, BusError};
 use gradients_config::Settings;
 use gradients_store::outbox;
 use gradients_store::sea_orm::DatabaseConnection;
 use gradients_telemetry::{Metrics, Readiness};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use api::VERSION;
@@ -67,7 +67,8 @@ impl Context {
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IntakeError> {
     let metrics = Metrics::new(SERVICE_NAME);
     let readiness = Readiness::new();
-    let http_shutdown = shutdown.clone();
+    let http_stop = shutdown.child_token();
+    let http_shutdown = http_stop.clone();
     let (http_addr, http) =
         gradients_telemetry::serve(&settings.intake.http_addr, metrics.clone(), readiness.clone(), async move {
             http_shutdown.cancelled().await
@@ -89,9 +90,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         crash_point: Mutex::new(None),
     });
 
-    // One token stops every loop, whether the caller shuts us down or we fail.
-    let stop = shutdown.child_token();
-    let mut loops: JoinSet<Result<(), IntakeError>> = JoinSet::new();
+    let mut loops = ServiceLoops::new(&shutdown);
+    let stop = loops.stop_token();
     {
         let (poll, stop) = (settings.intake.outbox_poll(), stop.clone());
         loops.spawn(async move {
@@ -113,35 +113,27 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         });
     }
     {
-        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let ctx = ctx.clone();
         loops.spawn(async move { api::serve(ctx, stop).await.map_err(IntakeError::from) });
     }
     readiness.set_ready(true);
     tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
 
+    let panicked = |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
     let outcome = tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
+        outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
         _ = ctx.crashed.cancelled() => {
+            // Dropping the loops aborts them mid-flight, as a kill would.
             let point = ctx.crash_point.lock().ok().and_then(|p| *p).unwrap_or("unknown");
-            loops.abort_all();
             http.abort();
             return Err(IntakeError::FaultInjected(point));
         }
-        Some(ended) = loops.join_next() => match ended {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Ok(()),
-            Err(join) => Err(IntakeError::Bus(gradients_bus::BusError::Service { service: SERVICE_NAME.into(), reason: join.to_string() })),
-        },
     };
     readiness.set_ready(false);
-    stop.cancel();
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async { while loops.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("background loops still running after {DRAIN_LIMIT:?}; stopping anyway");
-    }
     if let Err(e) = bus.client.flush().await {
         tracing::warn!(error = %e, "flushing the NATS connection");
     }
+    http_stop.cancel();
     let _ = http.await;
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "intake stopped on an error");

@@ -5,12 +5,122 @@
 //! tooling and `$SRV.STATS` see it) plus our typed detail in `Gradients-Error-*` headers.
 //! [`call`] turns both back into a `Result` for clients.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::header::HeaderMap;
-use async_nats::service::{error::Error as ServiceError, Request, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use async_nats::service::{
+    error::Error as ServiceError, Request, ServiceExt, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
+};
+use futures::stream::{self, StreamExt};
 use gradients_proto::v1::{Error as ApiError, ErrorCode};
 use prost::Message;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+
+/// How long in-flight requests may take to finish once a service stops.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// A micro service: its name and version (as `$SRV.INFO` reports them), the subject
+/// group of its endpoints, and how many requests one process handles at once.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The service name (`gradients-intake`).
+    pub name: &'static str,
+    /// Its version.
+    pub version: &'static str,
+    /// One line for `$SRV.INFO`.
+    pub description: &'static str,
+    /// The subject prefix of its endpoints (`gradients.api.tasks`).
+    pub group: &'static str,
+    /// Endpoint names under the group.
+    pub endpoints: &'static [&'static str],
+    /// Requests handled at once; more wait.
+    pub max_concurrent: usize,
+}
+
+/// Registers the service and hands each request to `handler` (at most
+/// `spec.max_concurrent` at once) until `stop`; then stops taking requests (the queue
+/// group gives them to other replicas) and lets those in hand finish.
+pub async fn serve<H, F>(
+    client: &async_nats::Client,
+    spec: ServiceSpec,
+    stop: CancellationToken,
+    handler: H,
+) -> Result<(), BusError>
+where
+    H: Fn(&'static str, Request) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let fail = |reason: String| BusError::Service { service: spec.name.to_owned(), reason };
+    let service = client
+        .service_builder()
+        .description(spec.description)
+        .start(spec.name, spec.version)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let group = service.group(spec.group);
+    let mut endpoints = Vec::new();
+    for name in spec.endpoints {
+        let endpoint = group.endpoint(*name).await.map_err(|e| fail(e.to_string()))?;
+        endpoints.push(endpoint.map(move |request| (*name, request)).boxed());
+    }
+    let mut requests = stream::select_all(endpoints);
+    let limit = Arc::new(Semaphore::new(spec.max_concurrent));
+    let handler = Arc::new(handler);
+    let mut in_flight = JoinSet::new();
+    loop {
+        let (endpoint, request) = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = requests.next() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let handled = handler(endpoint, request);
+        in_flight.spawn(async move {
+            handled.await;
+            drop(permit);
+        });
+    }
+    drop(requests);
+    if let Err(e) = service.stop().await {
+        tracing::warn!(service = spec.name, error = %e, "stopping the micro service");
+    }
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async { while in_flight.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(service = spec.name, "requests still running after {DRAIN_LIMIT:?}; abandoning them");
+    }
+    Ok(())
+}
+
+/// Decodes a request as `Req`, runs `query`, answers with its result or its error (made
+/// typed by `to_api`), and returns the error code it answered with, if any.
+pub async fn answer<Req, Resp, E, Q, Fut>(
+    request: &Request,
+    query: Q,
+    to_api: impl FnOnce(E) -> ApiError,
+) -> Option<ErrorCode>
+where
+    Req: Message + Default,
+    Resp: Message,
+    Q: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp, E>>,
+{
+    let result = match decode_request::<Req>(request) {
+        Ok(decoded) => query(decoded).await.map_err(to_api),
+        Err(malformed) => Err(malformed),
+    };
+    let code = result.as_ref().err().map(|e| ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal));
+    respond(request, result).await;
+    code
+}
 
 /// Header with the stable error code's name (`CHECKSUM_MISMATCH`).
 pub const ERROR_CODE_HEADER: &str = "Gradients-Error-Code";

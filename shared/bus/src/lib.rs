@@ -7,12 +7,14 @@
 //! - [`worker`]: the durable pull-consumer loop (ack, nak with back-off, term, dead letters).
 //! - [`api`]: request/reply on the NATS micro service protocol, typed errors both ways.
 //! - [`objects`]: data sets and models in object stores, checked by size and sha256.
+//! - [`service_loops`]: a service's loops, stopped and drained together.
 
 pub mod api;
 mod connect;
 mod error;
 pub mod event;
 pub mod objects;
+pub mod service_loops;
 pub mod subjects;
 pub mod topology;
 pub mod worker;

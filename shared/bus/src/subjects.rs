@@ -13,6 +13,18 @@ pub mod streams {
     pub const DEAD_LETTERS: &str = "GRADIENTS_DEAD_LETTERS";
     /// Subjects of [`DEAD_LETTERS`].
     pub const DEAD_LETTERS_SUBJECTS: &str = "gradients.dlq.>";
+    /// Assignments of tasks to miners: `gradients.assignments.<miner>`.
+    pub const ASSIGNMENTS: &str = "GRADIENTS_ASSIGNMENTS";
+    /// Subjects of [`ASSIGNMENTS`].
+    pub const ASSIGNMENTS_SUBJECTS: &str = "gradients.assignments.>";
+    /// Evaluation results: `gradients.evaluations.<task>`.
+    pub const EVALUATIONS: &str = "GRADIENTS_EVALUATIONS";
+    /// Subjects of [`EVALUATIONS`].
+    pub const EVALUATIONS_SUBJECTS: &str = "gradients.evaluations.>";
+    /// Ledger entries and weights.
+    pub const LEDGER: &str = "GRADIENTS_LEDGER";
+    /// Subjects of [`LEDGER`].
+    pub const LEDGER_SUBJECTS: &str = "gradients.ledger.>";
 }
 
 /// Published once for every accepted task.
@@ -26,6 +38,28 @@ pub fn task_status(task_id: &str) -> String {
     format!("gradients.tasks.status.{}", token(task_id))
 }
 
+/// A miner's assignments.
+pub fn assignments(miner_id: &str) -> String {
+    format!("gradients.assignments.{}", token(miner_id))
+}
+
+/// Every assignment of every miner.
+pub const ASSIGNMENTS_ALL: &str = "gradients.assignments.>";
+
+/// Evaluation results of one task.
+pub fn evaluations(task_id: &str) -> String {
+    format!("gradients.evaluations.{}", token(task_id))
+}
+
+/// Every evaluation result.
+pub const EVALUATIONS_ALL: &str = "gradients.evaluations.>";
+
+/// One event per ledger entry.
+pub const LEDGER_ENTRIES: &str = "gradients.ledger.entries";
+
+/// Miner weights, recomputed after every finalized task.
+pub const LEDGER_WEIGHTS: &str = "gradients.ledger.weights";
+
 /// Where a consumer puts what it gave up on.
 pub fn dead_letter(consumer: &str) -> String {
     format!("gradients.dlq.{}", token(consumer))
@@ -35,6 +69,12 @@ pub fn dead_letter(consumer: &str) -> String {
 pub mod consumers {
     /// Intake's projection of task status events into its task records.
     pub const INTAKE_STATUS: &str = "intake-status";
+    /// The ledger's record of created tasks (type, hours, deadline).
+    pub const LEDGER_TASKS: &str = "ledger-tasks";
+    /// The ledger's record of which miners were assigned each task.
+    pub const LEDGER_ASSIGNMENTS: &str = "ledger-assignments";
+    /// The ledger's intake of evaluation results.
+    pub const LEDGER_EVALUATIONS: &str = "ledger-evaluations";
 }
 
 /// Request/reply APIs (NATS micro services).
@@ -55,6 +95,22 @@ pub mod api {
     /// The full subject of a task endpoint, as a client addresses it.
     pub fn tasks(endpoint: &str) -> String {
         format!("{TASKS_GROUP}.{endpoint}")
+    }
+
+    /// The ledger service's name.
+    pub const LEDGER_SERVICE: &str = "gradients-ledger";
+    /// The group of the ledger's query endpoints.
+    pub const LEDGER_GROUP: &str = "gradients.api.ledger";
+    /// `gradients.api.ledger.task`: a task's result and entries.
+    pub const LEDGER_TASK: &str = "task";
+    /// `gradients.api.ledger.entries`: entries by miner and period, paged (also export).
+    pub const LEDGER_ENTRIES: &str = "entries";
+    /// `gradients.api.ledger.weights`: miner weights as of a moment.
+    pub const LEDGER_WEIGHTS: &str = "weights";
+
+    /// The full subject of a ledger endpoint.
+    pub fn ledger(endpoint: &str) -> String {
+        format!("{LEDGER_GROUP}.{endpoint}")
     }
 }
 

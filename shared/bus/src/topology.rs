@@ -26,6 +26,9 @@ fn stream_configs(settings: &NatsSettings) -> Vec<stream::Config> {
     vec![
         base(streams::TASKS, streams::TASKS_SUBJECTS, "Task lifecycle events"),
         base(streams::DEAD_LETTERS, streams::DEAD_LETTERS_SUBJECTS, "Messages given up on, with the reason"),
+        base(streams::ASSIGNMENTS, streams::ASSIGNMENTS_SUBJECTS, "Tasks assigned to miners"),
+        base(streams::EVALUATIONS, streams::EVALUATIONS_SUBJECTS, "Evaluation results of submissions"),
+        base(streams::LEDGER, streams::LEDGER_SUBJECTS, "Ledger entries and miner weights"),
     ]
 }
 

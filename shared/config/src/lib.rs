@@ -7,6 +7,7 @@
 //! the value it refused. The list of every key lives in `config/gradients.example.toml`.
 
 mod intake;
+mod ledger;
 mod nats;
 mod telemetry;
 
@@ -15,6 +16,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
+pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};
 
@@ -35,6 +37,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The task intake service.
     pub intake: IntakeSettings,
+    /// The reward ledger service.
+    pub ledger: LedgerSettings,
 }
 
 /// Where a service keeps its records: a SQLite file by default, PostgreSQL by URL.
@@ -113,7 +117,8 @@ impl Settings {
         if self.store.max_connections == 0 {
             return Err(ConfigError::invalid("store.max_connections", 0, "must be at least 1"));
         }
-        self.intake.validate()
+        self.intake.validate()?;
+        self.ledger.validate()
     }
 }
 

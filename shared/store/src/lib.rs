@@ -16,7 +16,7 @@ use gradients_config::StoreSettings;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 
-pub use migration::Migrator;
+pub use migration::{Migrator, APPEND_ONLY_TABLES};
 pub use sea_orm;
 
 /// Why storage failed.
@@ -103,6 +103,50 @@ mod tests {
             let duplicate = row.insert(&again).await.unwrap_err();
             assert!(is_unique_violation(&duplicate), "{backend}: {duplicate:?}");
             assert_eq!(outbox::Entity::find().all(&db).await.unwrap().len(), 1);
+        }
+    }
+
+    /// The database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) on every
+    /// ledger table, whoever connects; inserts still work.
+    #[tokio::test]
+    async fn ledger_tables_are_append_only_in_the_database() {
+        use crate::entity::ledger::entry;
+        for backend in Backend::ALL {
+            let scratch = ScratchDb::new(backend).await.unwrap();
+            let db = connect(&StoreSettings { url: scratch.url().to_owned(), max_connections: 2 }).await.unwrap();
+            entry::ActiveModel {
+                entry_id: Set("e1".into()),
+                task_id: Set("t".into()),
+                miner_id: Set("m".into()),
+                kind: Set("task_score".into()),
+                score: Set(3.0),
+                task_weight: Set(1.0),
+                rank: Set(Some(1)),
+                ranking_loss: Set(Some(0.5)),
+                reason: Set("first".into()),
+                source_event_ids: Set("[]".into()),
+                source_sha256: Set("[]".into()),
+                corrects_entry_id: Set(String::new()),
+                recorded_at_ms: Set(1),
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+            let mut refused = vec![
+                "UPDATE ledger_entries SET score = 100 WHERE entry_id = 'e1'".to_owned(),
+                "DELETE FROM ledger_entries".to_owned(),
+            ];
+            if backend == Backend::Postgres {
+                refused.push("TRUNCATE ledger_entries".to_owned());
+            }
+            for statement in refused {
+                let error =
+                    db.execute_unprepared(&statement).await.expect_err(&format!("{backend}: {statement} must fail"));
+                assert!(error.to_string().contains("append-only"), "{backend}: {error}");
+            }
+            let kept = entry::Entity::find().all(&db).await.unwrap();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].score, 3.0, "{backend}: the score is unchanged");
         }
     }
 }

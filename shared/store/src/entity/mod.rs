@@ -1,4 +1,5 @@
 //! Tables, one module each. Only the owning service writes its tables.
 
+pub mod ledger;
 pub mod outbox;
 pub mod task;

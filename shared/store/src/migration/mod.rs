@@ -3,12 +3,15 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000001_intake;
+mod m20261125_000002_ledger;
+
+pub use m20261125_000002_ledger::APPEND_ONLY_TABLES;
 
 /// Every migration of the Gradients schema.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_intake::Migration)]
+        vec![Box::new(m20261125_000001_intake::Migration), Box::new(m20261125_000002_ledger::Migration)]
     }
 }

@@ -1,0 +1,118 @@
+//! The ledger's queries as a NATS micro service (`gradients-ledger`):
+//! `gradients.api.ledger.{task,entries,weights}`, for auditors, customers and the CLI.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::service::Request;
+use gradients_bus::api::{answer, ServiceSpec};
+use gradients_bus::subjects::api;
+use gradients_bus::BusError;
+use gradients_proto::v1::{
+    LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest, LedgerTaskResponse, LedgerWeightsRequest,
+    LedgerWeightsResponse, Timestamp,
+};
+use gradients_store::entity::ledger::{entry, task_result};
+use gradients_store::sea_orm::sea_query::Order;
+use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::QueryError;
+use crate::{convert, weights, Context, VERSION};
+
+/// Default and largest page of `entries`.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// Registers the micro service and answers queries until `stop`.
+pub async fn serve(ctx: Arc<Context>, stop: CancellationToken) -> Result<(), BusError> {
+    let spec = ServiceSpec {
+        name: api::LEDGER_SERVICE,
+        version: VERSION,
+        description: "Gradients reward ledger: task results, entries by miner and period, weights",
+        group: api::LEDGER_GROUP,
+        endpoints: &[api::LEDGER_TASK, api::LEDGER_ENTRIES, api::LEDGER_WEIGHTS],
+        max_concurrent: ctx.settings.ledger.max_concurrent_requests,
+    };
+    let client = ctx.bus.client.clone();
+    gradients_bus::api::serve(&client, spec, stop, move |endpoint, request| {
+        let ctx = ctx.clone();
+        async move { handle(&ctx, endpoint, request).await }
+    })
+    .await
+}
+
+async fn handle(ctx: &Context, endpoint: &'static str, request: Request) {
+    let started = Instant::now();
+    let to_api = |e: QueryError| e.to_api();
+    let code = match endpoint {
+        api::LEDGER_TASK => answer(&request, |r| task(ctx, r), to_api).await,
+        api::LEDGER_ENTRIES => answer(&request, |r| entries(ctx, r), to_api).await,
+        _ => answer(&request, |r| weights(ctx, r), to_api).await,
+    };
+    ctx.metrics.api_request(endpoint, code.map(|c| c.as_str_name()).unwrap_or("OK"), started.elapsed());
+}
+
+async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskResponse, QueryError> {
+    let result = task_result::Entity::find_by_id(request.task_id.clone())
+        .one(&ctx.db)
+        .await?
+        .ok_or(QueryError::TaskNotFound(request.task_id.clone()))?;
+    let entries = entry::Entity::find()
+        .filter(entry::Column::TaskId.eq(request.task_id))
+        .order_by(entry::Column::Rank, Order::Asc)
+        .order_by(entry::Column::MinerId, Order::Asc)
+        .all(&ctx.db)
+        .await?;
+    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries)) })
+}
+
+async fn entries(ctx: &Context, request: LedgerEntriesRequest) -> Result<LedgerEntriesResponse, QueryError> {
+    let page_size = match request.page_size {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    } as u64;
+    let mut query = entry::Entity::find();
+    if !request.miner_id.is_empty() {
+        query = query.filter(entry::Column::MinerId.eq(request.miner_id.clone()));
+    }
+    if request.since_ms > 0 {
+        query = query.filter(entry::Column::RecordedAtMs.gte(request.since_ms));
+    }
+    if request.until_ms > 0 {
+        query = query.filter(entry::Column::RecordedAtMs.lt(request.until_ms));
+    }
+    if !request.page_token.is_empty() {
+        let (at, id) = request
+            .page_token
+            .split_once(':')
+            .and_then(|(at, id)| at.parse::<i64>().ok().map(|at| (at, id.to_owned())))
+            .ok_or_else(|| {
+                QueryError::Invalid(format!("page_token {:?} is not one this service issued", request.page_token))
+            })?;
+        query = query.filter(
+            Condition::any()
+                .add(entry::Column::RecordedAtMs.gt(at))
+                .add(Condition::all().add(entry::Column::RecordedAtMs.eq(at)).add(entry::Column::EntryId.gt(id))),
+        );
+    }
+    let mut rows = query
+        .order_by(entry::Column::RecordedAtMs, Order::Asc)
+        .order_by(entry::Column::EntryId, Order::Asc)
+        .limit(page_size + 1)
+        .all(&ctx.db)
+        .await?;
+    let next_page_token = if rows.len() as u64 > page_size {
+        rows.truncate(page_size as usize);
+        rows.last().map(|r| format!("{}:{}", r.recorded_at_ms, r.entry_id)).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(LedgerEntriesResponse { entries: rows.iter().map(convert::entry_to_proto).collect(), next_page_token })
+}
+
+async fn weights(ctx: &Context, request: LedgerWeightsRequest) -> Result<LedgerWeightsResponse, QueryError> {
+    let at_ms = if request.at_ms > 0 { request.at_ms } else { Timestamp::now().unix_ms };
+    let weights = weights::weights_at(&ctx.db, &ctx.settings.ledger, at_ms).await?;
+    Ok(LedgerWeightsResponse { at_ms, weights })
+}

@@ -1,0 +1,45 @@
+//! The ledger's errors.
+
+use gradients_bus::BusError;
+use gradients_proto::v1::{Error as ApiError, ErrorCode};
+use gradients_store::sea_orm::DbErr;
+
+/// Why the ledger service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// NATS could not be reached or set up.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] gradients_store::StoreError),
+    /// The metrics and health endpoint could not start.
+    #[error(transparent)]
+    Telemetry(#[from] gradients_telemetry::TelemetryError),
+}
+
+/// Why a query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No finalized task has this id.
+    #[error("no finalized task with id {0:?} in the ledger")]
+    TaskNotFound(String),
+    /// A parameter is out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("storage: {0}")]
+    Store(#[from] DbErr),
+}
+
+impl QueryError {
+    /// The typed error sent to the client.
+    pub fn to_api(&self) -> ApiError {
+        let code = match self {
+            Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
+            Self::Invalid(_) => ErrorCode::InvalidArgument,
+            Self::Store(_) => ErrorCode::Unavailable,
+        };
+        gradients_bus::api::api_error(code, self.to_string())
+    }
+}

@@ -1,0 +1,201 @@
+//! The reward ledger: ranks, rewards and records every task, append-only and exactly once.
+//!
+//! Inputs (durable pull consumers, shared by every replica): created tasks, assignments and
+//! evaluation results. When every assigned miner of a task has been evaluated, or its
+//! deadline and grace have passed (a sweep finds those), the task is finalized: scored by
+//! the pure function in `gradients-scoring`, written as one transaction (result, entries,
+//! their events), published through the outbox. Queries are served over the NATS micro
+//! service `gradients-ledger`. The ledger tables refuse UPDATE and DELETE in the database.
+
+mod api;
+pub mod client;
+mod convert;
+mod error;
+mod finalize;
+mod record;
+mod weights;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::subjects::{consumers, streams, ASSIGNMENTS_ALL, EVALUATIONS_ALL, TASK_CREATED};
+use gradients_bus::worker::{run_worker, ConsumerSpec, Handler};
+use gradients_bus::{topology, Bus, BusError};
+use gradients_config::Settings;
+use gradients_proto::v1::Timestamp;
+use gradients_store::entity::ledger::{task, task_result};
+use gradients_store::outbox::Relay;
+use gradients_store::sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use gradients_telemetry::{Metrics, Readiness};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{LedgerError, QueryError};
+pub use finalize::{entry_id, Finalized, Finalizer, BECAUSE_ALL_EVALUATED, BECAUSE_DEADLINE};
+
+/// The service's name in metrics, logs and the NATS connection.
+pub const SERVICE_NAME: &str = "ledger";
+/// Version reported by `$SRV.INFO`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How long loops may take to finish after shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// What the query handlers need.
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub bus: Bus,
+    pub db: DatabaseConnection,
+    pub metrics: Metrics,
+}
+
+/// Runs the ledger until `shutdown` is cancelled, then drains.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
+    let metrics = Metrics::new(SERVICE_NAME);
+    let readiness = Readiness::new();
+    let http_stop = shutdown.child_token();
+    let http_shutdown = http_stop.clone();
+    let (http_addr, http) =
+        gradients_telemetry::serve(&settings.ledger.http_addr, metrics.clone(), readiness.clone(), async move {
+            http_shutdown.cancelled().await
+        })
+        .await?;
+    tracing::info!(%http_addr, "metrics and health endpoint up");
+
+    let bus = Bus::connect(&settings.nats, "gradients-ledger").await?;
+    topology::declare(&bus, &settings.nats).await?;
+    let db = gradients_store::connect(&settings.store).await?;
+    let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
+    let finalizer = Arc::new(Finalizer {
+        db: db.clone(),
+        settings: settings.ledger.clone(),
+        outbox: relay.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let mut loops = ServiceLoops::new(&shutdown);
+    let stop = loops.stop_token();
+    {
+        let (poll, stop) = (settings.ledger.outbox_poll(), stop.clone());
+        loops.spawn(async move {
+            relay.run(poll, stop).await;
+            Ok(())
+        });
+    }
+    let workers =
+        Workers { bus: bus.clone(), nats: settings.nats.clone(), metrics: metrics.clone(), stop: stop.clone() };
+    workers.spawn(
+        &mut loops,
+        streams::TASKS,
+        consumers::LEDGER_TASKS,
+        TASK_CREATED,
+        record::TaskRecorder(finalizer.clone()),
+    );
+    workers.spawn(
+        &mut loops,
+        streams::ASSIGNMENTS,
+        consumers::LEDGER_ASSIGNMENTS,
+        ASSIGNMENTS_ALL,
+        record::AssignmentRecorder(finalizer.clone()),
+    );
+    workers.spawn(
+        &mut loops,
+        streams::EVALUATIONS,
+        consumers::LEDGER_EVALUATIONS,
+        EVALUATIONS_ALL,
+        record::EvaluationRecorder(finalizer.clone()),
+    );
+    {
+        let (finalizer, interval, stop) = (finalizer.clone(), settings.ledger.sweep_interval(), stop.clone());
+        loops.spawn(async move {
+            sweep_deadlines(finalizer, interval, stop).await;
+            Ok(())
+        });
+    }
+    {
+        let ctx = Arc::new(Context { settings: settings.clone(), bus: bus.clone(), db, metrics });
+        loops.spawn(async move { api::serve(ctx, stop).await.map_err(LedgerError::from) });
+    }
+    readiness.set_ready(true);
+    tracing::info!(service = gradients_bus::subjects::api::LEDGER_SERVICE, version = VERSION, "ledger ready");
+
+    let panicked = |reason: String| LedgerError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
+    let outcome = loops.run(DRAIN_LIMIT, panicked).await;
+    readiness.set_ready(false);
+    if let Err(e) = bus.client.flush().await {
+        tracing::warn!(error = %e, "flushing the NATS connection");
+    }
+    http_stop.cancel();
+    let _ = http.await;
+    outcome
+}
+
+/// What every input worker shares.
+struct Workers {
+    bus: Bus,
+    nats: gradients_config::NatsSettings,
+    metrics: Metrics,
+    stop: CancellationToken,
+}
+
+impl Workers {
+    /// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`.
+    fn spawn<H: Handler>(
+        &self,
+        loops: &mut ServiceLoops<LedgerError>,
+        stream: &'static str,
+        durable: &'static str,
+        subject: &str,
+        handler: H,
+    ) {
+        let spec = ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
+        let (bus, nats, metrics, stop) = (self.bus.clone(), self.nats.clone(), self.metrics.clone(), self.stop.clone());
+        loops.spawn(
+            async move { run_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(LedgerError::from) },
+        );
+    }
+}
+
+/// Finalizes tasks whose deadline and grace have passed, every `interval`, until `stop`.
+async fn sweep_deadlines(finalizer: Arc<Finalizer>, interval: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(e) = sweep_once(&finalizer, Timestamp::now().unix_ms).await {
+            tracing::warn!(error = %e, "deadline sweep failed; will retry");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// One sweep at `now_ms`; returns how many tasks it finalized.
+pub async fn sweep_once(finalizer: &Finalizer, now_ms: i64) -> Result<usize, DbErr> {
+    let cutoff = now_ms.saturating_sub(finalizer.settings.evaluation_grace_ms as i64);
+    let due: Vec<String> = task::Entity::find()
+        .select_only()
+        .column(task::Column::TaskId)
+        .filter(task::Column::DeadlineMs.lte(cutoff))
+        .into_tuple()
+        .all(&finalizer.db)
+        .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let done: BTreeSet<String> = task_result::Entity::find()
+        .select_only()
+        .column(task_result::Column::TaskId)
+        .filter(task_result::Column::TaskId.is_in(due.clone()))
+        .into_tuple()
+        .all(&finalizer.db)
+        .await?
+        .into_iter()
+        .collect();
+    let mut finalized = 0;
+    for task_id in due.iter().filter(|id| !done.contains(*id)) {
+        if let Finalized::Now(_) = finalizer.try_finalize(task_id, now_ms).await? {
+            finalized += 1;
+        }
+    }
+    Ok(finalized)
+}

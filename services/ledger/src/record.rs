@@ -1,0 +1,135 @@
+//! The ledger's three inputs, each an idempotent handler on a durable consumer: created
+//! tasks (type, hours, deadline), assignments (who must be evaluated) and evaluation
+//! results (the evidence). Each is stored once, byte for byte where it is evidence; a
+//! stored evaluation may complete its task, which is then finalized.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use gradients_bus::objects::sha256_hex;
+use gradients_bus::worker::{Handler, HandlerError};
+use gradients_proto::v1::{Assignment, EvaluationKind, EvaluationResult, TaskCreated, TaskType, Timestamp};
+use gradients_store::entity::ledger::{assignment, evaluation, task};
+use gradients_store::sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
+use prost::Message;
+
+use crate::finalize::Finalizer;
+
+fn transient(e: DbErr) -> HandlerError {
+    HandlerError::Transient(e.to_string())
+}
+
+/// An insert whose key is already there is a redelivery: done, not an error.
+fn inserted_once<T>(result: Result<T, DbErr>) -> Result<(), HandlerError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if gradients_store::is_unique_violation(&e) => Ok(()),
+        Err(e) => Err(transient(e)),
+    }
+}
+
+/// Records each created task.
+pub struct TaskRecorder(pub Arc<Finalizer>);
+
+impl Handler for TaskRecorder {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let created = TaskCreated::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
+        let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+        if task.id.is_empty() {
+            return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
+        }
+        let task_type = TaskType::try_from(task.r#type).unwrap_or_default();
+        inserted_once(
+            task::ActiveModel {
+                task_id: Set(task.id.clone()),
+                task_type: Set(task_type.label()),
+                base_model: Set(task.base_model.clone()),
+                hours_to_complete: Set(task.hours_to_complete),
+                deadline_ms: Set(task.deadline.map(|d| d.unix_ms).unwrap_or_default()),
+                recorded_at_ms: Set(Timestamp::now().unix_ms),
+            }
+            .insert(&self.0.db)
+            .await,
+        )?;
+        // Evaluations may have come first (streams are consumed independently).
+        self.0.try_finalize(&task.id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        Ok(())
+    }
+}
+
+/// Records which miners each task was assigned to.
+pub struct AssignmentRecorder(pub Arc<Finalizer>);
+
+impl Handler for AssignmentRecorder {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let assigned = Assignment::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
+        if assigned.task_id.is_empty() || assigned.miner_id.is_empty() {
+            return Err(HandlerError::Poison("Assignment without a task or miner id".into()));
+        }
+        inserted_once(
+            assignment::ActiveModel {
+                task_id: Set(assigned.task_id.clone()),
+                miner_id: Set(assigned.miner_id.clone()),
+                assignment_id: Set(assigned.assignment_id.clone()),
+                cohort_size: Set(i64::from(assigned.cohort_size)),
+                recorded_at_ms: Set(Timestamp::now().unix_ms),
+            }
+            .insert(&self.0.db)
+            .await,
+        )?;
+        self.0.try_finalize(&assigned.task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        Ok(())
+    }
+}
+
+/// Records each evaluation result as evidence, then finalizes its task if it completes it.
+pub struct EvaluationRecorder(pub Arc<Finalizer>);
+
+/// The stored name of an evaluation kind.
+pub fn kind_label(kind: EvaluationKind) -> String {
+    kind.as_str_name().to_ascii_lowercase()
+}
+
+impl Handler for EvaluationRecorder {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let result = EvaluationResult::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not an EvaluationResult: {e}")))?;
+        if result.evaluation_id.is_empty() || result.task_id.is_empty() {
+            return Err(HandlerError::Poison("EvaluationResult without an evaluation or task id".into()));
+        }
+        let kind = EvaluationKind::try_from(result.kind).unwrap_or_default();
+        if kind == EvaluationKind::MinerSubmission && result.miner_id.is_empty() {
+            return Err(HandlerError::Poison(format!("evaluation {} names no miner", result.evaluation_id)));
+        }
+        let row = evaluation::ActiveModel {
+            evaluation_id: Set(result.evaluation_id.clone()),
+            task_id: Set(result.task_id.clone()),
+            miner_id: Set(result.miner_id.clone()),
+            kind: Set(kind_label(kind)),
+            payload: Set(message.payload.to_vec()),
+            payload_sha256: Set(sha256_hex(&message.payload)),
+            received_at_ms: Set(Timestamp::now().unix_ms),
+        };
+        match row.insert(&self.0.db).await {
+            Ok(_) => {}
+            Err(e) if gradients_store::is_unique_violation(&e) => {
+                let same = evaluation::Entity::find_by_id(result.evaluation_id.clone())
+                    .one(&self.0.db)
+                    .await
+                    .map_err(transient)?;
+                if same.is_none() {
+                    // Another evaluation of the same miner on the same task: the first stands.
+                    return Err(HandlerError::Poison(format!(
+                        "a second evaluation ({}) of miner {} on task {}; the first one stands",
+                        result.evaluation_id, result.miner_id, result.task_id
+                    )));
+                }
+            }
+            Err(e) => return Err(transient(e)),
+        }
+        self.0.try_finalize(&result.task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! A sandbox for the ledger's tests: a private nats-server, a scratch database, ledger
+//! replicas in-process, and a publisher of the events the ledger consumes.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer;
+use futures::StreamExt;
+use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::{topology, Bus};
+use gradients_config::Settings;
+use gradients_ledger::client::LedgerClient;
+use gradients_ledger::LedgerError;
+use gradients_proto::v1::{
+    Assignment, EvaluationKind, EvaluationResult, EvaluationStatus, Task, TaskCreated, TaskType, Timestamp,
+};
+use gradients_store::entity::ledger::{entry, task_result};
+use gradients_store::sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use gradients_testkit::{Backend, NatsServer, ScratchDb};
+use prost::Message;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The ledger under test and what it stands on.
+pub struct Sandbox {
+    pub nats: NatsServer,
+    pub db: ScratchDb,
+    pub settings: Settings,
+    pub bus: Bus,
+    pub client: LedgerClient,
+    /// A direct connection to the ledger's database, for counting rows.
+    pub store: DatabaseConnection,
+    replicas: Vec<(CancellationToken, JoinHandle<Result<(), LedgerError>>)>,
+}
+
+impl Sandbox {
+    /// A sandbox with `replicas` ledger processes sharing one database and one consumer set.
+    pub async fn start(backend: Backend, replicas: usize, tweak: impl FnOnce(&mut Settings)) -> Sandbox {
+        gradients_telemetry::init_for_tests();
+        let nats = NatsServer::start().expect("nats-server");
+        let db = ScratchDb::new(backend).await.expect("scratch database");
+        let mut settings = Settings::default();
+        settings.nats.url = vec![nats.url()];
+        settings.nats.retry_backoff_ms = 50;
+        settings.nats.ack_wait_ms = 2_000;
+        settings.store.url = db.url().to_owned();
+        settings.ledger.http_addr = "127.0.0.1:0".to_owned();
+        settings.ledger.sweep_interval_ms = 200;
+        settings.ledger.evaluation_grace_ms = 0;
+        tweak(&mut settings);
+        let bus = Bus::connect(&settings.nats, "ledger-test").await.expect("connect");
+        topology::declare(&bus, &settings.nats).await.expect("topology");
+        let store = gradients_store::connect(&settings.store).await.expect("store");
+        let client = LedgerClient::new(bus.clone(), Duration::from_secs(10));
+        let mut sandbox = Sandbox { nats, db, settings, bus, client, store, replicas: Vec::new() };
+        for _ in 0..replicas {
+            sandbox.start_replica();
+        }
+        if replicas > 0 {
+            sandbox.wait_until_answering().await;
+        }
+        sandbox
+    }
+
+    /// Starts one more ledger replica.
+    pub fn start_replica(&mut self) {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(gradients_ledger::run(self.settings.clone(), shutdown.clone()));
+        self.replicas.push((shutdown, handle));
+    }
+
+    /// Kills replica `index` at once, mid-work, as a crash would.
+    pub fn kill_replica(&mut self, index: usize) {
+        let (_, handle) = self.replicas.remove(index);
+        handle.abort();
+    }
+
+    async fn wait_until_answering(&self) {
+        for _ in 0..200 {
+            if self.client.weights(1).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the ledger did not start answering");
+    }
+
+    /// Publishes an event with `id` as its message id.
+    pub async fn publish(&self, subject: String, id: &str, payload: Vec<u8>) {
+        let event = OutgoingEvent { subject, id: id.to_owned(), payload: payload.into(), traceparent: None };
+        publish_event(&self.bus.jetstream, event).await.expect("publish");
+    }
+
+    /// Announces a task as intake would.
+    pub async fn task_created(&self, task_id: &str, task_type: TaskType, hours: f64, deadline_ms: i64) {
+        let task = Task {
+            id: task_id.to_owned(),
+            r#type: task_type as i32,
+            base_model: "tiny-1m".to_owned(),
+            hours_to_complete: hours,
+            deadline: Some(Timestamp { unix_ms: deadline_ms }),
+            ..Default::default()
+        };
+        let created = TaskCreated { event_id: task_id.to_owned(), task: Some(task), at: Some(Timestamp::now()) };
+        self.publish(gradients_bus::subjects::TASK_CREATED.to_owned(), task_id, created.encode_to_vec()).await;
+    }
+
+    /// Assigns `miners` to a task as dispatch would (one cohort).
+    pub async fn assign(&self, task_id: &str, miners: &[&str]) {
+        for miner in miners {
+            let assignment = Assignment {
+                assignment_id: format!("{task_id}/{miner}"),
+                task_id: task_id.to_owned(),
+                miner_id: (*miner).to_owned(),
+                cohort_size: miners.len() as u32,
+                ..Default::default()
+            };
+            let subject = gradients_bus::subjects::assignments(miner);
+            self.publish(subject, &assignment.assignment_id.clone(), assignment.encode_to_vec()).await;
+        }
+    }
+
+    /// Publishes an evaluation result under message id `msg_id`.
+    pub async fn evaluation(&self, msg_id: &str, result: &EvaluationResult) {
+        self.publish(gradients_bus::subjects::evaluations(&result.task_id), msg_id, result.encode_to_vec()).await;
+    }
+
+    /// Rows in `ledger_entries`.
+    pub async fn entry_count(&self) -> u64 {
+        entry::Entity::find().count(&self.store).await.expect("count")
+    }
+
+    /// Waits until `count` tasks are finalized (or a few seconds pass) and returns how many are.
+    pub async fn wait_for_results(&self, count: u64) -> u64 {
+        for _ in 0..150 {
+            let done = task_result::Entity::find().count(&self.store).await.expect("count");
+            if done >= count {
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task_result::Entity::find().count(&self.store).await.expect("count")
+    }
+
+    /// Waits until the ledger holds `assignments` assignments and `evaluations` evaluations.
+    pub async fn wait_for_rows(&self, assignments: u64, evaluations: u64) {
+        use gradients_store::entity::ledger::{assignment, evaluation};
+        for _ in 0..150 {
+            let a = assignment::Entity::find().count(&self.store).await.expect("count");
+            let e = evaluation::Entity::find().count(&self.store).await.expect("count");
+            if a >= assignments && e >= evaluations {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the ledger did not record {assignments} assignments and {evaluations} evaluations");
+    }
+
+    /// Every message now stored on `subject` in `stream`.
+    pub async fn messages_on(&self, stream: &str, subject: &str) -> Vec<async_nats::jetstream::Message> {
+        let stream = self.bus.jetstream.get_stream(stream).await.expect("stream");
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: subject.to_owned(),
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let mut found = Vec::new();
+        let mut batch =
+            consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.expect("fetch");
+        while let Some(message) = batch.next().await {
+            found.push(message.expect("message"));
+        }
+        found
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for (shutdown, handle) in self.replicas.drain(..) {
+            shutdown.cancel();
+            handle.abort();
+        }
+    }
+}
+
+/// A valid miner evaluation.
+pub fn valid(task_id: &str, miner: &str, test: f64, synth: f64, submitted_at_ms: i64) -> EvaluationResult {
+    EvaluationResult {
+        evaluation_id: format!("eval/{task_id}/{miner}"),
+        task_id: task_id.to_owned(),
+        miner_id: miner.to_owned(),
+        submission_id: format!("sub/{task_id}/{miner}"),
+        status: EvaluationStatus::Valid as i32,
+        test_loss: Some(test),
+        synth_loss: Some(synth),
+        artifact_sha256: format!("sha-{miner}-{task_id}"),
+        evaluated_at: Some(Timestamp::now()),
+        submitted_at: Some(Timestamp { unix_ms: submitted_at_ms }),
+        ..Default::default()
+    }
+}
+
+/// A refused submission.
+pub fn invalid(task_id: &str, miner: &str) -> EvaluationResult {
+    EvaluationResult {
+        evaluation_id: format!("eval/{task_id}/{miner}"),
+        task_id: task_id.to_owned(),
+        miner_id: miner.to_owned(),
+        status: EvaluationStatus::Invalid as i32,
+        error: Some(gradients_bus::api::api_error(gradients_proto::v1::ErrorCode::InvalidSignature, "bad signature")),
+        ..Default::default()
+    }
+}
+
+/// A reference measurement (base model or fixed baseline) on the test split.
+pub fn reference(task_id: &str, kind: EvaluationKind, test: f64) -> EvaluationResult {
+    EvaluationResult {
+        evaluation_id: format!("eval/{task_id}/{}", kind.as_str_name()),
+        task_id: task_id.to_owned(),
+        status: EvaluationStatus::Valid as i32,
+        test_loss: Some(test),
+        kind: kind as i32,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,52 @@
+//! The long-running loops of one service process (API, workers, relays, timers) and how
+//! they stop together: the caller's shutdown, or any loop failing, stops them all; then
+//! they get a bounded time to drain.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A service's loops. `E` is the service's error type.
+pub struct ServiceLoops<E> {
+    stop: CancellationToken,
+    loops: JoinSet<Result<(), E>>,
+}
+
+impl<E: Send + 'static> ServiceLoops<E> {
+    /// Loops that stop when `shutdown` is cancelled.
+    pub fn new(shutdown: &CancellationToken) -> Self {
+        Self { stop: shutdown.child_token(), loops: JoinSet::new() }
+    }
+
+    /// The token every loop watches; pass it to each loop you spawn.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs `task` until it ends; a loop that returns (or fails) stops the others.
+    pub fn spawn(&mut self, task: impl Future<Output = Result<(), E>> + Send + 'static) {
+        self.loops.spawn(task);
+    }
+
+    /// Waits for the shutdown signal or for the first loop to end, then stops every loop
+    /// and waits up to `drain_limit` for them. Returns the first failure, if any.
+    /// `on_panic` turns a panicked loop into the service's error.
+    pub async fn run(mut self, drain_limit: Duration, on_panic: impl Fn(String) -> E) -> Result<(), E> {
+        let outcome = tokio::select! {
+            _ = self.stop.cancelled() => Ok(()),
+            Some(ended) = self.loops.join_next() => match ended {
+                Ok(result) => result,
+                Err(join) => Err(on_panic(join.to_string())),
+            },
+        };
+        self.stop.cancel();
+        let drained =
+            tokio::time::timeout(drain_limit, async { while self.loops.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("loops still running after {drain_limit:?}; abandoning them");
+        }
+        outcome
+    }
+}

@@ -1,0 +1,262 @@
+//! The reward ledger's tables. Every one is append-only: the database refuses UPDATE and
+//! DELETE (triggers on both PostgreSQL and SQLite, TRUNCATE too on PostgreSQL), so a
+//! correction can only be a new entry that references the one it corrects.
+
+use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The tables the triggers guard.
+pub const APPEND_ONLY_TABLES: [&str; 5] =
+    ["ledger_tasks", "ledger_assignments", "ledger_evaluations", "ledger_entries", "ledger_task_results"];
+
+#[derive(DeriveIden)]
+enum LedgerTasks {
+    Table,
+    TaskId,
+    TaskType,
+    BaseModel,
+    HoursToComplete,
+    DeadlineMs,
+    RecordedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum LedgerAssignments {
+    Table,
+    TaskId,
+    MinerId,
+    AssignmentId,
+    CohortSize,
+    RecordedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum LedgerEvaluations {
+    Table,
+    EvaluationId,
+    TaskId,
+    MinerId,
+    Kind,
+    Payload,
+    PayloadSha256,
+    ReceivedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum LedgerEntries {
+    Table,
+    EntryId,
+    TaskId,
+    MinerId,
+    Kind,
+    Score,
+    TaskWeight,
+    Rank,
+    RankingLoss,
+    Reason,
+    SourceEventIds,
+    SourceSha256,
+    CorrectsEntryId,
+    RecordedAtMs,
+}
+
+#[derive(DeriveIden)]
+enum LedgerTaskResults {
+    Table,
+    TaskId,
+    TaskType,
+    WinnerMinerId,
+    FinalizedBecause,
+    FinalizedAtMs,
+    WinnerLoss,
+    BaseModelLoss,
+    BaselineLoss,
+    ImprovementOverBase,
+    ImprovementOverBaseline,
+    TaskWeight,
+}
+
+fn text(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column).string().not_null().to_owned()
+}
+
+fn int(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column).big_integer().not_null().to_owned()
+}
+
+fn real(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column).double().not_null().to_owned()
+}
+
+fn optional_real(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column).double().null().to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerTasks::Table)
+                    .if_not_exists()
+                    .col(text(LedgerTasks::TaskId).primary_key())
+                    .col(text(LedgerTasks::TaskType))
+                    .col(text(LedgerTasks::BaseModel))
+                    .col(real(LedgerTasks::HoursToComplete))
+                    .col(int(LedgerTasks::DeadlineMs))
+                    .col(int(LedgerTasks::RecordedAtMs))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerAssignments::Table)
+                    .if_not_exists()
+                    .col(text(LedgerAssignments::TaskId))
+                    .col(text(LedgerAssignments::MinerId))
+                    .col(text(LedgerAssignments::AssignmentId))
+                    .col(int(LedgerAssignments::CohortSize))
+                    .col(int(LedgerAssignments::RecordedAtMs))
+                    .primary_key(Index::create().col(LedgerAssignments::TaskId).col(LedgerAssignments::MinerId))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerEvaluations::Table)
+                    .if_not_exists()
+                    .col(text(LedgerEvaluations::EvaluationId).primary_key())
+                    .col(text(LedgerEvaluations::TaskId))
+                    .col(text(LedgerEvaluations::MinerId))
+                    .col(text(LedgerEvaluations::Kind))
+                    .col(ColumnDef::new(LedgerEvaluations::Payload).blob().not_null())
+                    .col(text(LedgerEvaluations::PayloadSha256))
+                    .col(int(LedgerEvaluations::ReceivedAtMs))
+                    .to_owned(),
+            )
+            .await?;
+        // One evaluation per (task, miner, kind): a second, different one is refused.
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("uq_ledger_evaluations_task_miner_kind")
+                    .table(LedgerEvaluations::Table)
+                    .col(LedgerEvaluations::TaskId)
+                    .col(LedgerEvaluations::MinerId)
+                    .col(LedgerEvaluations::Kind)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerEntries::Table)
+                    .if_not_exists()
+                    .col(text(LedgerEntries::EntryId).primary_key())
+                    .col(text(LedgerEntries::TaskId))
+                    .col(text(LedgerEntries::MinerId))
+                    .col(text(LedgerEntries::Kind))
+                    .col(real(LedgerEntries::Score))
+                    .col(real(LedgerEntries::TaskWeight))
+                    .col(ColumnDef::new(LedgerEntries::Rank).integer().null())
+                    .col(optional_real(LedgerEntries::RankingLoss))
+                    .col(text(LedgerEntries::Reason))
+                    .col(ColumnDef::new(LedgerEntries::SourceEventIds).text().not_null())
+                    .col(ColumnDef::new(LedgerEntries::SourceSha256).text().not_null())
+                    // '' when it corrects nothing: NULLs would not collide in the unique key.
+                    .col(text(LedgerEntries::CorrectsEntryId))
+                    .col(int(LedgerEntries::RecordedAtMs))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, columns, unique) in [
+            (
+                "uq_ledger_entries_task_miner_kind",
+                vec![
+                    LedgerEntries::TaskId,
+                    LedgerEntries::MinerId,
+                    LedgerEntries::Kind,
+                    LedgerEntries::CorrectsEntryId,
+                ],
+                true,
+            ),
+            ("idx_ledger_entries_miner_time", vec![LedgerEntries::MinerId, LedgerEntries::RecordedAtMs], false),
+            ("idx_ledger_entries_time", vec![LedgerEntries::RecordedAtMs, LedgerEntries::EntryId], false),
+        ] {
+            let mut index = Index::create().if_not_exists().name(name).table(LedgerEntries::Table).to_owned();
+            for column in columns {
+                index.col(column);
+            }
+            if unique {
+                index.unique();
+            }
+            manager.create_index(index).await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerTaskResults::Table)
+                    .if_not_exists()
+                    .col(text(LedgerTaskResults::TaskId).primary_key())
+                    .col(text(LedgerTaskResults::TaskType))
+                    .col(text(LedgerTaskResults::WinnerMinerId))
+                    .col(text(LedgerTaskResults::FinalizedBecause))
+                    .col(int(LedgerTaskResults::FinalizedAtMs))
+                    .col(optional_real(LedgerTaskResults::WinnerLoss))
+                    .col(optional_real(LedgerTaskResults::BaseModelLoss))
+                    .col(optional_real(LedgerTaskResults::BaselineLoss))
+                    .col(optional_real(LedgerTaskResults::ImprovementOverBase))
+                    .col(optional_real(LedgerTaskResults::ImprovementOverBaseline))
+                    .col(real(LedgerTaskResults::TaskWeight))
+                    .to_owned(),
+            )
+            .await?;
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            DbBackend::Postgres => {
+                db.execute_unprepared(
+                    "CREATE OR REPLACE FUNCTION gradients_append_only() RETURNS trigger AS $$
+                     BEGIN
+                       RAISE EXCEPTION 'table % is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
+                         USING ERRCODE = 'insufficient_privilege';
+                     END $$ LANGUAGE plpgsql",
+                )
+                .await?;
+                for table in APPEND_ONLY_TABLES {
+                    db.execute_unprepared(&format!(
+                        "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                         FOR EACH ROW EXECUTE FUNCTION gradients_append_only()"
+                    ))
+                    .await?;
+                    db.execute_unprepared(&format!(
+                        "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                         FOR EACH STATEMENT EXECUTE FUNCTION gradients_append_only()"
+                    ))
+                    .await?;
+                }
+            }
+            DbBackend::Sqlite => {
+                for table in APPEND_ONLY_TABLES {
+                    for operation in ["UPDATE", "DELETE"] {
+                        db.execute_unprepared(&format!(
+                            "CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {operation} ON {table}
+                             BEGIN SELECT RAISE(ABORT, 'table {table} is append-only: {operation} is not allowed'); END",
+                            op = operation.to_lowercase()
+                        ))
+                        .await?;
+                    }
+                }
+            }
+            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+        }
+        Ok(())
+    }
+}
