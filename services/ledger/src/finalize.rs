@@ -1,7 +1,8 @@
 //! Finalizing a task: once every assigned miner has been evaluated, or the deadline and its
 //! grace have passed, the task's evaluations are scored (the pure function of
 //! `gradients-scoring`) and written as one transaction: the task's result row, an entry per
-//! miner and their events in the outbox. The result row's key makes this happen exactly
+//! miner and their events in the outbox (weights are published on their own clock, see
+//! `weights::publish_periodically`). The result row's key makes this happen exactly
 //! once, whichever replica or redelivery gets there first; entry ids are derived from
 //! (task, miner, kind), so a recomputation yields the very same rows.
 
@@ -9,21 +10,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gradients_bus::subjects;
 use gradients_config::LedgerSettings;
-use gradients_proto::v1::{
-    EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntry, LedgerEntryKind, Timestamp, WeightsPublished,
-};
+use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntry, LedgerEntryKind};
 use gradients_scoring::{MinerResult, MinerScore, Outcome, ScoreReason};
 use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result};
 use gradients_store::outbox::{PendingEvent, Relay};
 use gradients_store::sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use gradients_telemetry::Metrics;
 use prost::Message;
 
+use crate::convert;
 use crate::record::kind_label;
-use crate::{convert, weights};
 
 /// Why a task was finalized.
 pub const BECAUSE_ALL_EVALUATED: &str = "all_evaluated";
@@ -63,22 +62,30 @@ impl Finalizer {
             return Ok(Finalized::NotYet);
         };
         let assigned = assignment::Entity::find().filter(assignment::Column::TaskId.eq(task_id)).all(&self.db).await?;
+        // Readiness needs only who was evaluated; the payloads are read once it is ready.
+        let miner_kind = kind_label(EvaluationKind::MinerSubmission);
+        let evaluated: BTreeSet<String> = evaluation::Entity::find()
+            .select_only()
+            .column(evaluation::Column::MinerId)
+            .filter(evaluation::Column::TaskId.eq(task_id))
+            .filter(evaluation::Column::Kind.eq(miner_kind.as_str()))
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let cohort = assigned.iter().map(|a| a.cohort_size).max().unwrap_or(0);
+        let complete =
+            cohort > 0 && assigned.len() as i64 >= cohort && assigned.iter().all(|a| evaluated.contains(&a.miner_id));
+        let expired = now_ms >= task.deadline_ms.saturating_add(self.settings.evaluation_grace_ms as i64);
+        if !complete && !expired {
+            return Ok(Finalized::NotYet);
+        }
         let evaluations = evaluation::Entity::find()
             .filter(evaluation::Column::TaskId.eq(task_id))
             .order_by_asc(evaluation::Column::EvaluationId)
             .all(&self.db)
             .await?;
-        let miner_kind = kind_label(EvaluationKind::MinerSubmission);
-        let evaluated: BTreeSet<&str> =
-            evaluations.iter().filter(|e| e.kind == miner_kind).map(|e| e.miner_id.as_str()).collect();
-        let cohort = assigned.iter().map(|a| a.cohort_size).max().unwrap_or(0);
-        let complete = cohort > 0
-            && assigned.len() as i64 >= cohort
-            && assigned.iter().all(|a| evaluated.contains(a.miner_id.as_str()));
-        let expired = now_ms >= task.deadline_ms.saturating_add(self.settings.evaluation_grace_ms as i64);
-        if !complete && !expired {
-            return Ok(Finalized::NotYet);
-        }
         let because = if complete { BECAUSE_ALL_EVALUATED } else { BECAUSE_DEADLINE };
         let plan = self.plan(&task, &assigned, &evaluations, because, now_ms);
         let count = plan.entries.len();
@@ -184,7 +191,6 @@ impl Finalizer {
     }
 
     async fn commit(&self, plan: Plan, now_ms: i64) -> Result<(), DbErr> {
-        let task_id = plan.result.task_id.clone();
         let txn = self.db.begin().await?;
         plan.result.clone().into_active_model().insert(&txn).await?;
         for row in &plan.entries {
@@ -198,18 +204,6 @@ impl Finalizer {
             .store(&txn, now_ms)
             .await?;
         }
-        // The weights this task changes, read inside the transaction so they include it.
-        let weights = weights::weights_at(&txn, &self.settings, now_ms).await?;
-        let event_id = format!("weights-after-{task_id}");
-        let published = WeightsPublished {
-            event_id: event_id.clone(),
-            period: "rolling".to_owned(),
-            weights,
-            at: Some(Timestamp { unix_ms: now_ms }),
-        };
-        PendingEvent { id: event_id, subject: subjects::LEDGER_WEIGHTS.to_owned(), payload: published.encode_to_vec() }
-            .store(&txn, now_ms)
-            .await?;
         txn.commit().await
     }
 }

@@ -113,6 +113,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         });
     }
     {
+        let (db, bus, settings, stop) = (db.clone(), bus.clone(), settings.ledger.clone(), stop.clone());
+        loops.spawn(async move {
+            weights::publish_periodically(db, bus, settings, stop).await;
+            Ok(())
+        });
+    }
+    {
         let ctx = Arc::new(Context { settings: settings.clone(), bus: bus.clone(), db, metrics });
         loops.spawn(async move { api::serve(ctx, stop).await.map_err(LedgerError::from) });
     }

@@ -4,11 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::{subjects, Bus};
 use gradients_config::LedgerSettings;
-use gradients_proto::v1::MinerWeight;
+use gradients_proto::v1::{MinerWeight, Timestamp, WeightsPublished};
 use gradients_scoring::ScoredTask;
 use gradients_store::entity::ledger::{entry, task_result};
-use gradients_store::sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use gradients_store::sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
 
 use crate::convert;
 
@@ -63,4 +67,56 @@ pub async fn weights_at(
         .into_iter()
         .map(|w| MinerWeight { miner_id: w.miner_id, weight: w.weight })
         .collect())
+}
+
+/// Publishes the weights on `gradients.ledger.weights` once per `ledger.weights_interval_ms`,
+/// when a task was finalized since the last time. The event id is the interval's start, so
+/// replicas publishing in the same interval store one event.
+pub async fn publish_periodically(db: DatabaseConnection, bus: Bus, settings: LedgerSettings, stop: CancellationToken) {
+    let interval = settings.weights_interval_ms.max(1) as i64;
+    let mut published_up_to = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(interval as u64)) => {}
+        }
+        let now = Timestamp::now().unix_ms;
+        match publish_if_changed(&db, &bus, &settings, published_up_to, now, interval).await {
+            Ok(Some(at)) => published_up_to = at,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "publishing weights failed; will retry"),
+        }
+    }
+}
+
+async fn publish_if_changed(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    settings: &LedgerSettings,
+    since: i64,
+    now: i64,
+    interval: i64,
+) -> anyhow::Result<Option<i64>> {
+    let changed =
+        task_result::Entity::find().filter(task_result::Column::FinalizedAtMs.gt(since)).one(db).await?.is_some();
+    if !changed {
+        return Ok(None);
+    }
+    let weights = weights_at(db, settings, now).await?;
+    let bucket = now - now.rem_euclid(interval);
+    let event_id = format!("weights-{bucket}");
+    let published = WeightsPublished {
+        event_id: event_id.clone(),
+        period: "rolling".to_owned(),
+        weights,
+        at: Some(Timestamp { unix_ms: now }),
+    };
+    let event = OutgoingEvent {
+        subject: subjects::LEDGER_WEIGHTS.to_owned(),
+        id: event_id,
+        payload: published.encode_to_vec().into(),
+        traceparent: None,
+    };
+    publish_event(&bus.jetstream, event).await?;
+    Ok(Some(now))
 }

@@ -74,30 +74,37 @@ pub async fn run_worker<H: Handler>(
 ) -> Result<(), BusError> {
     let consumer = declare_consumer(bus, &spec, settings).await?;
     let fail = |reason: String| BusError::Consume { consumer: spec.durable.to_owned(), reason };
+    let batch_size = FETCH_BATCH.max(settings.worker_concurrency * 2);
     while !shutdown.is_cancelled() {
         let batch = consumer
             .fetch()
-            .max_messages(FETCH_BATCH)
+            .max_messages(batch_size)
             .expires(FETCH_EXPIRES)
             .messages()
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let mut batch = std::pin::pin!(batch);
-        while let Some(message) = batch.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(e) => {
+        // Up to `worker_concurrency` messages of the batch at once; a pull error ends the
+        // batch (the next fetch retries), and after shutdown the rest is handed back.
+        batch
+            .take_while(|message| {
+                if let Err(e) = message {
                     tracing::warn!(consumer = spec.durable, error = %e, "pull failed; retrying");
-                    break;
                 }
-            };
-            if shutdown.is_cancelled() {
-                // Hand it straight back: another replica (or our restart) takes it.
-                let _ = message.ack_with(AckKind::Nak(None)).await;
-                continue;
-            }
-            handle_one(bus, &spec, settings, &metrics, &handler, &message).await;
-        }
+                std::future::ready(message.is_ok())
+            })
+            .filter_map(|message| std::future::ready(message.ok()))
+            .for_each_concurrent(settings.worker_concurrency, |message| {
+                let (spec, metrics, handler, shutdown) = (&spec, &metrics, &handler, &shutdown);
+                async move {
+                    if shutdown.is_cancelled() {
+                        // Hand it straight back: another replica (or our restart) takes it.
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        return;
+                    }
+                    handle_one(bus, spec, settings, metrics, handler, &message).await;
+                }
+            })
+            .await;
     }
     Ok(())
 }

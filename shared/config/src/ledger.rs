@@ -21,6 +21,8 @@ pub struct LedgerSettings {
     pub sweep_interval_ms: u64,
     /// How often the outbox relay publishes what a crash left behind.
     pub outbox_poll_ms: u64,
+    /// How often miner weights are published (when a task was finalized since).
+    pub weights_interval_ms: u64,
     /// Parameters of each base model, for the task's work weight; unknown models count as
     /// the scoring's minimum model size.
     pub model_params: BTreeMap<String, u64>,
@@ -37,6 +39,7 @@ impl Default for LedgerSettings {
             evaluation_grace_ms: 10 * 60 * 1000,
             sweep_interval_ms: 5_000,
             outbox_poll_ms: 1_000,
+            weights_interval_ms: 60_000,
             model_params: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
             max_concurrent_requests: 16,
             scoring: ScoringConfig::default(),

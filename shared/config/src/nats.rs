@@ -37,6 +37,8 @@ pub struct NatsSettings {
     pub retry_backoff_max_ms: u64,
     /// Time limit of a request sent by a client (the CLI) to a service API.
     pub request_timeout_ms: u64,
+    /// Messages one worker handles at once (handlers are idempotent and order-tolerant).
+    pub worker_concurrency: usize,
 }
 
 impl Default for NatsSettings {
@@ -54,6 +56,7 @@ impl Default for NatsSettings {
             retry_backoff_ms: 500,
             retry_backoff_max_ms: 30_000,
             request_timeout_ms: 30_000,
+            worker_concurrency: 8,
         }
     }
 }
@@ -143,6 +146,9 @@ impl NatsSettings {
         }
         if self.max_deliver < 1 {
             return Err(ConfigError::invalid("nats.max_deliver", self.max_deliver, "must be at least 1"));
+        }
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError::invalid("nats.worker_concurrency", 0, "must be at least 1"));
         }
         if self.duplicate_window_ms == 0 {
             return Err(ConfigError::invalid(

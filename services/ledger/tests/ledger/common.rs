@@ -48,6 +48,7 @@ impl Sandbox {
         settings.ledger.http_addr = "127.0.0.1:0".to_owned();
         settings.ledger.sweep_interval_ms = 200;
         settings.ledger.evaluation_grace_ms = 0;
+        settings.ledger.weights_interval_ms = 300;
         tweak(&mut settings);
         let bus = Bus::connect(&settings.nats, "ledger-test").await.expect("connect");
         topology::declare(&bus, &settings.nats).await.expect("topology");
