@@ -37,6 +37,17 @@ impl Cli {
     }
 }
 
+/// The environment that points `gradients` at a private server and database.
+fn sandbox_env(nats: &NatsServer, dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("GRADIENTS__NATS__URL".into(), nats.url()),
+        ("GRADIENTS__STORE__URL".into(), format!("sqlite://{}?mode=rwc", dir.join("cli.db").display())),
+        ("GRADIENTS__INTAKE__HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("GRADIENTS__LEDGER__HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("GRADIENTS__TELEMETRY__LOG_FILTER".into(), "warn".into()),
+    ]
+}
+
 /// Kills the server process if the test fails half-way.
 struct Serving(Child);
 
@@ -72,14 +83,7 @@ fn wait_until_ready(cli: &Cli, server: &mut Serving) {
 fn serve_submit_get_list_cancel_and_stop() {
     let nats = NatsServer::start().expect("nats-server");
     let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        env: vec![
-            ("GRADIENTS__NATS__URL".into(), nats.url()),
-            ("GRADIENTS__STORE__URL".into(), format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display())),
-            ("GRADIENTS__INTAKE__HTTP_ADDR".into(), "127.0.0.1:0".into()),
-            ("GRADIENTS__TELEMETRY__LOG_FILTER".into(), "warn".into()),
-        ],
-    };
+    let cli = Cli { env: sandbox_env(&nats, dir.path()) };
     let mut server =
         Serving(cli.command(&["serve", "intake"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
     wait_until_ready(&cli, &mut server);
@@ -120,6 +124,11 @@ fn serve_submit_get_list_cancel_and_stop() {
     assert!(ok);
     assert_eq!(cancelled["status"], "cancelled");
 
+    stop_with_sigterm(&mut server);
+}
+
+/// Sends SIGTERM and expects a clean exit.
+fn stop_with_sigterm(server: &mut Serving) {
     let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let started = Instant::now();
@@ -127,10 +136,109 @@ fn serve_submit_get_list_cancel_and_stop() {
         if let Some(exit) = server.0.try_wait().unwrap() {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "intake did not stop on SIGTERM");
+        assert!(started.elapsed() < Duration::from_secs(30), "the service did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(exit.success(), "SIGTERM drains and exits cleanly: {exit}");
+}
+
+/// The auditor's story: serve the ledger, feed it a task's events as intake, dispatch and
+/// the evaluator would, then read the result, a miner's entries, the weights and a CSV
+/// export with `gradients ledger`.
+#[test]
+fn ledger_task_miner_weights_and_export() {
+    use gradients_proto::v1::{Assignment, EvaluationResult, EvaluationStatus, Task, TaskCreated, TaskType, Timestamp};
+    use prost::Message;
+
+    let nats = NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { env: sandbox_env(&nats, dir.path()) };
+    let mut server =
+        Serving(cli.command(&["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&cli.run(&["ledger", "task", "none", "--json"]).stdout).contains("TASK_NOT_FOUND") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the ledger did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = nats.client().await;
+        let js = async_nats::jetstream::new(client);
+        let now = Timestamp::now();
+        let task = Task {
+            id: "t-cli".into(),
+            r#type: TaskType::Instruct as i32,
+            base_model: "tiny-1m".into(),
+            hours_to_complete: 1.0,
+            deadline: Some(Timestamp { unix_ms: now.unix_ms + 3_600_000 }),
+            ..Default::default()
+        };
+        let created = TaskCreated { event_id: "t-cli".into(), task: Some(task), at: Some(now) };
+        js.publish("gradients.tasks.created", created.encode_to_vec().into()).await.unwrap().await.unwrap();
+        for (miner, loss) in [("alice", 0.5), ("bob", 0.9)] {
+            let assignment = Assignment {
+                assignment_id: format!("a-{miner}"),
+                task_id: "t-cli".into(),
+                miner_id: miner.into(),
+                cohort_size: 2,
+                ..Default::default()
+            };
+            js.publish(format!("gradients.assignments.{miner}"), assignment.encode_to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            let result = EvaluationResult {
+                evaluation_id: format!("e-{miner}"),
+                task_id: "t-cli".into(),
+                miner_id: miner.into(),
+                status: EvaluationStatus::Valid as i32,
+                test_loss: Some(loss),
+                synth_loss: Some(loss),
+                artifact_sha256: miner.into(),
+                ..Default::default()
+            };
+            js.publish("gradients.evaluations.t-cli", result.encode_to_vec().into()).await.unwrap().await.unwrap();
+        }
+    });
+
+    let started = Instant::now();
+    let result = loop {
+        let (ok, result) = cli.json(&["ledger", "task", "t-cli", "--json"]);
+        if ok {
+            break result;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the task was not finalized: {result}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(result["winner"], "alice");
+    assert_eq!(result["entries"].as_array().unwrap().len(), 2);
+    let human = String::from_utf8_lossy(&cli.run(&["ledger", "task", "t-cli"]).stdout).to_string();
+    assert!(human.contains("winner alice"), "{human}");
+
+    let (ok, entries) = cli.json(&["ledger", "miner", "alice", "--since", "2020-01-01", "--json"]);
+    assert!(ok);
+    assert_eq!(entries.as_array().unwrap().len(), 1);
+    assert_eq!(entries[0]["score"], 3.0);
+    let (ok, none) = cli.json(&["ledger", "miner", "alice", "--until", "2020-01-01", "--json"]);
+    assert!(ok);
+    assert!(none.as_array().unwrap().is_empty());
+
+    let (ok, weights) = cli.json(&["ledger", "weights", "--json"]);
+    assert!(ok);
+    assert_eq!(weights["weights"][0]["miner_id"], "alice");
+    assert_eq!(weights["weights"][0]["weight"], 1.0);
+
+    let csv = String::from_utf8_lossy(&cli.run(&["ledger", "export", "--format", "csv"]).stdout).to_string();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("entry_id,task_id,miner_id,kind,score"));
+    let (ok, exported) = cli.json(&["ledger", "export", "--format", "json"]);
+    assert!(ok);
+    assert_eq!(exported.as_array().unwrap().len(), 2);
+
+    stop_with_sigterm(&mut server);
 }
 
 fn path(p: &Path) -> &str {
