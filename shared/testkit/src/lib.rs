@@ -4,11 +4,13 @@
 //! parallel.
 
 mod db;
+mod inspect;
 mod nats;
 
 use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
+pub use inspect::stream_messages;
 pub use nats::NatsServer;
 
 /// The workspace's root folder (where `Cargo.toml`, `.deps/` and `examples/` are).

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer;
-use futures::StreamExt;
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::{topology, Bus};
 use gradients_config::Settings;
@@ -160,22 +158,7 @@ impl Sandbox {
 
     /// Every message now stored on `subject` in `stream`.
     pub async fn messages_on(&self, stream: &str, subject: &str) -> Vec<async_nats::jetstream::Message> {
-        let stream = self.bus.jetstream.get_stream(stream).await.expect("stream");
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: subject.to_owned(),
-                ack_policy: consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .expect("consumer");
-        let mut found = Vec::new();
-        let mut batch =
-            consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.expect("fetch");
-        while let Some(message) = batch.next().await {
-            found.push(message.expect("message"));
-        }
-        found
+        gradients_testkit::stream_messages(&self.bus.jetstream, stream, subject).await
     }
 }
 

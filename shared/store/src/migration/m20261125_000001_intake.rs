@@ -2,6 +2,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use super::schema::{index, int, text};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -50,8 +52,6 @@ enum Outbox {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let text = |c: Tasks| ColumnDef::new(c).string().not_null().to_owned();
-        let int = |c: Tasks| ColumnDef::new(c).big_integer().not_null().to_owned();
         manager
             .create_table(
                 Table::create()
@@ -87,28 +87,8 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // `task list` pages by (created_at_ms, id), optionally within one status.
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("idx_tasks_status_created")
-                    .table(Tasks::Table)
-                    .col(Tasks::Status)
-                    .col(Tasks::CreatedAtMs)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("idx_tasks_created")
-                    .table(Tasks::Table)
-                    .col(Tasks::CreatedAtMs)
-                    .col(Tasks::Id)
-                    .to_owned(),
-            )
-            .await?;
+        index(manager, Tasks::Table, "idx_tasks_status_created", [Tasks::Status, Tasks::CreatedAtMs], false).await?;
+        index(manager, Tasks::Table, "idx_tasks_created", [Tasks::CreatedAtMs, Tasks::Id], false).await?;
 
         manager
             .create_table(
@@ -125,16 +105,6 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // The relay's query: unpublished rows, oldest first.
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("idx_outbox_pending")
-                    .table(Outbox::Table)
-                    .col(Outbox::PublishedAtMs)
-                    .col(Outbox::CreatedAtMs)
-                    .to_owned(),
-            )
-            .await
+        index(manager, Outbox::Table, "idx_outbox_pending", [Outbox::PublishedAtMs, Outbox::CreatedAtMs], false).await
     }
 }

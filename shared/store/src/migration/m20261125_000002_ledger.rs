@@ -5,6 +5,8 @@
 use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 
+use super::schema::{index, int, optional_real, real, text};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -79,22 +81,6 @@ enum LedgerTaskResults {
     TaskWeight,
 }
 
-fn text(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).string().not_null().to_owned()
-}
-
-fn int(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).big_integer().not_null().to_owned()
-}
-
-fn real(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).double().not_null().to_owned()
-}
-
-fn optional_real(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).double().null().to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -142,19 +128,8 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // One evaluation per (task, miner, kind): a second, different one is refused.
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("uq_ledger_evaluations_task_miner_kind")
-                    .table(LedgerEvaluations::Table)
-                    .col(LedgerEvaluations::TaskId)
-                    .col(LedgerEvaluations::MinerId)
-                    .col(LedgerEvaluations::Kind)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        let evaluation_key = [LedgerEvaluations::TaskId, LedgerEvaluations::MinerId, LedgerEvaluations::Kind];
+        index(manager, LedgerEvaluations::Table, "uq_ledger_evaluations_task_miner_kind", evaluation_key, true).await?;
         manager
             .create_table(
                 Table::create()
@@ -177,29 +152,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for (name, columns, unique) in [
-            (
-                "uq_ledger_entries_task_miner_kind",
-                vec![
-                    LedgerEntries::TaskId,
-                    LedgerEntries::MinerId,
-                    LedgerEntries::Kind,
-                    LedgerEntries::CorrectsEntryId,
-                ],
-                true,
-            ),
-            ("idx_ledger_entries_miner_time", vec![LedgerEntries::MinerId, LedgerEntries::RecordedAtMs], false),
-            ("idx_ledger_entries_time", vec![LedgerEntries::RecordedAtMs, LedgerEntries::EntryId], false),
-        ] {
-            let mut index = Index::create().if_not_exists().name(name).table(LedgerEntries::Table).to_owned();
-            for column in columns {
-                index.col(column);
-            }
-            if unique {
-                index.unique();
-            }
-            manager.create_index(index).await?;
-        }
+        let entry_key =
+            [LedgerEntries::TaskId, LedgerEntries::MinerId, LedgerEntries::Kind, LedgerEntries::CorrectsEntryId];
+        index(manager, LedgerEntries::Table, "uq_ledger_entries_task_miner_kind", entry_key, true).await?;
+        let by_miner = [LedgerEntries::MinerId, LedgerEntries::RecordedAtMs];
+        index(manager, LedgerEntries::Table, "idx_ledger_entries_miner_time", by_miner, false).await?;
+        let by_time = [LedgerEntries::RecordedAtMs, LedgerEntries::EntryId];
+        index(manager, LedgerEntries::Table, "idx_ledger_entries_time", by_time, false).await?;
         manager
             .create_table(
                 Table::create()

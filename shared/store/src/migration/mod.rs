@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000001_intake;
 mod m20261125_000002_ledger;
+mod schema;
 
 pub use m20261125_000002_ledger::APPEND_ONLY_TABLES;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use futures::StreamExt;
 use gradients_bus::api::CallError;
 use gradients_bus::subjects::{buckets, streams};
@@ -101,24 +101,7 @@ impl Sandbox {
 
     /// Every message now stored on `subject`, in order.
     pub async fn messages_on(&self, stream: &str, subject: &str) -> Vec<jetstream::Message> {
-        let stream = self.bus.jetstream.get_stream(stream).await.expect("stream exists");
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: subject.to_owned(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ack_policy: consumer::AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await
-            .expect("ephemeral consumer");
-        let mut found = Vec::new();
-        let mut batch =
-            consumer.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.expect("fetch");
-        while let Some(message) = batch.next().await {
-            found.push(message.expect("message"));
-        }
-        found
+        gradients_testkit::stream_messages(&self.bus.jetstream, stream, subject).await
     }
 
     /// Messages on `subject` once there are at least `count` (or after a few seconds).
