@@ -129,7 +129,14 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
             subject: subjects::TASK_CREATED.to_owned(),
             payload: created.encode_to_vec(),
         },
-        tasks::status_event(&task_id, TaskStatus::Pending, TaskStatus::Accepted, "validated and split", now),
+        tasks::status_event(
+            &task_id,
+            TaskStatus::Pending,
+            TaskStatus::Accepted,
+            "validated and split",
+            now,
+            crate::SERVICE_NAME,
+        ),
     ];
     match tasks::insert(&ctx.db, row, events).await {
         Ok(()) => {}
@@ -177,10 +184,14 @@ fn check_request(ctx: &Context, request: &SubmitTaskRequest) -> Result<CheckedRe
             ))
         }
     };
-    if !intake.base_models.iter().any(|m| m == &request.base_model) {
+    if !ctx.settings.models.contains_key(&request.base_model) {
         return Err(RequestError::bad(
             ErrorCode::UnknownBaseModel,
-            format!("base model {:?} is not one of {}", request.base_model, intake.base_models.join(", ")),
+            format!(
+                "base model {:?} is not one of {}",
+                request.base_model,
+                ctx.settings.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     let hours = request.hours_to_complete;

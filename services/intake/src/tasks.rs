@@ -3,35 +3,15 @@
 
 use std::collections::HashMap;
 
-use gradients_bus::subjects::{self, buckets};
-use gradients_proto::v1::{
-    DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskStatusChanged, TaskType, Timestamp,
-};
+use gradients_bus::subjects::buckets;
+use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
 use gradients_store::entity::task;
-pub use gradients_store::outbox::PendingEvent;
+pub use gradients_store::outbox::{status_event, PendingEvent};
 use gradients_store::sea_orm::sea_query::{Expr, Order};
 use gradients_store::sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
-use prost::Message;
-
-/// A status transition as an event on the task's status subject.
-pub fn status_event(task_id: &str, from: TaskStatus, to: TaskStatus, reason: &str, at_ms: i64) -> PendingEvent {
-    // Deterministic: the same transition of the same task is the same event, whoever
-    // decides it and however often.
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{task_id}:{}", to.label()).as_bytes()).to_string();
-    let event = TaskStatusChanged {
-        event_id: id.clone(),
-        task_id: task_id.to_owned(),
-        from: from as i32,
-        to: to as i32,
-        reason: reason.to_owned(),
-        at: Some(Timestamp { unix_ms: at_ms }),
-        actor: "intake".to_owned(),
-    };
-    PendingEvent { id, subject: subjects::task_status(task_id), payload: event.encode_to_vec() }
-}
 
 /// Finds a task by id.
 pub async fn find(db: &DatabaseConnection, task_id: &str) -> Result<Option<task::Model>, DbErr> {
@@ -81,7 +61,7 @@ pub async fn transition(db: &DatabaseConnection, change: &Transition<'_>, announ
         return Ok(false);
     }
     if announce {
-        status_event(change.task_id, change.from, change.to, change.reason, change.at_ms)
+        status_event(change.task_id, change.from, change.to, change.reason, change.at_ms, crate::SERVICE_NAME)
             .store(&txn, change.at_ms)
             .await?;
     }

@@ -44,8 +44,10 @@ pub enum Finalized {
 pub struct Finalizer {
     /// The ledger's database.
     pub db: DatabaseConnection,
-    /// Scoring constants, grace, model sizes.
+    /// Scoring constants and grace.
     pub settings: LedgerSettings,
+    /// Parameters of each base model, for the task's work weight.
+    pub models: BTreeMap<String, u64>,
     /// Publishes the entries' events after commit.
     pub outbox: Relay,
     /// Where finalizations are counted.
@@ -130,7 +132,8 @@ impl Finalizer {
         let results: Vec<MinerResult> = by_miner.into_values().collect();
         let task_type = convert::scoring_task_type(&task.task_type);
         let scores = gradients_scoring::score_task(task_type, &results, &self.settings.scoring);
-        let params = self.settings.model_params.get(&task.base_model).copied().unwrap_or(0);
+        // An unknown model counts as the scoring's minimum model size.
+        let params = self.models.get(&task.base_model).copied().unwrap_or(0);
         let work = gradients_scoring::task_work(task.hours_to_complete, params, &self.settings.scoring);
 
         let source_ids: Vec<&str> = evaluations.iter().map(|e| e.evaluation_id.as_str()).collect();

@@ -69,6 +69,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let finalizer = Arc::new(Finalizer {
         db: db.clone(),
         settings: settings.ledger.clone(),
+        models: settings.models.clone(),
         outbox: relay.clone(),
         metrics: metrics.clone(),
     });

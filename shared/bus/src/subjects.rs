@@ -25,6 +25,21 @@ pub mod streams {
     pub const LEDGER: &str = "GRADIENTS_LEDGER";
     /// Subjects of [`LEDGER`].
     pub const LEDGER_SUBJECTS: &str = "gradients.ledger.>";
+    /// Signed submissions: `gradients.submissions.<task>`.
+    pub const SUBMISSIONS: &str = "GRADIENTS_SUBMISSIONS";
+    /// Subjects of [`SUBMISSIONS`].
+    pub const SUBMISSIONS_SUBJECTS: &str = "gradients.submissions.>";
+}
+
+/// A miner's own request subject for offers (`gradients.miners.<miner>.offer`); its NATS
+/// user may subscribe to its own subjects only (deploy config).
+pub fn miner_offers(miner_id: &str) -> String {
+    format!("gradients.miners.{}.offer", token(miner_id))
+}
+
+/// Submissions of one task.
+pub fn submissions(task_id: &str) -> String {
+    format!("gradients.submissions.{}", token(task_id))
 }
 
 /// Published once for every accepted task.
@@ -75,6 +90,13 @@ pub mod consumers {
     pub const LEDGER_ASSIGNMENTS: &str = "ledger-assignments";
     /// The ledger's intake of evaluation results.
     pub const LEDGER_EVALUATIONS: &str = "ledger-evaluations";
+    /// Dispatch's intake of created tasks (offers and assignments).
+    pub const DISPATCH_TASKS: &str = "dispatch-tasks";
+
+    /// A miner's own durable consumer of its assignments.
+    pub fn miner_assignments(miner_id: &str) -> String {
+        format!("miner-{}", super::token(miner_id))
+    }
 }
 
 /// Request/reply APIs (NATS micro services).
@@ -108,6 +130,28 @@ pub mod api {
     /// `gradients.api.ledger.weights`: miner weights as of a moment.
     pub const LEDGER_WEIGHTS: &str = "weights";
 
+    /// The dispatch service's name.
+    pub const DISPATCH_SERVICE: &str = "gradients-dispatch";
+    /// The group of the miner endpoints.
+    pub const MINERS_GROUP: &str = "gradients.api.miners";
+    /// `gradients.api.miners.challenge`
+    pub const MINERS_CHALLENGE: &str = "challenge";
+    /// `gradients.api.miners.register`
+    pub const MINERS_REGISTER: &str = "register";
+    /// `gradients.api.miners.heartbeat`
+    pub const MINERS_HEARTBEAT: &str = "heartbeat";
+    /// `gradients.api.miners.deregister`
+    pub const MINERS_DEREGISTER: &str = "deregister";
+    /// `gradients.api.miners.list`
+    pub const MINERS_LIST: &str = "list";
+    /// `gradients.api.miners.train`: granted train data, in chunks.
+    pub const MINERS_TRAIN: &str = "train";
+
+    /// The full subject of a miner endpoint.
+    pub fn miners(endpoint: &str) -> String {
+        format!("{MINERS_GROUP}.{endpoint}")
+    }
+
     /// The full subject of a ledger endpoint.
     pub fn ledger(endpoint: &str) -> String {
         format!("{LEDGER_GROUP}.{endpoint}")
@@ -122,11 +166,22 @@ pub mod buckets {
     pub const TRAIN: &str = "gradients-train";
     /// Synthetic and test splits: validators only, never miners.
     pub const VALIDATOR: &str = "gradients-validator";
+    /// Submitted models (ONNX) and their manifests.
+    pub const ARTIFACTS: &str = "gradients-artifacts";
 
     /// Object name of one split of one task, e.g. `tasks/<id>/train.jsonl`.
     pub fn split_object(task_id: &str, split: &str) -> String {
         format!("tasks/{task_id}/{split}.jsonl")
     }
+}
+
+/// Key-value buckets.
+pub mod kv {
+    /// The miner registry: miner id -> `Miner`; an entry not refreshed by a heartbeat
+    /// within the bucket's max age expires (the miner is no longer live).
+    pub const MINERS: &str = "gradients-miners";
+    /// Outstanding registration challenges (one-time nonces), short-lived.
+    pub const CHALLENGES: &str = "gradients-challenges";
 }
 
 /// Makes a string safe as one subject token: NATS splits on `.` and reserves `*`, `>`

@@ -29,6 +29,7 @@ fn stream_configs(settings: &NatsSettings) -> Vec<stream::Config> {
         base(streams::ASSIGNMENTS, streams::ASSIGNMENTS_SUBJECTS, "Tasks assigned to miners"),
         base(streams::EVALUATIONS, streams::EVALUATIONS_SUBJECTS, "Evaluation results of submissions"),
         base(streams::LEDGER, streams::LEDGER_SUBJECTS, "Ledger entries and miner weights"),
+        base(streams::SUBMISSIONS, streams::SUBMISSIONS_SUBJECTS, "Signed submissions of fine-tuned models"),
     ]
 }
 
@@ -42,6 +43,7 @@ pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError>
         (buckets::UPLOADS, "Data sets uploaded by clients, before intake reads them", UPLOAD_MAX_AGE),
         (buckets::TRAIN, "Train splits; miners with a grant read these", Duration::ZERO),
         (buckets::VALIDATOR, "Synthetic and test splits; validators only", Duration::ZERO),
+        (buckets::ARTIFACTS, "Submitted models and manifests", Duration::ZERO),
     ] {
         ensure_object_store(&bus.jetstream, bucket, description, max_age, settings.replicas).await?;
     }
@@ -61,6 +63,33 @@ async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Resul
         js.update_stream(wanted).await.map_err(|e| fail(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Opens the key-value bucket `bucket`, creating it when missing. `max_age` bounds how
+/// long a key lives without being written again (zero: forever).
+pub async fn key_value(
+    bus: &Bus,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    settings: &NatsSettings,
+) -> Result<jetstream::kv::Store, BusError> {
+    if let Ok(store) = bus.jetstream.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let config = jetstream::kv::Config {
+        bucket: bucket.to_owned(),
+        description: description.to_owned(),
+        max_age,
+        history: 1,
+        num_replicas: settings.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    bus.jetstream
+        .create_key_value(config)
+        .await
+        .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), reason: e.to_string() })
 }
 
 async fn ensure_object_store(

@@ -12,8 +12,6 @@ use crate::{ms, ConfigError};
 pub struct IntakeSettings {
     /// Listen address of `/metrics`, `/healthz` and `/readyz`; port 0 picks a free one.
     pub http_addr: String,
-    /// Base models a task may name. Later, the project's own models and local HF folders.
-    pub base_models: Vec<String>,
     /// Reward functions a GRPO task may name.
     pub reward_functions: Vec<String>,
     /// The smallest `hours_to_complete` a task may ask for.
@@ -37,7 +35,6 @@ impl Default for IntakeSettings {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:9410".to_owned(),
-            base_models: vec!["tiny-1m".to_owned(), "tiny-10m".to_owned()],
             reward_functions: vec![
                 "exact_match".to_owned(),
                 "contains_answer".to_owned(),
@@ -116,9 +113,6 @@ impl IntakeSettings {
                 self.min_hours,
                 "must be positive and at most intake.max_hours",
             ));
-        }
-        if self.base_models.is_empty() {
-            return Err(ConfigError::invalid("intake.base_models", "[]", "list at least one base model"));
         }
         let limits = &self.limits;
         if limits.max_row_bytes == 0 || limits.max_row_bytes > limits.max_bytes {

@@ -1,6 +1,5 @@
 //! The reward ledger: when tasks are finalized and how they are scored.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gradients_scoring::ScoringConfig;
@@ -23,9 +22,6 @@ pub struct LedgerSettings {
     pub outbox_poll_ms: u64,
     /// How often miner weights are published (when a task was finalized since).
     pub weights_interval_ms: u64,
-    /// Parameters of each base model, for the task's work weight; unknown models count as
-    /// the scoring's minimum model size.
-    pub model_params: BTreeMap<String, u64>,
     /// How many API requests one ledger process answers at once.
     pub max_concurrent_requests: usize,
     /// Ranks, rewards and period weights; every constant of the scoring is here.
@@ -40,7 +36,6 @@ impl Default for LedgerSettings {
             sweep_interval_ms: 5_000,
             outbox_poll_ms: 1_000,
             weights_interval_ms: 60_000,
-            model_params: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
             max_concurrent_requests: 16,
             scoring: ScoringConfig::default(),
         }

@@ -6,15 +6,18 @@
 //! Unknown keys are an error, not ignored, and [`Settings::validate`] names the field and
 //! the value it refused. The list of every key lives in `config/gradients.example.toml`.
 
+mod dispatch;
 mod intake;
 mod ledger;
 mod nats;
 mod telemetry;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
+pub use dispatch::{DispatchFaults, DispatchSettings};
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
@@ -26,7 +29,7 @@ pub const ENV_PREFIX: &str = "GRADIENTS";
 pub const ENV_SEPARATOR: &str = "__";
 
 /// Everything a Gradients process can be configured with; each service reads its sections.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// How to reach the NATS cluster and how streams are declared on it.
@@ -39,6 +42,25 @@ pub struct Settings {
     pub intake: IntakeSettings,
     /// The reward ledger service.
     pub ledger: LedgerSettings,
+    /// The miner dispatch service.
+    pub dispatch: DispatchSettings,
+    /// The base models a task may name, with their parameter counts: intake accepts only
+    /// these, dispatch matches them against miners' capacity, the ledger weighs work by them.
+    pub models: BTreeMap<String, u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            nats: NatsSettings::default(),
+            store: StoreSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            intake: IntakeSettings::default(),
+            ledger: LedgerSettings::default(),
+            dispatch: DispatchSettings::default(),
+            models: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
+        }
+    }
 }
 
 /// Where a service keeps its records: a SQLite file by default, PostgreSQL by URL.
@@ -97,8 +119,8 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("nats.url")
-            .with_list_parse_key("intake.base_models")
             .with_list_parse_key("intake.reward_functions")
+            .with_list_parse_key("dispatch.allowed_miner_keys")
             .source(env);
         let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
         settings.validate()?;
@@ -117,8 +139,20 @@ impl Settings {
         if self.store.max_connections == 0 {
             return Err(ConfigError::invalid("store.max_connections", 0, "must be at least 1"));
         }
+        if self.models.is_empty() {
+            return Err(ConfigError::invalid("models", "{}", "list at least one base model"));
+        }
         self.intake.validate()?;
-        self.ledger.validate()
+        self.ledger.validate()?;
+        self.dispatch.validate()?;
+        if i64::from(self.dispatch.offer_rounds) > self.nats.max_deliver {
+            return Err(ConfigError::invalid(
+                "dispatch.offer_rounds",
+                self.dispatch.offer_rounds,
+                "must be at most nats.max_deliver (each round is one delivery of the task)",
+            ));
+        }
+        Ok(())
     }
 }
 

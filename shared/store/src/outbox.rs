@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::{Bus, BusError};
-use gradients_proto::v1::Timestamp;
+use gradients_proto::v1::{TaskStatus, TaskStatusChanged, Timestamp};
 use gradients_telemetry::Metrics;
+use prost::Message;
 use sea_orm::sea_query::{Expr, Order};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -48,6 +49,30 @@ impl PendingEvent {
         .await
         .map(|_| ())
     }
+}
+
+/// A task's status transition as an event on its status subject. The id is derived from
+/// (task, new status), so the same transition is the same event whoever decides it and
+/// however often.
+pub fn status_event(
+    task_id: &str,
+    from: TaskStatus,
+    to: TaskStatus,
+    reason: &str,
+    at_ms: i64,
+    actor: &str,
+) -> PendingEvent {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{task_id}:{}", to.label()).as_bytes()).to_string();
+    let event = TaskStatusChanged {
+        event_id: id.clone(),
+        task_id: task_id.to_owned(),
+        from: from as i32,
+        to: to as i32,
+        reason: reason.to_owned(),
+        at: Some(Timestamp { unix_ms: at_ms }),
+        actor: actor.to_owned(),
+    };
+    PendingEvent { id, subject: gradients_bus::subjects::task_status(task_id), payload: event.encode_to_vec() }
 }
 
 /// Rows published per round.

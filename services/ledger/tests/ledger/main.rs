@@ -192,6 +192,7 @@ async fn concurrent_finalizers_write_once() {
             gradients_ledger::Finalizer {
                 db: store.clone(),
                 settings: sandbox.settings.ledger.clone(),
+                models: sandbox.settings.models.clone(),
                 outbox: gradients_store::outbox::Relay::new(store.clone(), bus.clone(), metrics.clone()),
                 metrics,
             }

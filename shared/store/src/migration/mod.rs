@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000001_intake;
 mod m20261125_000002_ledger;
+mod m20261125_000003_dispatch;
 mod schema;
 
 pub use m20261125_000002_ledger::APPEND_ONLY_TABLES;
@@ -13,6 +14,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_intake::Migration), Box::new(m20261125_000002_ledger::Migration)]
+        vec![
+            Box::new(m20261125_000001_intake::Migration),
+            Box::new(m20261125_000002_ledger::Migration),
+            Box::new(m20261125_000003_dispatch::Migration),
+        ]
     }
 }

@@ -1,0 +1,220 @@
+//! Miner dispatch: how a task finds its miners.
+//!
+//! - A registry of miners (JetStream key-value, shared by replicas): registration proves
+//!   possession of an ed25519 key by signing a one-time challenge; signed heartbeats keep a
+//!   miner live; a silent miner expires.
+//! - On `tasks.created`, offers to eligible live miners on their own subjects, then signed
+//!   assignments with a grant to read the train split only; too few acceptances are retried
+//!   with back-off, then the task fails with a reason.
+//! - Granted data is served chunk by chunk to the assigned miner alone.
+//! - At a task's deadline, it is closed for submissions.
+//!
+//! API: NATS micro service `gradients-dispatch`, `gradients.api.miners.*`.
+
+mod data;
+mod deadlines;
+mod error;
+mod placement;
+mod registry;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::service::Request;
+use gradients_bus::api::{answer, ServiceSpec};
+use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::subjects::{api, consumers, kv, streams, TASK_CREATED};
+use gradients_bus::worker::{run_worker, ConsumerSpec};
+use gradients_bus::{topology, Bus, BusError};
+use gradients_config::Settings;
+use gradients_miner::Identity;
+use gradients_store::outbox::Relay;
+use gradients_store::sea_orm::DatabaseConnection;
+use gradients_telemetry::{Metrics, Readiness};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{DispatchError, Refusal};
+pub use placement::state;
+
+/// The service's name in metrics, logs, events and the NATS connection.
+pub const SERVICE_NAME: &str = "dispatch";
+/// Version reported by `$SRV.INFO`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How long loops may take to finish after shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// What every handler needs.
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub bus: Bus,
+    pub db: DatabaseConnection,
+    pub registry: registry::Registry,
+    pub identity: Identity,
+    pub outbox: Relay,
+    pub metrics: Metrics,
+    crashed: CancellationToken,
+    crash_point: Mutex<Option<&'static str>>,
+}
+
+impl Context {
+    /// Makes the service stop at once, as if the process were killed at `point`.
+    pub fn crash(&self, point: &'static str) {
+        if let Ok(mut slot) = self.crash_point.lock() {
+            *slot = Some(point);
+        }
+        self.crashed.cancel();
+    }
+}
+
+/// Dispatch's key: read from `key_file`, or made and saved there on first start.
+pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, DispatchError> {
+    let path = &settings.dispatch.key_file;
+    if path.exists() {
+        return Ok(Identity::load(path)?);
+    }
+    let identity = Identity::generate();
+    match identity.save(path) {
+        Ok(()) => Ok(identity),
+        // Another replica made it between our check and our write: use theirs.
+        Err(_) if path.exists() => Ok(Identity::load(path)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs dispatch until `shutdown` is cancelled, then drains.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DispatchError> {
+    let identity = load_or_create_identity(&settings)?;
+    let metrics = Metrics::new(SERVICE_NAME);
+    let readiness = Readiness::new();
+    let http_stop = shutdown.child_token();
+    let http_shutdown = http_stop.clone();
+    let (http_addr, http) =
+        gradients_telemetry::serve(&settings.dispatch.http_addr, metrics.clone(), readiness.clone(), async move {
+            http_shutdown.cancelled().await
+        })
+        .await?;
+    tracing::info!(%http_addr, "metrics and health endpoint up");
+
+    let bus = Bus::connect(&settings.nats, "gradients-dispatch").await?;
+    topology::declare(&bus, &settings.nats).await?;
+    let ttl = settings.dispatch.heartbeat_ttl();
+    let miners =
+        topology::key_value(&bus, kv::MINERS, "Registered miners", registry::registry_max_age(ttl), &settings.nats)
+            .await?;
+    let challenges = topology::key_value(
+        &bus,
+        kv::CHALLENGES,
+        "Registration challenges",
+        settings.dispatch.challenge_ttl(),
+        &settings.nats,
+    )
+    .await?;
+    let db = gradients_store::connect(&settings.store).await?;
+    let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
+    let ctx = Arc::new(Context {
+        settings: settings.clone(),
+        bus: bus.clone(),
+        db,
+        registry: registry::Registry { miners, challenges },
+        identity,
+        outbox: relay.clone(),
+        metrics: metrics.clone(),
+        crashed: CancellationToken::new(),
+        crash_point: Mutex::new(None),
+    });
+
+    let mut loops = ServiceLoops::new(&shutdown);
+    let stop = loops.stop_token();
+    {
+        let (poll, stop) = (settings.dispatch.outbox_poll(), stop.clone());
+        loops.spawn(async move {
+            relay.run(poll, stop).await;
+            Ok(())
+        });
+    }
+    {
+        let spec = ConsumerSpec {
+            stream: streams::TASKS,
+            durable: consumers::DISPATCH_TASKS,
+            filter_subject: TASK_CREATED.to_owned(),
+        };
+        let (bus, nats, metrics, stop, ctx) =
+            (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone(), ctx.clone());
+        loops.spawn(async move {
+            run_worker(&bus, spec, &nats, metrics, stop, placement::Placer(ctx)).await.map_err(DispatchError::from)
+        });
+    }
+    {
+        let (ctx, interval, stop) = (ctx.clone(), settings.dispatch.deadline_sweep(), stop.clone());
+        loops.spawn(async move {
+            deadlines::sweep(&ctx, interval, stop).await;
+            Ok(())
+        });
+    }
+    {
+        let ctx = ctx.clone();
+        loops.spawn(async move { serve(ctx, stop).await.map_err(DispatchError::from) });
+    }
+    readiness.set_ready(true);
+    tracing::info!(service = api::DISPATCH_SERVICE, version = VERSION, dispatch_key = %hex::encode(ctx.identity.public_key()), "dispatch ready");
+
+    let panicked = |reason: String| DispatchError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
+    let outcome = tokio::select! {
+        outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
+        _ = ctx.crashed.cancelled() => {
+            let point = ctx.crash_point.lock().ok().and_then(|p| *p).unwrap_or("unknown");
+            http.abort();
+            return Err(DispatchError::FaultInjected(point));
+        }
+    };
+    readiness.set_ready(false);
+    if let Err(e) = bus.client.flush().await {
+        tracing::warn!(error = %e, "flushing the NATS connection");
+    }
+    http_stop.cancel();
+    let _ = http.await;
+    outcome
+}
+
+/// Registers the micro service and answers miners until `stop`.
+async fn serve(ctx: Arc<Context>, stop: CancellationToken) -> Result<(), BusError> {
+    let spec = ServiceSpec {
+        name: api::DISPATCH_SERVICE,
+        version: VERSION,
+        description: "Gradients dispatch: miner registration, heartbeats, the live miner list and granted train data",
+        group: api::MINERS_GROUP,
+        endpoints: &[
+            api::MINERS_CHALLENGE,
+            api::MINERS_REGISTER,
+            api::MINERS_HEARTBEAT,
+            api::MINERS_DEREGISTER,
+            api::MINERS_LIST,
+            api::MINERS_TRAIN,
+        ],
+        max_concurrent: ctx.settings.dispatch.max_concurrent_requests,
+    };
+    let client = ctx.bus.client.clone();
+    gradients_bus::api::serve(&client, spec, stop, move |endpoint, request| {
+        let ctx = ctx.clone();
+        async move { handle(&ctx, endpoint, request).await }
+    })
+    .await
+}
+
+async fn handle(ctx: &Context, endpoint: &'static str, request: Request) {
+    let started = Instant::now();
+    let to_api = |refusal: Refusal| {
+        tracing::warn!(endpoint, code = refusal.code.as_str_name(), error = %refusal.message, "request refused");
+        ctx.metrics.rejected(refusal.code.as_str_name());
+        refusal.to_api()
+    };
+    let code = match endpoint {
+        api::MINERS_CHALLENGE => answer(&request, |r| registry::challenge(ctx, r), to_api).await,
+        api::MINERS_REGISTER => answer(&request, |r| registry::register(ctx, r), to_api).await,
+        api::MINERS_HEARTBEAT => answer(&request, |r| registry::heartbeat(ctx, r), to_api).await,
+        api::MINERS_DEREGISTER => answer(&request, |r| registry::deregister(ctx, r), to_api).await,
+        api::MINERS_LIST => answer(&request, |r| registry::list(ctx, r), to_api).await,
+        _ => answer(&request, |r| data::train(ctx, r), to_api).await,
+    };
+    ctx.metrics.api_request(endpoint, code.map(|c| c.as_str_name()).unwrap_or("OK"), started.elapsed());
+}

@@ -1,0 +1,328 @@
+//! Placing a task: on `tasks.created`, offer it to eligible live miners (request/reply on
+//! each miner's own subject), record every answer, and assign the task to the miners that
+//! accepted — each assignment signed, with a grant to read the train split only.
+//!
+//! Exactly once per (task, miner), whatever the replicas or crashes: an offer is made only
+//! by whoever inserts its row first (primary key (task, miner)); assignments are inserted
+//! with their events in one transaction (primary key (task, miner), event id = assignment
+//! id as `Nats-Msg-Id`). Too few acceptances: the task message is retried with back-off
+//! (one round per delivery) and after `offer_rounds` rounds the task fails with a reason.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use gradients_bus::subjects;
+use gradients_bus::worker::{Handler, HandlerError};
+use gradients_miner::identity::{domains, verify_message};
+use gradients_proto::v1::{
+    Assignment, DataGrant, DatasetRef, Miner, Offer, OfferReply, Task, TaskCreated, TaskStatus, Timestamp,
+};
+use gradients_store::entity::dispatch::{assignment, offer, task};
+use gradients_store::outbox::{status_event, PendingEvent};
+use gradients_store::sea_orm::sea_query::Expr;
+use gradients_store::sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
+};
+use prost::Message;
+
+use crate::{registry, Context, SERVICE_NAME};
+
+/// Task states in `dispatch_tasks`.
+pub mod state {
+    /// Offers are being made.
+    pub const OFFERING: &str = "offering";
+    /// Assigned; miners are training.
+    pub const TRAINING: &str = "training";
+    /// Too few miners accepted.
+    pub const FAILED: &str = "failed";
+    /// The deadline passed; no more submissions.
+    pub const CLOSED: &str = "closed";
+}
+
+/// Offer outcomes in `dispatch_offers`.
+mod outcome {
+    pub const SENT: &str = "sent";
+    pub const ACCEPTED: &str = "accepted";
+    pub const DECLINED: &str = "declined";
+    pub const TIMEOUT: &str = "timeout";
+    pub const INVALID: &str = "invalid";
+}
+
+/// The handler of `tasks.created`.
+pub struct Placer(pub Arc<Context>);
+
+fn transient(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Transient(e.to_string())
+}
+
+impl Handler for Placer {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let ctx = &self.0;
+        let created = TaskCreated::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
+        let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+        let round = message.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+        let row = record_task(ctx, &task).await.map_err(transient)?;
+        if row.state != state::OFFERING {
+            return Ok(()); // Placed, failed or closed already: a redelivery.
+        }
+        offer_round(ctx, &task, round).await?;
+        let accepted = offer::Entity::find()
+            .filter(offer::Column::TaskId.eq(task.id.as_str()))
+            .filter(offer::Column::Outcome.eq(outcome::ACCEPTED))
+            .all(&ctx.db)
+            .await
+            .map_err(transient)?;
+        if ctx.settings.dispatch.faults.crash_after_offers {
+            ctx.crash("crash_after_offers");
+            std::future::pending::<()>().await;
+        }
+        let needed = ctx.settings.dispatch.min_miners_per_task;
+        if accepted.len() >= needed {
+            assign(ctx, &task, &accepted).await.map_err(transient)?;
+            return Ok(());
+        }
+        let rounds = ctx.settings.dispatch.offer_rounds;
+        if round >= rounds {
+            let reason = format!(
+                "only {} of the {needed} miners needed accepted after {round} rounds of offers",
+                accepted.len()
+            );
+            fail(ctx, &task.id, &reason).await.map_err(transient)?;
+            return Ok(());
+        }
+        Err(HandlerError::Transient(format!(
+            "{} of {needed} miners accepted; offering again (round {round} of {rounds})",
+            accepted.len()
+        )))
+    }
+}
+
+/// Records the task once (with its `accepted -> dispatching` event) and returns its row.
+async fn record_task(ctx: &Context, task: &Task) -> Result<task::Model, DbErr> {
+    if let Some(row) = task::Entity::find_by_id(task.id.clone()).one(&ctx.db).await? {
+        return Ok(row);
+    }
+    let now = Timestamp::now().unix_ms;
+    let row = task::Model {
+        task_id: task.id.clone(),
+        task_proto: task.encode_to_vec(),
+        state: state::OFFERING.to_owned(),
+        reason: String::new(),
+        deadline_ms: task.deadline.map(|d| d.unix_ms).unwrap_or(now),
+        updated_at_ms: now,
+    };
+    let txn = ctx.db.begin().await?;
+    match row.clone().into_active_model().insert(&txn).await {
+        Ok(_) => {}
+        Err(e) if gradients_store::is_unique_violation(&e) => {
+            txn.rollback().await?;
+            return task::Entity::find_by_id(task.id.clone()).one(&ctx.db).await?.ok_or(e);
+        }
+        Err(e) => return Err(e),
+    }
+    status_event(&task.id, TaskStatus::Accepted, TaskStatus::Dispatching, "offering to miners", now, SERVICE_NAME)
+        .store(&txn, now)
+        .await?;
+    txn.commit().await?;
+    ctx.outbox.wake();
+    Ok(row)
+}
+
+/// Whether `miner` can take `task`: type, model size and spare capacity.
+fn eligible(ctx: &Context, miner: &Miner, task: &Task) -> bool {
+    let Some(capabilities) = &miner.capabilities else { return false };
+    let params = ctx.settings.models.get(&task.base_model).copied().unwrap_or(u64::MAX);
+    capabilities.task_types.contains(&task.r#type)
+        && capabilities.max_model_params >= params
+        && miner.active_tasks < capabilities.max_concurrent_tasks.max(1)
+}
+
+/// One round: offers to eligible live miners not offered this task before, least loaded
+/// first, up to the per-task cap; answers recorded as they come.
+async fn offer_round(ctx: &Context, task: &Task, round: u32) -> Result<(), HandlerError> {
+    // An offer left `sent` by a crashed replica is past its time: count it as a timeout.
+    let cutoff = Timestamp::now().unix_ms - ctx.settings.dispatch.offer_timeout_ms as i64;
+    offer::Entity::update_many()
+        .col_expr(offer::Column::Outcome, Expr::value(outcome::TIMEOUT))
+        .col_expr(offer::Column::Reason, Expr::value("no answer recorded (dispatch restarted)"))
+        .filter(offer::Column::TaskId.eq(task.id.as_str()))
+        .filter(offer::Column::Outcome.eq(outcome::SENT))
+        .filter(offer::Column::SentAtMs.lt(cutoff))
+        .exec(&ctx.db)
+        .await
+        .map_err(transient)?;
+
+    let offered = offer::Entity::find()
+        .filter(offer::Column::TaskId.eq(task.id.as_str()))
+        .all(&ctx.db)
+        .await
+        .map_err(transient)?;
+    let accepted = offered.iter().filter(|o| o.outcome == outcome::ACCEPTED).count();
+    let room = ctx.settings.dispatch.max_miners_per_task.saturating_sub(accepted);
+    let mut candidates: Vec<Miner> = registry::live_miners(ctx)
+        .await
+        .map_err(|e| transient(e.message))?
+        .into_iter()
+        .filter(|m| eligible(ctx, m, task) && !offered.iter().any(|o| o.miner_id == m.miner_id))
+        .collect();
+    candidates.sort_by(|a, b| a.active_tasks.cmp(&b.active_tasks).then_with(|| a.miner_id.cmp(&b.miner_id)));
+    candidates.truncate(room);
+    tracing::info!(task_id = %task.id, round, candidates = candidates.len(), "offering");
+    let offers = candidates.iter().map(|miner| offer_one(ctx, task, miner, round));
+    for result in futures::future::join_all(offers).await {
+        result.map_err(transient)?;
+    }
+    Ok(())
+}
+
+/// Offers `task` to `miner` unless someone already did, and records the answer.
+async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Result<(), DbErr> {
+    let offer_id =
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("offer:{}:{}", task.id, miner.miner_id).as_bytes())
+            .to_string();
+    let row = offer::ActiveModel {
+        task_id: Set(task.id.clone()),
+        miner_id: Set(miner.miner_id.clone()),
+        offer_id: Set(offer_id.clone()),
+        round: Set(round as i32),
+        outcome: Set(outcome::SENT.to_owned()),
+        reason: Set(String::new()),
+        estimated_seconds: Set(0.0),
+        sent_at_ms: Set(Timestamp::now().unix_ms),
+        answered_at_ms: Set(None),
+    };
+    match row.insert(&ctx.db).await {
+        Ok(_) => {}
+        Err(e) if gradients_store::is_unique_violation(&e) => return Ok(()), // another replica offered
+        Err(e) => return Err(e),
+    }
+    let train = task.splits.as_ref().and_then(|s| s.train.clone()).unwrap_or_default();
+    let proposal = Offer {
+        offer_id: offer_id.clone(),
+        task_id: task.id.clone(),
+        r#type: task.r#type,
+        base_model: task.base_model.clone(),
+        train_rows: train.rows,
+        train_bytes: train.object.map(|o| o.size).unwrap_or(0),
+        deadline: task.deadline,
+    };
+    let request = async_nats::Request::new()
+        .payload(proposal.encode_to_vec().into())
+        .timeout(Some(ctx.settings.dispatch.offer_timeout()));
+    let subject = subjects::miner_offers(&miner.miner_id);
+    let (result, reason, estimate) = match ctx.bus.client.send_request(subject, request).await {
+        Err(e) => (outcome::TIMEOUT, e.to_string(), 0.0),
+        Ok(reply) => match OfferReply::decode(reply.payload.as_ref()) {
+            Err(e) => (outcome::INVALID, format!("undecodable reply: {e}"), 0.0),
+            Ok(answer) => {
+                let signed = verify_message(&miner.public_key, domains::OFFER_REPLY, &answer, &answer.signature, |a| {
+                    a.signature.clear()
+                });
+                if signed.is_err() || answer.offer_id != offer_id || answer.miner_id != miner.miner_id {
+                    (outcome::INVALID, "reply not signed by the miner for this offer".to_owned(), 0.0)
+                } else if answer.accepted {
+                    (outcome::ACCEPTED, String::new(), answer.estimated_seconds)
+                } else {
+                    (outcome::DECLINED, answer.decline_reason, 0.0)
+                }
+            }
+        },
+    };
+    tracing::info!(task_id = %task.id, miner_id = %miner.miner_id, outcome = result, %reason, "offer answered");
+    offer::Entity::update_many()
+        .col_expr(offer::Column::Outcome, Expr::value(result))
+        .col_expr(offer::Column::Reason, Expr::value(reason))
+        .col_expr(offer::Column::EstimatedSeconds, Expr::value(estimate))
+        .col_expr(offer::Column::AnsweredAtMs, Expr::value(Timestamp::now().unix_ms))
+        .filter(offer::Column::TaskId.eq(task.id.as_str()))
+        .filter(offer::Column::MinerId.eq(miner.miner_id.as_str()))
+        .filter(offer::Column::Outcome.eq(outcome::SENT))
+        .exec(&ctx.db)
+        .await?;
+    Ok(())
+}
+
+/// Assigns the task to every miner that accepted, once: rows, signed assignments and the
+/// `dispatching -> training` event in one transaction.
+async fn assign(ctx: &Context, task: &Task, accepted: &[offer::Model]) -> Result<(), DbErr> {
+    let now = Timestamp::now().unix_ms;
+    let train = task.splits.as_ref().and_then(|s| s.train.clone()).and_then(|t: DatasetRef| t.object);
+    let txn = ctx.db.begin().await?;
+    let moved = task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(state::TRAINING))
+        .col_expr(task::Column::UpdatedAtMs, Expr::value(now))
+        .filter(task::Column::TaskId.eq(task.id.as_str()))
+        .filter(task::Column::State.eq(state::OFFERING))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 0 {
+        txn.rollback().await?;
+        return Ok(()); // Another replica assigned it.
+    }
+    let cohort_size = accepted.len() as u32;
+    for accepted in accepted {
+        let assignment_id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("assignment:{}:{}", task.id, accepted.miner_id).as_bytes(),
+        )
+        .to_string();
+        assignment::ActiveModel {
+            task_id: Set(task.id.clone()),
+            miner_id: Set(accepted.miner_id.clone()),
+            assignment_id: Set(assignment_id.clone()),
+            created_at_ms: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let mut signed = Assignment {
+            assignment_id: assignment_id.clone(),
+            task_id: task.id.clone(),
+            miner_id: accepted.miner_id.clone(),
+            task: Some(task.clone()),
+            grant: Some(DataGrant { task_id: task.id.clone(), train: train.clone(), expires_at: task.deadline }),
+            deadline: task.deadline,
+            signature: Vec::new(),
+            cohort_size,
+        };
+        signed.signature = ctx.identity.sign_message(domains::ASSIGNMENT, &signed, |a| a.signature.clear());
+        PendingEvent {
+            id: assignment_id,
+            subject: subjects::assignments(&accepted.miner_id),
+            payload: signed.encode_to_vec(),
+        }
+        .store(&txn, now)
+        .await?;
+    }
+    let reason = format!("assigned to {} miners", accepted.len());
+    status_event(&task.id, TaskStatus::Dispatching, TaskStatus::Training, &reason, now, SERVICE_NAME)
+        .store(&txn, now)
+        .await?;
+    txn.commit().await?;
+    ctx.outbox.wake();
+    tracing::info!(task_id = %task.id, miners = accepted.len(), "task assigned");
+    Ok(())
+}
+
+/// Fails the task for want of miners.
+async fn fail(ctx: &Context, task_id: &str, reason: &str) -> Result<(), DbErr> {
+    let now = Timestamp::now().unix_ms;
+    let txn = ctx.db.begin().await?;
+    let moved = task::Entity::update_many()
+        .col_expr(task::Column::State, Expr::value(state::FAILED))
+        .col_expr(task::Column::Reason, Expr::value(reason))
+        .col_expr(task::Column::UpdatedAtMs, Expr::value(now))
+        .filter(task::Column::TaskId.eq(task_id))
+        .filter(task::Column::State.eq(state::OFFERING))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 1 {
+        status_event(task_id, TaskStatus::Dispatching, TaskStatus::Failed, reason, now, SERVICE_NAME)
+            .store(&txn, now)
+            .await?;
+    }
+    txn.commit().await?;
+    ctx.outbox.wake();
+    tracing::warn!(task_id, reason, "task failed");
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The client side of dispatch's protocol (see `proto/gradients/v1/dispatch.proto`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, pull};
+use bytes::Bytes;
+use futures::StreamExt;
+use gradients_bus::api::{call, CallError};
+use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::subjects::{api, buckets, consumers, streams};
+use gradients_bus::{objects, Bus, BusError};
+use gradients_proto::v1::{
+    Assignment, ChallengeRequest, ChallengeResponse, DeregisterMinerRequest, DeregisterMinerResponse, Heartbeat,
+    HeartbeatResponse, MinerCapabilities, Offer, OfferReply, RegisterMinerRequest, RegisterMinerResponse, Submission,
+    Timestamp, TrainDataRequest, TrainDataResponse,
+};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::{domains, verify_message, Identity, IdentityError};
+
+/// Why a miner operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    /// Dispatch refused or could not be reached.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// An assignment did not carry dispatch's signature.
+    #[error("assignment {0} is not signed by dispatch: {1}")]
+    ForgedAssignment(String, IdentityError),
+    /// Something else went wrong on the connection.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A miner's answer to an offer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Take the task; the miner's estimate of the seconds it needs.
+    Accept { estimated_seconds: f64 },
+    /// Leave it, saying why.
+    Decline { reason: String },
+}
+
+/// Decides on offers; the miner's policy (capacity, deadline, preferences).
+pub trait OfferHandler: Send + Sync + 'static {
+    /// Accept or decline `offer`.
+    fn decide(&self, offer: &Offer) -> impl Future<Output = Decision> + Send;
+}
+
+/// A miner's connection to the market.
+#[derive(Clone)]
+pub struct MinerClient {
+    bus: Bus,
+    identity: Identity,
+    timeout: Duration,
+}
+
+impl MinerClient {
+    /// A client acting as `identity`, giving up on requests after `timeout`.
+    pub fn new(bus: Bus, identity: Identity, timeout: Duration) -> Self {
+        Self { bus, identity, timeout }
+    }
+
+    /// This miner's id.
+    pub fn miner_id(&self) -> String {
+        self.identity.id()
+    }
+
+    /// Registers: asks for a challenge and signs it with the miner's key.
+    pub async fn register(&self, capabilities: MinerCapabilities) -> Result<RegisterMinerResponse, MinerError> {
+        let challenge: ChallengeResponse =
+            call(&self.bus.client, api::miners(api::MINERS_CHALLENGE), &ChallengeRequest {}, self.timeout).await?;
+        let mut request = RegisterMinerRequest {
+            public_key: self.identity.public_key().to_vec(),
+            capabilities: Some(capabilities),
+            nonce: challenge.nonce,
+            signature: Vec::new(),
+        };
+        request.signature = self.identity.sign_message(domains::REGISTER, &request, |r| r.signature.clear());
+        Ok(call(&self.bus.client, api::miners(api::MINERS_REGISTER), &request, self.timeout).await?)
+    }
+
+    /// Says the miner is alive and how many tasks it is working on.
+    pub async fn heartbeat(&self, active_tasks: u32) -> Result<HeartbeatResponse, MinerError> {
+        let mut beat =
+            Heartbeat { miner_id: self.miner_id(), active_tasks, at: Some(Timestamp::now()), signature: Vec::new() };
+        beat.signature = self.identity.sign_message(domains::HEARTBEAT, &beat, |b| b.signature.clear());
+        Ok(call(&self.bus.client, api::miners(api::MINERS_HEARTBEAT), &beat, self.timeout).await?)
+    }
+
+    /// Heartbeats every `interval` until `stop`; `active_tasks` is read at each beat.
+    pub async fn heartbeat_loop(
+        &self,
+        interval: Duration,
+        active_tasks: impl Fn() -> u32 + Send,
+        stop: CancellationToken,
+    ) {
+        loop {
+            if let Err(e) = self.heartbeat(active_tasks()).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Leaves the market: dispatch forgets the miner at once.
+    pub async fn deregister(&self) -> Result<(), MinerError> {
+        let mut request =
+            DeregisterMinerRequest { miner_id: self.miner_id(), at: Some(Timestamp::now()), signature: Vec::new() };
+        request.signature = self.identity.sign_message(domains::DEREGISTER, &request, |r| r.signature.clear());
+        let _: DeregisterMinerResponse =
+            call(&self.bus.client, api::miners(api::MINERS_DEREGISTER), &request, self.timeout).await?;
+        Ok(())
+    }
+
+    /// Answers offers on the miner's own subject with `handler`'s signed decisions until `stop`.
+    pub async fn serve_offers<H: OfferHandler>(&self, handler: H, stop: CancellationToken) -> Result<(), MinerError> {
+        let subject = gradients_bus::subjects::miner_offers(&self.miner_id());
+        let mut offers = self.bus.client.subscribe(subject).await.map_err(|e| MinerError::Transport(e.to_string()))?;
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                next = offers.next() => match next {
+                    Some(message) => message,
+                    None => return Ok(()),
+                },
+            };
+            let (Some(reply), Ok(offer)) = (message.reply.clone(), Offer::decode(message.payload.as_ref())) else {
+                tracing::warn!("ignoring a malformed offer");
+                continue;
+            };
+            let mut answer =
+                OfferReply { offer_id: offer.offer_id.clone(), miner_id: self.miner_id(), ..Default::default() };
+            match handler.decide(&offer).await {
+                Decision::Accept { estimated_seconds } => {
+                    answer.accepted = true;
+                    answer.estimated_seconds = estimated_seconds;
+                }
+                Decision::Decline { reason } => answer.decline_reason = reason,
+            }
+            answer.signature = self.identity.sign_message(domains::OFFER_REPLY, &answer, |a| a.signature.clear());
+            if let Err(e) = self.bus.client.publish(reply, answer.encode_to_vec().into()).await {
+                tracing::warn!(error = %e, "could not answer an offer");
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the next assignment on the miner's durable consumer, checks
+    /// dispatch's signature (`dispatch_key`) and acknowledges it. Miners must treat a
+    /// repeated `assignment_id` as the same assignment.
+    pub async fn next_assignment(&self, dispatch_key: &[u8], wait: Duration) -> Result<Option<Assignment>, MinerError> {
+        let miner_id = self.miner_id();
+        let stream = self
+            .bus
+            .jetstream
+            .get_stream(streams::ASSIGNMENTS)
+            .await
+            .map_err(|e| MinerError::Transport(e.to_string()))?;
+        let durable = consumers::miner_assignments(&miner_id);
+        let consumer = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: gradients_bus::subjects::assignments(&miner_id),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| MinerError::Transport(e.to_string()))?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| MinerError::Transport(e.to_string()))?;
+        let Some(message) = batch.next().await else { return Ok(None) };
+        let message = message.map_err(|e| MinerError::Transport(e.to_string()))?;
+        let assignment =
+            Assignment::decode(message.payload.as_ref()).map_err(|e| MinerError::Transport(e.to_string()))?;
+        if let Err(e) = verify_message(dispatch_key, domains::ASSIGNMENT, &assignment, &assignment.signature, |a| {
+            a.signature.clear()
+        }) {
+            let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+            return Err(MinerError::ForgedAssignment(assignment.assignment_id, e));
+        }
+        message.double_ack().await.map_err(|e| MinerError::Transport(e.to_string()))?;
+        Ok(Some(assignment))
+    }
+
+    /// Reads the train split an assignment grants, chunk by chunk, checking its sha256.
+    pub async fn fetch_train(&self, assignment: &Assignment) -> Result<Bytes, MinerError> {
+        let train = assignment.grant.as_ref().and_then(|g| g.train.clone()).unwrap_or_default();
+        self.fetch_object(assignment, &train).await
+    }
+
+    /// Asks dispatch for `object` under `assignment`'s grant (dispatch refuses anything the
+    /// grant does not name).
+    pub async fn fetch_object(
+        &self,
+        assignment: &Assignment,
+        object: &gradients_proto::v1::ObjectRef,
+    ) -> Result<Bytes, MinerError> {
+        let mut data = Vec::new();
+        loop {
+            let mut request = TrainDataRequest {
+                assignment: Some(assignment.clone()),
+                object: Some(object.clone()),
+                offset: data.len() as u64,
+                length: 0,
+                at: Some(Timestamp::now()),
+                signature: Vec::new(),
+            };
+            request.signature = self.identity.sign_message(domains::DATA_REQUEST, &request, |r| r.signature.clear());
+            let chunk: TrainDataResponse =
+                call(&self.bus.client, api::miners(api::MINERS_TRAIN), &request, self.timeout).await?;
+            data.extend_from_slice(&chunk.data);
+            if chunk.last || chunk.data.is_empty() {
+                break;
+            }
+        }
+        if !object.sha256.is_empty() && objects::sha256_hex(&data) != object.sha256 {
+            return Err(MinerError::Transport("the granted data does not match its sha256".into()));
+        }
+        Ok(data.into())
+    }
+
+    /// Uploads the model and its manifest and publishes the signed submission.
+    pub async fn submit(&self, task_id: &str, artifact: &[u8], manifest: &[u8]) -> Result<Submission, MinerError> {
+        let store = objects::bucket(&self.bus, buckets::ARTIFACTS).await?;
+        let submission_id = uuid::Uuid::new_v4().to_string();
+        let base = format!("tasks/{task_id}/{}/{submission_id}", self.miner_id());
+        let artifact = objects::put_bytes(&store, buckets::ARTIFACTS, &format!("{base}/model.onnx"), artifact).await?;
+        let manifest =
+            objects::put_bytes(&store, buckets::ARTIFACTS, &format!("{base}/manifest.json"), manifest).await?;
+        let mut submission = Submission {
+            submission_id: submission_id.clone(),
+            task_id: task_id.to_owned(),
+            miner_id: self.miner_id(),
+            artifact: Some(artifact),
+            manifest: Some(manifest),
+            submitted_at: Some(Timestamp::now()),
+            signature: Vec::new(),
+        };
+        submission.signature = self.identity.sign_message(domains::SUBMISSION, &submission, |s| s.signature.clear());
+        let event = OutgoingEvent {
+            subject: gradients_bus::subjects::submissions(task_id),
+            id: submission_id,
+            payload: submission.encode_to_vec().into(),
+            traceparent: None,
+        };
+        publish_event(&self.bus.jetstream, event).await?;
+        Ok(submission)
+    }
+}

@@ -1,0 +1,184 @@
+//! Identities: an ed25519 key pair, the id derived from its public key, and signatures
+//! over domain-separated bytes. Miners and dispatch both hold one; nothing is hand-rolled
+//! (ed25519-dalek does the cryptography).
+
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// Why an identity could not be used or a signature was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The key file could not be read or written.
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    /// A public key is not 32 valid bytes.
+    #[error("not an ed25519 public key")]
+    BadPublicKey,
+    /// The signature does not verify.
+    #[error("the signature does not verify")]
+    BadSignature,
+}
+
+/// An ed25519 key pair.
+#[derive(Clone)]
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Identity").field("id", &self.id()).finish()
+    }
+}
+
+impl Identity {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self { key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()) }
+    }
+
+    /// Reads a key file written by [`Identity::save`] (the 32-byte seed in hex).
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let fail = |reason: String| IdentityError::KeyFile { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .map_err(|e| fail(format!("not hex: {e}")))?
+            .try_into()
+            .map_err(|_| fail("the seed must be 32 bytes".into()))?;
+        Ok(Self { key: SigningKey::from_bytes(&seed) })
+    }
+
+    /// Writes the seed in hex, readable by its owner only; refuses to overwrite a key.
+    pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
+        use std::io::Write;
+        let fail = |reason: String| IdentityError::KeyFile { path: path.display().to_string(), reason };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
+        writeln!(file, "{}", hex::encode(self.key.to_bytes())).map_err(|e| fail(e.to_string()))
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The id derived from the public key.
+    pub fn id(&self) -> String {
+        id_for(&self.public_key())
+    }
+
+    /// Signs `message` under `domain` (see [`signed_bytes`]).
+    pub fn sign(&self, domain: &str, message: &[u8]) -> Vec<u8> {
+        self.key.sign(&signed_bytes(domain, message)).to_bytes().to_vec()
+    }
+
+    /// Signs a protobuf message whose signature field `clear` empties first.
+    pub fn sign_message<M: Message + Clone>(&self, domain: &str, message: &M, clear: impl FnOnce(&mut M)) -> Vec<u8> {
+        self.sign(domain, &unsigned_encoding(message, clear))
+    }
+}
+
+/// The id of the holder of `public_key`: `m` and the first 20 bytes of its sha256 in hex.
+pub fn id_for(public_key: &[u8]) -> String {
+    format!("m{}", hex::encode(&Sha256::digest(public_key)[..20]))
+}
+
+/// What is really signed: the domain (so a signature for one purpose never passes for
+/// another), a zero byte, the message.
+pub fn signed_bytes(domain: &str, message: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(domain.len() + 1 + message.len());
+    bytes.extend_from_slice(domain.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// The message's encoding with its signature field emptied by `clear`. prost encodes
+/// fields in tag order, so equal messages (without maps) encode to equal bytes.
+pub fn unsigned_encoding<M: Message + Clone>(message: &M, clear: impl FnOnce(&mut M)) -> Vec<u8> {
+    let mut unsigned = message.clone();
+    clear(&mut unsigned);
+    unsigned.encode_to_vec()
+}
+
+/// Checks `signature` over `message` under `domain` by the holder of `public_key`.
+pub fn verify(public_key: &[u8], domain: &str, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
+    let key: [u8; 32] = public_key.try_into().map_err(|_| IdentityError::BadPublicKey)?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| IdentityError::BadPublicKey)?;
+    let signature = Signature::from_slice(signature).map_err(|_| IdentityError::BadSignature)?;
+    key.verify_strict(&signed_bytes(domain, message), &signature).map_err(|_| IdentityError::BadSignature)
+}
+
+/// Checks a protobuf message's signature (see [`Identity::sign_message`]).
+pub fn verify_message<M: Message + Clone>(
+    public_key: &[u8],
+    domain: &str,
+    message: &M,
+    signature: &[u8],
+    clear: impl FnOnce(&mut M),
+) -> Result<(), IdentityError> {
+    verify(public_key, domain, &unsigned_encoding(message, clear), signature)
+}
+
+/// Signature domains, one per purpose.
+pub mod domains {
+    /// A registration: the challenge nonce, the public key and the capabilities.
+    pub const REGISTER: &str = "gradients/register/v1";
+    /// A heartbeat.
+    pub const HEARTBEAT: &str = "gradients/heartbeat/v1";
+    /// A reply to an offer.
+    pub const OFFER_REPLY: &str = "gradients/offer-reply/v1";
+    /// An assignment, signed by dispatch.
+    pub const ASSIGNMENT: &str = "gradients/assignment/v1";
+    /// A request for granted data, signed by the miner.
+    pub const DATA_REQUEST: &str = "gradients/data-request/v1";
+    /// A submission.
+    pub const SUBMISSION: &str = "gradients/submission/v1";
+    /// Deregistration.
+    pub const DEREGISTER: &str = "gradients/deregister/v1";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key survives save and load; the file is private; a second save does not overwrite.
+    #[test]
+    fn keys_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("miner.key");
+        let identity = Identity::generate();
+        identity.save(&path).unwrap();
+        let loaded = Identity::load(&path).unwrap();
+        assert_eq!(loaded.public_key(), identity.public_key());
+        assert_eq!(loaded.id(), identity.id());
+        assert!(identity.id().starts_with('m') && identity.id().len() == 41);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(Identity::generate().save(&path).is_err(), "an existing key is never overwritten");
+        std::fs::write(dir.path().join("bad.key"), "zz").unwrap();
+        assert!(Identity::load(&dir.path().join("bad.key")).is_err());
+    }
+
+    /// A signature verifies for its domain, key and bytes only.
+    #[test]
+    fn signatures_bind_domain_key_and_message() {
+        let identity = Identity::generate();
+        let signature = identity.sign(domains::HEARTBEAT, b"hello");
+        verify(&identity.public_key(), domains::HEARTBEAT, b"hello", &signature).unwrap();
+        assert!(verify(&identity.public_key(), domains::REGISTER, b"hello", &signature).is_err());
+        assert!(verify(&identity.public_key(), domains::HEARTBEAT, b"hellO", &signature).is_err());
+        assert!(verify(&Identity::generate().public_key(), domains::HEARTBEAT, b"hello", &signature).is_err());
+        assert!(verify(b"short", domains::HEARTBEAT, b"hello", &signature).is_err());
+    }
+}
