@@ -3,11 +3,13 @@
 //! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
 //! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
+//! - `gradients miner keygen|list`: a miner's key, and the live miners.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
 mod ledger_cmd;
+mod miner_cmd;
 mod output;
 mod task_cmd;
 mod task_dir;
@@ -41,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: task_cmd::TaskCommand,
     },
+    /// Miner identities and the live miner registry.
+    Miner {
+        #[command(subcommand)]
+        command: miner_cmd::MinerCommand,
+    },
     /// Query the reward ledger: task results, entries, weights, exports.
     Ledger {
         #[command(subcommand)]
@@ -54,6 +61,8 @@ enum Service {
     Intake,
     /// The reward ledger: scores finalized tasks, append-only.
     Ledger,
+    /// Miner dispatch: registry, offers, assignments, grants, deadlines.
+    Dispatch,
 }
 
 #[tokio::main]
@@ -78,11 +87,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             match service {
                 Service::Intake => gradients_intake::run(settings, shutdown).await?,
                 Service::Ledger => gradients_ledger::run(settings, shutdown).await?,
+                Service::Dispatch => gradients_dispatch::run(settings, shutdown).await?,
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Task { command } => task_cmd::run(&settings, command).await,
         Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
+        Command::Miner { command } => miner_cmd::run(&settings, command).await,
     }
 }
 
@@ -90,5 +101,6 @@ fn service_name(service: Service) -> &'static str {
     match service {
         Service::Intake => gradients_intake::SERVICE_NAME,
         Service::Ledger => gradients_ledger::SERVICE_NAME,
+        Service::Dispatch => gradients_dispatch::SERVICE_NAME,
     }
 }

@@ -244,3 +244,57 @@ fn ledger_task_miner_weights_and_export() {
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// The miner operator's story: make a key, serve dispatch, register with the miner crate,
+/// and see the miner in `gradients miner list`.
+#[test]
+fn miner_keygen_and_list_against_dispatch() {
+    let nats = NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sandbox_env(&nats, dir.path());
+    env.push(("GRADIENTS__DISPATCH__HTTP_ADDR".into(), "127.0.0.1:0".into()));
+    env.push(("GRADIENTS__DISPATCH__KEY_FILE".into(), dir.path().join("dispatch.key").display().to_string()));
+    let cli = Cli { env };
+
+    let key = dir.path().join("miner.key");
+    let (ok, made) = cli.json(&["miner", "keygen", "--out", path(&key), "--json"]);
+    assert!(ok);
+    let miner_id = made["miner_id"].as_str().unwrap().to_owned();
+    assert!(
+        !cli.run(&["miner", "keygen", "--out", path(&key)]).status.success(),
+        "an existing key is never overwritten"
+    );
+
+    let mut server =
+        Serving(cli.command(&["serve", "dispatch"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut settings = gradients_config::Settings::default();
+        settings.nats.url = vec![nats.url()];
+        let bus = gradients_bus::Bus::connect(&settings.nats, "cli-test").await.unwrap();
+        let client = gradients_miner::MinerClient::new(
+            bus,
+            gradients_miner::Identity::load(&key).unwrap(),
+            Duration::from_secs(2),
+        );
+        let capabilities = gradients_proto::v1::MinerCapabilities {
+            max_model_params: 10_000_000,
+            task_types: vec![gradients_proto::v1::TaskType::Instruct as i32],
+            gpu: false,
+            max_concurrent_tasks: 2,
+        };
+        while client.register(capabilities.clone()).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "dispatch did not become ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    let (ok, listed) = cli.json(&["miner", "list", "--json"]);
+    assert!(ok);
+    assert_eq!(listed[0]["miner_id"], miner_id.as_str());
+    assert_eq!(listed[0]["task_types"], "instruct");
+    let table = String::from_utf8_lossy(&cli.run(&["miner", "list"]).stdout).to_string();
+    assert!(table.contains(&miner_id) && table.contains("1 live miners"), "{table}");
+    stop_with_sigterm(&mut server);
+}
