@@ -82,8 +82,8 @@ pub async fn run(settings: &Settings, command: MinerCommand) -> anyhow::Result<E
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<42}  {:<22}  {:>12}  {:<4}  {:>6}  {}",
-                    "MINER", "TYPES", "MAX PARAMS", "GPU", "LOAD", "LAST HEARTBEAT"
+                    "{:<42}  {:<22}  {:>12}  {:<4}  {:>6}  LAST HEARTBEAT",
+                    "MINER", "TYPES", "MAX PARAMS", "GPU", "LOAD"
                 );
                 for m in &miners {
                     let c = m.capabilities.clone().unwrap_or_default();
