@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
-    prost_build::Config::new().compile_protos(&files, &[proto_root])?;
+    // Maps as BTreeMap: encoded in key order, so equal messages encode to equal bytes —
+    // signatures over encoded messages depend on it (a HashMap's order varies per instance).
+    prost_build::Config::new().btree_map(["."]).compile_protos(&files, &[proto_root])?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `gradients task ...`: submit, get, list and cancel tasks over the intake API.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -157,7 +157,7 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
         .context("give --type (instruct, chat, dpo, grpo)")?;
     let task_type = TaskType::from_label(&type_label)
         .with_context(|| format!("unknown task type {type_label:?}: use instruct, chat, dpo or grpo"))?;
-    let mut columns: HashMap<String, String> = file.map(|f| f.columns.clone()).unwrap_or_default();
+    let mut columns: BTreeMap<String, String> = file.map(|f| f.columns.clone()).unwrap_or_default();
     for pair in &args.columns {
         let (role, column) = pair.split_once('=').with_context(|| format!("--column {pair:?}: write ROLE=COLUMN"))?;
         columns.insert(role.to_owned(), column.to_owned());

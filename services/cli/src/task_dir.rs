@@ -1,7 +1,7 @@
 //! A task as files: a folder with `task.toml` and `data.jsonl` (see DESIGN.md). The same
 //! folder works for `task submit --dir`, the demo and, later, the market benchmark.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -25,7 +25,7 @@ pub struct TaskFile {
     pub reward_functions: Vec<String>,
     /// Canonical role → the data set's column name.
     #[serde(default)]
-    pub columns: HashMap<String, String>,
+    pub columns: BTreeMap<String, String>,
 }
 
 /// A task folder, read.

@@ -1,7 +1,7 @@
 //! Intake's task records: reading them, and writing a task or a status change together
 //! with its outbox events in one transaction.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use gradients_bus::subjects::buckets;
 use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
@@ -122,7 +122,7 @@ fn parse_page_token(token: &str) -> Result<(i64, String), PageTokenError> {
 
 /// The wire form of a stored task.
 pub fn to_proto(row: &task::Model) -> Task {
-    let columns: HashMap<String, String> = serde_json::from_str(&row.columns_json).unwrap_or_default();
+    let columns: BTreeMap<String, String> = serde_json::from_str(&row.columns_json).unwrap_or_default();
     let reward_functions: Vec<String> = serde_json::from_str(&row.reward_functions_json).unwrap_or_default();
     let split = |bucket: &str, part: &str, sha256: &str, size: i64, rows: i64| DatasetRef {
         object: Some(ObjectRef {

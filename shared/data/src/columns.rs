@@ -1,6 +1,6 @@
 //! Which of the customer's columns plays which role in a row.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ impl Default for ColumnMap {
 
 impl ColumnMap {
     /// The defaults with some roles renamed; keys are role names, values the customer's columns.
-    pub fn with_overrides(overrides: &HashMap<String, String>) -> Result<ColumnMap, DatasetError> {
+    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> Result<ColumnMap, DatasetError> {
         let mut map = ColumnMap::default();
         // Sorted so that with several bad keys the error is the same every time.
         let mut entries: Vec<_> = overrides.iter().collect();
@@ -68,7 +68,7 @@ impl ColumnMap {
 mod tests {
     use super::*;
 
-    fn overrides(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 

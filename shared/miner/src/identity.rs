@@ -181,4 +181,21 @@ mod tests {
         assert!(verify(&Identity::generate().public_key(), domains::HEARTBEAT, b"hello", &signature).is_err());
         assert!(verify(b"short", domains::HEARTBEAT, b"hello", &signature).is_err());
     }
+
+    /// A signed message with map fields still verifies after a trip over the wire: the
+    /// contract encodes maps in key order (a hash map's order would differ per instance).
+    #[test]
+    fn signatures_survive_decoding_messages_with_maps() {
+        use gradients_proto::v1::{Assignment, Task};
+        let identity = Identity::generate();
+        let columns = (0..16).map(|i| (format!("role{i}"), format!("column{i}"))).collect();
+        let task = Task { id: "t".into(), columns, ..Default::default() };
+        let mut assignment = Assignment { assignment_id: "a".into(), task: Some(task), ..Default::default() };
+        assignment.signature = identity.sign_message(domains::ASSIGNMENT, &assignment, |a| a.signature.clear());
+        let received = Assignment::decode(assignment.encode_to_vec().as_slice()).unwrap();
+        verify_message(&identity.public_key(), domains::ASSIGNMENT, &received, &received.signature, |a| {
+            a.signature.clear()
+        })
+        .expect("the signature holds after decoding");
+    }
 }

@@ -1,6 +1,6 @@
 //! Accepted data sets: column mapping and the canonical form of each task's rows.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
@@ -14,7 +14,7 @@ fn as_json(row: &crate::Row) -> Value {
 #[test]
 fn customer_columns_map_to_canonical_names() {
     let overrides =
-        HashMap::from([("instruction".to_owned(), "question".to_owned()), ("output".to_owned(), "answer".to_owned())]);
+        BTreeMap::from([("instruction".to_owned(), "question".to_owned()), ("output".to_owned(), "answer".to_owned())]);
     let columns = ColumnMap::with_overrides(&overrides).expect("known roles");
     let text = r#"{"question": "2+2?", "answer": "4", "source": "quiz"}"#;
     let dataset = parse(TaskType::Instruct, &columns, text.as_bytes(), &limits()).expect("valid");

@@ -1,7 +1,7 @@
 //! One test per error kind, checking its code, row, column and message,
 //! plus the order in which problems are reported.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::{limits, parse_err, parse_ok};
 use crate::{parse, ColumnMap, DatasetError, Limits, TaskType};
@@ -84,7 +84,7 @@ fn missing_column_names_the_customers_column() {
     assert_eq!(err.code(), "MISSING_COLUMN");
     assert_eq!(err.to_string(), r#"row 2, column "output": missing"#);
 
-    let overrides = HashMap::from([("output".to_owned(), "answer".to_owned())]);
+    let overrides = BTreeMap::from([("output".to_owned(), "answer".to_owned())]);
     let columns = ColumnMap::with_overrides(&overrides).expect("known role");
     let err = parse(TaskType::Instruct, &columns, GOOD.as_bytes(), &limits()).expect_err("no answer column");
     assert_eq!((err.row(), err.column()), (Some(1), Some("answer")));
