@@ -41,12 +41,12 @@ fn deploy_config(miner_id: &str) -> String {
 }
 
 fn as_user(server: &NatsServer, user: &str, password: &str) -> NatsSettings {
-    let mut nats = NatsSettings::default();
-    nats.url = vec![server.url()];
-    nats.auth.user = Some(user.to_owned());
-    nats.auth.password = Some(password.to_owned());
-    nats.connect_timeout_ms = 2_000;
-    nats
+    let auth = gradients_config::NatsAuth {
+        user: Some(user.to_owned()),
+        password: Some(password.to_owned()),
+        ..Default::default()
+    };
+    NatsSettings { url: vec![server.url()], auth, connect_timeout_ms: 2_000, ..Default::default() }
 }
 
 /// A miner's user can do its job through dispatch and nothing more.
@@ -77,8 +77,7 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     .unwrap();
 
     // Dispatch runs as its own user.
-    let mut settings = Settings::default();
-    settings.nats = as_user(&server, "dispatch", "dispatch-secret");
+    let mut settings = Settings { nats: as_user(&server, "dispatch", "dispatch-secret"), ..Default::default() };
     settings.store.url = format!("sqlite://{}?mode=rwc", dir.path().join("dispatch.db").display());
     settings.dispatch.http_addr = "127.0.0.1:0".into();
     settings.dispatch.key_file = dir.path().join("dispatch.key");
