@@ -17,12 +17,12 @@ mod error;
 mod placement;
 mod registry;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::service::Request;
 use gradients_bus::api::{answer, ServiceSpec};
-use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::service_loops::{CrashSwitch, ServiceLoops};
 use gradients_bus::subjects::{api, consumers, kv, streams, TASK_CREATED};
 use gradients_bus::worker::{run_worker, ConsumerSpec};
 use gradients_bus::{topology, Bus, BusError};
@@ -30,7 +30,7 @@ use gradients_config::Settings;
 use gradients_miner::Identity;
 use gradients_store::outbox::Relay;
 use gradients_store::sea_orm::DatabaseConnection;
-use gradients_telemetry::{Metrics, Readiness};
+use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{DispatchError, Refusal};
@@ -52,18 +52,8 @@ pub(crate) struct Context {
     pub identity: Identity,
     pub outbox: Relay,
     pub metrics: Metrics,
-    crashed: CancellationToken,
-    crash_point: Mutex<Option<&'static str>>,
-}
-
-impl Context {
-    /// Makes the service stop at once, as if the process were killed at `point`.
-    pub fn crash(&self, point: &'static str) {
-        if let Ok(mut slot) = self.crash_point.lock() {
-            *slot = Some(point);
-        }
-        self.crashed.cancel();
-    }
+    /// Fired by a test's fault point; [`run`] then stops as if killed.
+    pub crash: CrashSwitch,
 }
 
 /// Dispatch's key: read from `key_file`, or made and saved there on first start.
@@ -85,15 +75,7 @@ pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, Dispatch
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DispatchError> {
     let identity = load_or_create_identity(&settings)?;
     let metrics = Metrics::new(SERVICE_NAME);
-    let readiness = Readiness::new();
-    let http_stop = shutdown.child_token();
-    let http_shutdown = http_stop.clone();
-    let (http_addr, http) =
-        gradients_telemetry::serve(&settings.dispatch.http_addr, metrics.clone(), readiness.clone(), async move {
-            http_shutdown.cancelled().await
-        })
-        .await?;
-    tracing::info!(%http_addr, "metrics and health endpoint up");
+    let health = HealthEndpoint::start(&settings.dispatch.http_addr, metrics.clone()).await?;
 
     let bus = Bus::connect(&settings.nats, "gradients-dispatch").await?;
     topology::declare(&bus, &settings.nats).await?;
@@ -119,8 +101,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         identity,
         outbox: relay.clone(),
         metrics: metrics.clone(),
-        crashed: CancellationToken::new(),
-        crash_point: Mutex::new(None),
+        crash: CrashSwitch::default(),
     });
 
     let mut loops = ServiceLoops::new(&shutdown);
@@ -155,24 +136,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         let ctx = ctx.clone();
         loops.spawn(async move { serve(ctx, stop).await.map_err(DispatchError::from) });
     }
-    readiness.set_ready(true);
+    health.readiness.set_ready(true);
     tracing::info!(service = api::DISPATCH_SERVICE, version = VERSION, dispatch_key = %hex::encode(ctx.identity.public_key()), "dispatch ready");
 
     let panicked = |reason: String| DispatchError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
     let outcome = tokio::select! {
         outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
-        _ = ctx.crashed.cancelled() => {
-            let point = ctx.crash_point.lock().ok().and_then(|p| *p).unwrap_or("unknown");
-            http.abort();
+        point = ctx.crash.fired() => {
+            // Dropping the loops aborts them mid-flight, as a kill would.
+            health.abort();
             return Err(DispatchError::FaultInjected(point));
         }
     };
-    readiness.set_ready(false);
+    health.readiness.set_ready(false);
     if let Err(e) = bus.client.flush().await {
         tracing::warn!(error = %e, "flushing the NATS connection");
     }
-    http_stop.cancel();
-    let _ = http.await;
+    health.stop().await;
     outcome
 }
 

@@ -74,7 +74,7 @@ impl Handler for Placer {
             .await
             .map_err(transient)?;
         if ctx.settings.dispatch.faults.crash_after_offers {
-            ctx.crash("crash_after_offers");
+            ctx.crash.fire("crash_after_offers");
             std::future::pending::<()>().await;
         }
         let needed = ctx.settings.dispatch.min_miners_per_task;

@@ -18,17 +18,17 @@ mod projection;
 mod submit;
 mod tasks;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::service_loops::{CrashSwitch, ServiceLoops};
 use gradients_bus::subjects::{consumers, streams, TASK_STATUS_ALL};
 use gradients_bus::worker::{run_worker, ConsumerSpec};
 use gradients_bus::{topology, Bus, BusError};
 use gradients_config::Settings;
 use gradients_store::outbox;
 use gradients_store::sea_orm::DatabaseConnection;
-use gradients_telemetry::{Metrics, Readiness};
+use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
 pub use api::VERSION;
@@ -48,33 +48,14 @@ pub(crate) struct Context {
     pub outbox: outbox::Relay,
     pub metrics: Metrics,
     /// Fired by a test's fault point; [`run`] then stops as if killed.
-    crashed: CancellationToken,
-    crash_point: Mutex<Option<&'static str>>,
-}
-
-impl Context {
-    /// Makes the service stop at once, as if the process were killed at `point`.
-    pub fn crash(&self, point: &'static str) {
-        if let Ok(mut slot) = self.crash_point.lock() {
-            *slot = Some(point);
-        }
-        self.crashed.cancel();
-    }
+    pub crash: CrashSwitch,
 }
 
 /// Runs intake until `shutdown` is cancelled, then drains: stops taking requests, lets
 /// those in hand finish, publishes what the outbox still holds.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IntakeError> {
     let metrics = Metrics::new(SERVICE_NAME);
-    let readiness = Readiness::new();
-    let http_stop = shutdown.child_token();
-    let http_shutdown = http_stop.clone();
-    let (http_addr, http) =
-        gradients_telemetry::serve(&settings.intake.http_addr, metrics.clone(), readiness.clone(), async move {
-            http_shutdown.cancelled().await
-        })
-        .await?;
-    tracing::info!(%http_addr, "metrics and health endpoint up");
+    let health = HealthEndpoint::start(&settings.intake.http_addr, metrics.clone()).await?;
 
     let bus = Bus::connect(&settings.nats, "gradients-intake").await?;
     topology::declare(&bus, &settings.nats).await?;
@@ -86,8 +67,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         db: db.clone(),
         outbox: relay.clone(),
         metrics: metrics.clone(),
-        crashed: CancellationToken::new(),
-        crash_point: Mutex::new(None),
+        crash: CrashSwitch::default(),
     });
 
     let mut loops = ServiceLoops::new(&shutdown);
@@ -116,25 +96,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         let ctx = ctx.clone();
         loops.spawn(async move { api::serve(ctx, stop).await.map_err(IntakeError::from) });
     }
-    readiness.set_ready(true);
+    health.readiness.set_ready(true);
     tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
 
     let panicked = |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
     let outcome = tokio::select! {
         outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
-        _ = ctx.crashed.cancelled() => {
+        point = ctx.crash.fired() => {
             // Dropping the loops aborts them mid-flight, as a kill would.
-            let point = ctx.crash_point.lock().ok().and_then(|p| *p).unwrap_or("unknown");
-            http.abort();
+            health.abort();
             return Err(IntakeError::FaultInjected(point));
         }
     };
-    readiness.set_ready(false);
+    health.readiness.set_ready(false);
     if let Err(e) = bus.client.flush().await {
         tracing::warn!(error = %e, "flushing the NATS connection");
     }
-    http_stop.cancel();
-    let _ = http.await;
+    health.stop().await;
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "intake stopped on an error");
     }

@@ -148,7 +148,7 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         Err(e) => return Err(e.into()),
     }
     if ctx.settings.intake.faults.crash_after_store {
-        ctx.crash("crash_after_store");
+        ctx.crash.fire("crash_after_store");
         // Killed processes do not answer: park here until the service is torn down.
         std::future::pending::<()>().await;
     }

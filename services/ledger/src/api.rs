@@ -9,15 +9,17 @@ use gradients_bus::api::{answer, ServiceSpec};
 use gradients_bus::subjects::api;
 use gradients_bus::BusError;
 use gradients_proto::v1::{
-    LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest, LedgerTaskResponse, LedgerWeightsRequest,
-    LedgerWeightsResponse, Timestamp,
+    EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest,
+    LedgerTaskResponse, LedgerWeightsRequest, LedgerWeightsResponse, Timestamp,
 };
-use gradients_store::entity::ledger::{entry, task_result};
+use gradients_store::entity::ledger::{entry, evaluation, task_result};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::QueryError;
+use crate::record::kind_label;
 use crate::{convert, weights, Context, VERSION};
 
 /// Default and largest page of `entries`.
@@ -58,13 +60,36 @@ async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskRes
         .one(&ctx.db)
         .await?
         .ok_or(QueryError::TaskNotFound(request.task_id.clone()))?;
+    let references = references(ctx, &request.task_id).await?;
     let entries = entry::Entity::find()
         .filter(entry::Column::TaskId.eq(request.task_id))
         .order_by(entry::Column::Rank, Order::Asc)
         .order_by(entry::Column::MinerId, Order::Asc)
         .all(&ctx.db)
         .await?;
-    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries)) })
+    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries, references)) })
+}
+
+/// The base model's and the fixed baseline's test losses on a task, if measured (valid).
+async fn references(ctx: &Context, task_id: &str) -> Result<convert::References, QueryError> {
+    let measured = evaluation::Entity::find()
+        .filter(evaluation::Column::TaskId.eq(task_id))
+        .filter(evaluation::Column::Kind.ne(kind_label(EvaluationKind::MinerSubmission)))
+        .all(&ctx.db)
+        .await?;
+    let mut references = convert::References::default();
+    for row in measured {
+        let Ok(result) = EvaluationResult::decode(row.payload.as_slice()) else { continue };
+        if result.status != EvaluationStatus::Valid as i32 {
+            continue;
+        }
+        match EvaluationKind::try_from(result.kind) {
+            Ok(EvaluationKind::BaseModel) => references.base_model = result.test_loss,
+            Ok(EvaluationKind::FixedBaseline) => references.baseline = result.test_loss,
+            _ => {}
+        }
+    }
+    Ok(references)
 }
 
 async fn entries(ctx: &Context, request: LedgerEntriesRequest) -> Result<LedgerEntriesResponse, QueryError> {

@@ -37,19 +37,54 @@ pub fn entry_to_proto(row: &entry::Model) -> LedgerEntry {
     }
 }
 
-/// A stored result and its entries as the wire message.
-pub fn result_to_proto(row: &task_result::Model, entries: &[entry::Model]) -> TaskResult {
+/// The test losses the base model and the fixed baseline scored on a task, when measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct References {
+    /// The untuned base model's test loss.
+    pub base_model: Option<f64>,
+    /// The fixed-recipe baseline's test loss.
+    pub baseline: Option<f64>,
+}
+
+/// A stored result, its entries and the reference measurements as the wire message.
+/// Improvements are computed here, at read time: reference measurements may arrive after
+/// the task was finalized, and they change no reward.
+pub fn result_to_proto(row: &task_result::Model, entries: &[entry::Model], references: References) -> TaskResult {
     TaskResult {
         task_id: row.task_id.clone(),
         winner_miner_id: row.winner_miner_id.clone(),
         finalized_because: row.finalized_because.clone(),
         finalized_at: Some(Timestamp { unix_ms: row.finalized_at_ms }),
         winner_loss: row.winner_loss,
-        base_model_loss: row.base_model_loss,
-        baseline_loss: row.baseline_loss,
-        improvement_over_base: row.improvement_over_base,
-        improvement_over_baseline: row.improvement_over_baseline,
+        base_model_loss: references.base_model,
+        baseline_loss: references.baseline,
+        improvement_over_base: improvement(references.base_model, row.winner_loss),
+        improvement_over_baseline: improvement(references.baseline, row.winner_loss),
         task_weight: row.task_weight,
         entries: entries.iter().map(entry_to_proto).collect(),
+    }
+}
+
+/// Relative improvement of `loss` over `reference`; positive is better.
+pub fn improvement(reference: Option<f64>, loss: Option<f64>) -> Option<f64> {
+    match (reference, loss) {
+        (Some(reference), Some(loss)) if reference > 0.0 && reference.is_finite() && loss.is_finite() => {
+            Some((reference - loss) / reference)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Improvement is relative to the reference and undefined without one.
+    #[test]
+    fn improvement_is_relative() {
+        assert_eq!(improvement(Some(2.0), Some(1.5)), Some(0.25));
+        assert_eq!(improvement(Some(2.0), Some(3.0)), Some(-0.5));
+        assert_eq!(improvement(None, Some(1.0)), None);
+        assert_eq!(improvement(Some(0.0), Some(1.0)), None);
     }
 }

@@ -136,8 +136,10 @@ impl Finalizer {
         let params = self.models.get(&task.base_model).copied().unwrap_or(0);
         let work = gradients_scoring::task_work(task.hours_to_complete, params, &self.settings.scoring);
 
-        let source_ids: Vec<&str> = evaluations.iter().map(|e| e.evaluation_id.as_str()).collect();
-        let source_sha: Vec<&str> = evaluations.iter().map(|e| e.payload_sha256.as_str()).collect();
+        // The rewards derive from the miners' evaluations (reference measurements change none).
+        let sources: Vec<&evaluation::Model> = evaluations.iter().filter(|e| e.kind == miner_kind).collect();
+        let source_ids: Vec<&str> = sources.iter().map(|e| e.evaluation_id.as_str()).collect();
+        let source_sha: Vec<&str> = sources.iter().map(|e| e.payload_sha256.as_str()).collect();
         let source_ids = serde_json::to_string(&source_ids).unwrap_or_default();
         let source_sha = serde_json::to_string(&source_sha).unwrap_or_default();
         let entries: Vec<entry::Model> = scores
@@ -162,12 +164,6 @@ impl Finalizer {
             })
             .collect();
 
-        let test_loss_of = |kind: EvaluationKind| {
-            decoded
-                .iter()
-                .find(|(row, result)| row.kind == kind_label(kind) && result.status == EvaluationStatus::Valid as i32)
-                .and_then(|(_, result)| result.test_loss)
-        };
         let winner = scores.iter().find(|s| s.reason == ScoreReason::First);
         let winner_loss = winner.and_then(|w| {
             decoded
@@ -175,8 +171,6 @@ impl Finalizer {
                 .find(|(row, _)| row.kind == miner_kind && row.miner_id == w.miner_id)
                 .and_then(|(_, result)| result.test_loss)
         });
-        let base_model_loss = test_loss_of(EvaluationKind::BaseModel);
-        let baseline_loss = test_loss_of(EvaluationKind::FixedBaseline);
         let result = task_result::Model {
             task_id: task.task_id.clone(),
             task_type: task.task_type.clone(),
@@ -184,10 +178,6 @@ impl Finalizer {
             finalized_because: because.to_owned(),
             finalized_at_ms: now_ms,
             winner_loss,
-            base_model_loss,
-            baseline_loss,
-            improvement_over_base: improvement(base_model_loss, winner_loss),
-            improvement_over_baseline: improvement(baseline_loss, winner_loss),
             task_weight: work,
         };
         Plan { result, entries }
@@ -235,16 +225,6 @@ pub fn entry_id(task_id: &str, miner_id: &str, kind: LedgerEntryKind, corrects: 
 /// Namespace of entry ids (a fixed random UUID).
 const ENTRY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2f7c_91d0_5b3e_4a86_8e14_c0d9_73a1_6b52);
 
-/// Relative improvement of `loss` over `reference`; positive is better.
-fn improvement(reference: Option<f64>, loss: Option<f64>) -> Option<f64> {
-    match (reference, loss) {
-        (Some(reference), Some(loss)) if reference > 0.0 && reference.is_finite() && loss.is_finite() => {
-            Some((reference - loss) / reference)
-        }
-        _ => None,
-    }
-}
-
 /// An evaluation event as the scoring function's input.
 fn miner_result(result: &EvaluationResult) -> MinerResult {
     let reason = || result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
@@ -269,15 +249,6 @@ fn miner_result(result: &EvaluationResult) -> MinerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Improvement is relative to the reference and undefined without one.
-    #[test]
-    fn improvement_is_relative() {
-        assert_eq!(improvement(Some(2.0), Some(1.5)), Some(0.25));
-        assert_eq!(improvement(Some(2.0), Some(3.0)), Some(-0.5));
-        assert_eq!(improvement(None, Some(1.0)), None);
-        assert_eq!(improvement(Some(0.0), Some(1.0)), None);
-    }
 
     /// Entry ids depend on every part of their key and nothing else.
     #[test]

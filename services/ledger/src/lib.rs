@@ -28,7 +28,7 @@ use gradients_proto::v1::Timestamp;
 use gradients_store::entity::ledger::{task, task_result};
 use gradients_store::outbox::Relay;
 use gradients_store::sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
-use gradients_telemetry::{Metrics, Readiness};
+use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{LedgerError, QueryError};
@@ -52,15 +52,7 @@ pub(crate) struct Context {
 /// Runs the ledger until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
     let metrics = Metrics::new(SERVICE_NAME);
-    let readiness = Readiness::new();
-    let http_stop = shutdown.child_token();
-    let http_shutdown = http_stop.clone();
-    let (http_addr, http) =
-        gradients_telemetry::serve(&settings.ledger.http_addr, metrics.clone(), readiness.clone(), async move {
-            http_shutdown.cancelled().await
-        })
-        .await?;
-    tracing::info!(%http_addr, "metrics and health endpoint up");
+    let health = HealthEndpoint::start(&settings.ledger.http_addr, metrics.clone()).await?;
 
     let bus = Bus::connect(&settings.nats, "gradients-ledger").await?;
     topology::declare(&bus, &settings.nats).await?;
@@ -124,17 +116,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         let ctx = Arc::new(Context { settings: settings.clone(), bus: bus.clone(), db, metrics });
         loops.spawn(async move { api::serve(ctx, stop).await.map_err(LedgerError::from) });
     }
-    readiness.set_ready(true);
+    health.readiness.set_ready(true);
     tracing::info!(service = gradients_bus::subjects::api::LEDGER_SERVICE, version = VERSION, "ledger ready");
 
     let panicked = |reason: String| LedgerError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
     let outcome = loops.run(DRAIN_LIMIT, panicked).await;
-    readiness.set_ready(false);
+    health.readiness.set_ready(false);
     if let Err(e) = bus.client.flush().await {
         tracing::warn!(error = %e, "flushing the NATS connection");
     }
-    http_stop.cancel();
-    let _ = http.await;
+    health.stop().await;
     outcome
 }
 

@@ -3,10 +3,36 @@
 //! they get a bounded time to drain.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// A test's way to stop a service as if the process were killed at a named point: the
+/// service's code calls [`CrashSwitch::fire`] there, and its `run` returns at once,
+/// dropping (aborting) everything in flight.
+#[derive(Debug, Default)]
+pub struct CrashSwitch {
+    fired: CancellationToken,
+    point: Mutex<Option<&'static str>>,
+}
+
+impl CrashSwitch {
+    /// Fires the switch at `point`.
+    pub fn fire(&self, point: &'static str) {
+        if let Ok(mut slot) = self.point.lock() {
+            *slot = Some(point);
+        }
+        self.fired.cancel();
+    }
+
+    /// Resolves when the switch fires, with the point it fired at.
+    pub async fn fired(&self) -> &'static str {
+        self.fired.cancelled().await;
+        self.point.lock().ok().and_then(|p| *p).unwrap_or("unknown")
+    }
+}
 
 /// A service's loops. `E` is the service's error type.
 pub struct ServiceLoops<E> {

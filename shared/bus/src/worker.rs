@@ -150,8 +150,23 @@ async fn handle_one<H: Handler>(
 
     let started = Instant::now();
     let result = handler.handle(message).instrument(span.clone()).await;
-    let _entered = span.enter();
-    let outcome = match result {
+    // Settling runs in the span too, as an instrumented future: an entered-span guard must
+    // never be held across an await on a multi-threaded runtime.
+    let outcome = settle(bus, spec, settings, message, result, delivered, sequence).instrument(span).await;
+    metrics.handled(spec.durable, outcome, started.elapsed());
+}
+
+/// Acknowledges, retries or dead-letters a handled message, as its result says.
+async fn settle(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    settings: &NatsSettings,
+    message: &jetstream::Message,
+    result: Result<(), HandlerError>,
+    delivered: u64,
+    sequence: u64,
+) -> Outcome {
+    match result {
         Ok(()) => match message.double_ack().await {
             Ok(()) => Outcome::Ack,
             // The work is done and idempotent: a redelivery repeats nothing visible.
@@ -186,8 +201,7 @@ async fn handle_one<H: Handler>(
                 }
             }
         }
-    };
-    metrics.handled(spec.durable, outcome, started.elapsed());
+    }
 }
 
 async fn dead_letter(

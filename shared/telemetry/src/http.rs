@@ -33,6 +33,40 @@ impl Readiness {
     }
 }
 
+/// A service's running metrics and health endpoint.
+pub struct HealthEndpoint {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What `/readyz` reports; the service sets it.
+    pub readiness: Readiness,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthEndpoint {
+    /// Starts serving `metrics` and health on `addr` (port 0 picks one), not ready yet.
+    pub async fn start(addr: &str, metrics: Metrics) -> Result<Self, TelemetryError> {
+        let readiness = Readiness::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let (addr, task) = serve(addr, metrics, readiness.clone(), async move { stopped.cancelled().await }).await?;
+        tracing::info!(%addr, "metrics and health endpoint up");
+        Ok(Self { addr, readiness, stop, task })
+    }
+
+    /// Stops it gracefully and waits until it has.
+    pub async fn stop(self) {
+        self.readiness.set_ready(false);
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Stops it at once (a simulated crash).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
 #[derive(Clone)]
 struct Endpoints {
     metrics: Metrics,

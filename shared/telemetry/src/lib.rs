@@ -12,7 +12,7 @@ mod metrics;
 pub mod propagation;
 mod setup;
 
-pub use http::{serve, Readiness};
+pub use http::{serve, HealthEndpoint, Readiness};
 pub use metrics::{Metrics, Outcome};
 pub use propagation::{inject_current, set_parent_from, HeaderCarrier, TRACEPARENT};
 pub use setup::{init, init_for_tests, TelemetryGuard};

@@ -34,6 +34,9 @@ async fn scripted_series_gives_exact_entries_and_weights() {
         sandbox.evaluation("e-fixed", &reference("t1", EvaluationKind::FixedBaseline, 1.25)).await;
         sandbox.evaluation("e-carol", &invalid("t1", "carol")).await;
         assert_eq!(sandbox.wait_for_results(1).await, 1, "{backend}: finalized once all three were evaluated");
+        // The reference measurements may be recorded after the task is finalized; they
+        // change no reward, and the improvements are read from them when asked.
+        sandbox.wait_for_rows(3, 5).await;
 
         let result = sandbox.client.task("t1").await.unwrap().result.unwrap();
         assert_eq!(result.winner_miner_id, "alice");
@@ -52,8 +55,10 @@ async fn scripted_series_gives_exact_entries_and_weights() {
         assert_eq!(alice.rank, 1);
         assert_eq!(alice.ranking_loss, Some(1.1));
         assert_eq!(alice.entry_id, entry_id("t1", "alice", LedgerEntryKind::TaskScore, ""));
-        assert_eq!(alice.source_event_ids.len(), 5, "every evaluation of the task is cited");
-        assert_eq!(alice.source_sha256.len(), 5);
+        let mut cited = alice.source_event_ids.clone();
+        cited.sort();
+        assert_eq!(cited, ["eval/t1/alice", "eval/t1/bob", "eval/t1/carol"], "every miner evaluation is cited");
+        assert_eq!(alice.source_sha256.len(), 3);
         assert!(alice.source_sha256.iter().all(|h| h.len() == 64));
 
         // Only alice earned anything, so she holds all the weight.

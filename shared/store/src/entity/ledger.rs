@@ -124,11 +124,8 @@ pub mod task_result {
         /// `all_evaluated` or `deadline`.
         pub finalized_because: String,
         pub finalized_at_ms: i64,
+        /// The winner's test loss.
         pub winner_loss: Option<f64>,
-        pub base_model_loss: Option<f64>,
-        pub baseline_loss: Option<f64>,
-        pub improvement_over_base: Option<f64>,
-        pub improvement_over_baseline: Option<f64>,
         pub task_weight: f64,
     }
 

@@ -74,10 +74,6 @@ enum LedgerTaskResults {
     FinalizedBecause,
     FinalizedAtMs,
     WinnerLoss,
-    BaseModelLoss,
-    BaselineLoss,
-    ImprovementOverBase,
-    ImprovementOverBaseline,
     TaskWeight,
 }
 
@@ -170,10 +166,6 @@ impl MigrationTrait for Migration {
                     .col(text(LedgerTaskResults::FinalizedBecause))
                     .col(int(LedgerTaskResults::FinalizedAtMs))
                     .col(optional_real(LedgerTaskResults::WinnerLoss))
-                    .col(optional_real(LedgerTaskResults::BaseModelLoss))
-                    .col(optional_real(LedgerTaskResults::BaselineLoss))
-                    .col(optional_real(LedgerTaskResults::ImprovementOverBase))
-                    .col(optional_real(LedgerTaskResults::ImprovementOverBaseline))
                     .col(real(LedgerTaskResults::TaskWeight))
                     .to_owned(),
             )
