@@ -46,7 +46,7 @@ impl Sandbox {
         settings.store.url = db.url().to_owned();
         settings.dispatch.http_addr = "127.0.0.1:0".to_owned();
         settings.dispatch.key_file = key_dir.path().join("dispatch.key");
-        settings.dispatch.offer_timeout_ms = 500;
+        settings.dispatch.offer_timeout_ms = 1_500;
         settings.dispatch.deadline_sweep_ms = 200;
         tweak(&mut settings);
         let identity = gradients_dispatch::load_or_create_identity(&settings).expect("dispatch key");
