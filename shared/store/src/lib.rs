@@ -13,7 +13,7 @@ pub mod outbox;
 use std::time::Duration;
 
 use gradients_config::StoreSettings;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 
 pub use migration::{Migrator, APPEND_ONLY_TABLES};
@@ -44,8 +44,23 @@ pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, Sto
             db.execute_unprepared(pragma).await.map_err(StoreError::Migrate)?;
         }
     }
-    Migrator::up(&db, None).await.map_err(StoreError::Migrate)?;
+    migrate(&db).await.map_err(StoreError::Migrate)?;
     Ok(db)
+}
+
+/// Any number for the advisory lock that serialises migrations; the same in every process.
+const MIGRATION_LOCK: i64 = 0x6772_6164_6965_6e74; // "gradient"
+
+/// Applies pending migrations. On PostgreSQL, replicas starting together take turns: the
+/// migration runs in one transaction holding an advisory lock (DDL is transactional there).
+async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Whether `error` is a unique-key violation: the signal that an idempotent insert
@@ -104,6 +119,18 @@ mod tests {
             assert!(is_unique_violation(&duplicate), "{backend}: {duplicate:?}");
             assert_eq!(outbox::Entity::find().all(&db).await.unwrap().len(), 1);
         }
+    }
+
+    /// Replicas starting together on a fresh PostgreSQL database all come up: the
+    /// migration runs once, the others wait for it.
+    #[tokio::test]
+    async fn replicas_migrate_a_fresh_database_together() {
+        let scratch = ScratchDb::new(Backend::Postgres).await.unwrap();
+        let settings = StoreSettings { url: scratch.url().to_owned(), max_connections: 2 };
+        let start = || async { connect(&settings).await.map(|_| ()).map_err(|e| e.to_string()) };
+        let started = tokio::join!(start(), start(), start(), start());
+        let started = [started.0, started.1, started.2, started.3];
+        assert!(started.iter().all(|r| r.is_ok()), "{started:?}");
     }
 
     /// The database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) on every
