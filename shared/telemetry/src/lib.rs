@@ -1,34 +1,51 @@
 //! How a Gradients service reports on itself.
 //!
-//! - [`init`]: `tracing` logs (text or JSON) and spans, exported over OTLP when an endpoint
+//! - [`init`]: `tracing` logs (text or JSON) and spans, exported over OTLP/gRPC when an endpoint
 //!   is configured; the W3C trace context propagator is always installed.
 //! - [`propagation`]: carries the trace in message headers (`traceparent`) across services.
 //! - [`Metrics`]: the Prometheus metrics every service records.
 //! - [`serve`]: `/metrics`, `/healthz` and `/readyz` on the service's own port.
 //! - [`cancel_on_signal`]: the binaries' SIGINT/SIGTERM handling.
 
+#![warn(missing_docs)]
+
 mod http;
 mod metrics;
 pub mod propagation;
-mod setup;
+mod tracing_setup;
 
 pub use http::{serve, HealthEndpoint, Readiness};
 pub use metrics::{Metrics, Outcome};
 pub use propagation::{inject_current, set_parent_from, HeaderCarrier, TRACEPARENT};
-pub use setup::{init, init_for_tests, TelemetryGuard};
+pub use tracing_setup::{init, init_for_tests, TelemetryGuard};
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// `telemetry.log_filter` is not a valid filter.
     #[error("telemetry.log_filter {filter:?}: {reason}")]
-    Filter { filter: String, reason: String },
+    Filter {
+        /// The filter as configured.
+        filter: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The OTLP exporter could not be built.
     #[error("telemetry.otlp_endpoint {endpoint:?}: {reason}")]
-    Exporter { endpoint: String, reason: String },
+    Exporter {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// Why the exporter could not be built.
+        reason: String,
+    },
     /// The metrics and health endpoint could not listen.
     #[error("cannot listen on {addr}: {reason}")]
-    Bind { addr: String, reason: String },
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// Why binding failed.
+        reason: String,
+    },
 }
 
 /// Cancels `token` on SIGINT or SIGTERM. Only binaries call this: libraries take their

@@ -6,12 +6,14 @@
 mod db;
 mod inspect;
 mod nats;
+mod ports;
 
 use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
 pub use inspect::stream_messages;
 pub use nats::NatsServer;
+pub use ports::free_port;
 
 /// The workspace's root folder (where `Cargo.toml`, `.deps/` and `examples/` are).
 pub fn workspace_root() -> PathBuf {
@@ -19,9 +21,4 @@ pub fn workspace_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
-
-/// A TCP port that was free a moment ago (bind to port 0, read it, let go).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
