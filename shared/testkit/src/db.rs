@@ -57,10 +57,12 @@ impl ScratchDb {
                 let name = format!("gradients_test_{}", uuid::Uuid::new_v4().simple());
                 let db =
                     Database::connect(&admin).await.with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
-                db.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+                db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .with_context(|| format!("creating the scratch database {name}"))?;
                 db.close().await?;
-                let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
-                Ok(Self { url: format!("{base}/{name}"), backend, _dir: None, postgres: Some((admin, name)) })
+                let url = database_url(&admin, &name);
+                Ok(Self { url, backend, _dir: None, postgres: Some((admin, name)) })
             }
         }
     }
@@ -84,20 +86,40 @@ impl Drop for ScratchDb {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let db = Database::connect(&admin).await?;
-                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
                 db.close().await?;
                 anyhow::Ok(())
             })
         })
         .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: could not drop a scratch PostgreSQL database");
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("warning: could not drop the scratch PostgreSQL database: {error:#}"),
+            Err(_) => eprintln!("warning: dropping a scratch PostgreSQL database panicked"),
         }
     }
 }
 
+/// The admin URL from `GRADIENTS_TEST_PG_URL`, or the local server's `postgres` user.
 fn admin_url() -> String {
     std::env::var("GRADIENTS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// The admin URL with its database replaced by `name`, keeping any `?query`.
+fn database_url(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +127,31 @@ mod tests {
     use sea_orm::{ConnectionTrait, Database, Statement};
 
     use super::*;
+
+    /// The scratch URL points the admin URL at the new database, whatever the admin URL's shape.
+    #[test]
+    fn database_url_replaces_only_the_database() {
+        let cases = [
+            ("postgres://postgres@127.0.0.1:5432/postgres", "postgres://postgres@127.0.0.1:5432/x"),
+            ("postgres://postgres@127.0.0.1:5432", "postgres://postgres@127.0.0.1:5432/x"),
+            ("postgres://u:p@h/postgres?sslmode=disable", "postgres://u:p@h/x?sslmode=disable"),
+            ("postgres://u@h:1?sslmode=disable", "postgres://u@h:1/x?sslmode=disable"),
+        ];
+        for (admin, expected) in cases {
+            assert_eq!(database_url(admin, "x"), expected, "{admin}");
+        }
+    }
+
+    /// Two scratch databases at once are distinct.
+    #[tokio::test]
+    async fn scratch_databases_never_collide() {
+        for backend in Backend::ALL {
+            let one = ScratchDb::new(backend).await.unwrap();
+            let two = ScratchDb::new(backend).await.unwrap();
+            assert_ne!(one.url(), two.url());
+            assert_eq!(one.backend(), backend);
+        }
+    }
 
     /// Each backend gives a usable, empty database; a PostgreSQL one is gone after drop.
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! A private `nats-server` for one test, in the manner of nats.rs's own test helper: the
-//! real binary, JetStream on, a temporary store, killed and removed on drop.
+//! real binary (v2.15, JetStream on) on a port of its own with a temporary store, killed
+//! and removed on drop. Never the machine's own server on port 4222.
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,10 +12,10 @@ use tempfile::TempDir;
 
 use crate::workspace_root;
 
-/// How long a server may take to start.
-const START_LIMIT: Duration = Duration::from_secs(15);
+/// How long a server may take to start (a loaded machine runs many tests at once).
+const START_LIMIT: Duration = Duration::from_secs(10);
 
-/// A running `nats-server`, stopped on drop.
+/// A running `nats-server`, killed on drop together with its store.
 pub struct NatsServer {
     child: Option<Child>,
     dir: TempDir,
@@ -22,13 +24,13 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts a server with JetStream on a free port.
+    /// Starts a server with JetStream on a free port and a store of its own.
     pub fn start() -> anyhow::Result<Self> {
         Self::launch(None)
     }
 
-    /// Starts a server with this configuration text (accounts, permissions...) added to
-    /// the command line's port, JetStream and store settings.
+    /// Starts a server with this configuration file text (accounts, permissions...); the
+    /// command line's port, JetStream and store settings take precedence over the text's.
     pub fn start_with_config(config: &str) -> anyhow::Result<Self> {
         Self::launch(Some(config))
     }
@@ -58,12 +60,12 @@ impl NatsServer {
         self.port
     }
 
-    /// A connected client.
+    /// A connected client without credentials (panics if the server refuses it).
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url()).await.expect("connect to the test nats-server")
     }
 
-    /// Kills the server at once, as a crash would; the store stays for [`NatsServer::restart`].
+    /// Kills the server at once (SIGKILL), as a crash would; the store stays for [`NatsServer::restart`].
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -77,54 +79,42 @@ impl NatsServer {
         self.spawn(Some(self.port))
     }
 
+    /// Starts the binary (on `port`, or a free one) and waits until it accepts connections.
     fn spawn(&mut self, port: Option<u16>) -> anyhow::Result<()> {
         let binary = binary()?;
         let ports_dir = self.dir.path().join("ports");
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir)?;
         let log = self.dir.path().join("server.log");
+        let output = OpenOptions::new().create(true).append(true).open(&log)?;
         let mut command = Command::new(&binary);
         command
             .args(["-a", "127.0.0.1", "-js"])
             .arg("-p")
-            .arg(port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into()))
+            .arg(port.map_or_else(|| "-1".to_owned(), |p| p.to_string()))
             .arg("-sd")
             .arg(self.dir.path().join("jetstream"))
             .arg("--ports_file_dir")
             .arg(&ports_dir)
-            .arg("-l")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output);
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
         let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
-        let started = Instant::now();
-        let port = loop {
-            if let Some(port) = read_ports_file(&ports_dir, child.id())? {
-                break port;
+        match wait_until_listening(&mut child, &ports_dir, &log) {
+            Ok(port) => {
+                self.child = Some(child);
+                self.port = port;
+                Ok(())
             }
-            if let Some(status) = child.try_wait()? {
-                bail!("nats-server exited ({status}) before listening:\n{}", read_log(&log));
-            }
-            if started.elapsed() > START_LIMIT {
+            Err(error) => {
                 let _ = child.kill();
-                bail!("nats-server did not listen within {START_LIMIT:?}:\n{}", read_log(&log));
+                let _ = child.wait();
+                Err(error)
             }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The ports file is written when the listener is up; wait for JetStream too.
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > START_LIMIT {
-                let _ = child.kill();
-                bail!("nats-server does not accept connections:\n{}", read_log(&log));
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        self.child = Some(child);
-        self.port = port;
-        Ok(())
     }
 }
 
@@ -134,9 +124,33 @@ impl Drop for NatsServer {
     }
 }
 
-/// The `nats-server` the set-up installed; never the machine's own (2.9 is too old).
+/// Polls for the ports file the server writes once it listens, then for a TCP connection.
+fn wait_until_listening(child: &mut Child, ports_dir: &Path, log: &Path) -> anyhow::Result<u16> {
+    let started = Instant::now();
+    let port = loop {
+        if let Some(port) = read_ports_file(ports_dir, child.id()) {
+            break port;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited ({status}) before listening; its output:\n{}", read_log(log));
+        }
+        if started.elapsed() > START_LIMIT {
+            bail!("nats-server wrote no ports file within {START_LIMIT:?}; its output:\n{}", read_log(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > START_LIMIT {
+            bail!("nats-server does not accept connections on port {port}; its output:\n{}", read_log(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(port)
+}
+
+/// The `nats-server` the set-up installed; never the machine's own on `PATH` (2.9 is too old).
 fn binary() -> anyhow::Result<PathBuf> {
-    if let Ok(path) = std::env::var("GRADIENTS_NATS_SERVER") {
+    if let Some(path) = std::env::var_os("GRADIENTS_NATS_SERVER") {
         return Ok(PathBuf::from(path));
     }
     let installed = workspace_root().join(".deps/py/bin/nats-server");
@@ -144,22 +158,26 @@ fn binary() -> anyhow::Result<PathBuf> {
         return Ok(installed);
     }
     bail!(
-        "no nats-server at {}: run `make test` (or scripts/bootstrap.sh) first, or set GRADIENTS_NATS_SERVER",
+        "no nats-server at {}: run `make test` (or scripts/bootstrap.sh) first, or set GRADIENTS_NATS_SERVER \
+         (the machine's nats-server on PATH is too old)",
         installed.display()
     )
 }
 
-/// Reads the client port from `nats-server_<pid>.ports` once the server wrote it.
-fn read_ports_file(dir: &Path, pid: u32) -> anyhow::Result<Option<u16>> {
-    let path = dir.join(format!("nats-server_{pid}.ports"));
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(None) };
-    let url = ports["nats"][0].as_str().unwrap_or_default();
-    Ok(url.rsplit(':').next().and_then(|p| p.parse().ok()))
+/// The client port from `nats-server_<pid>.ports` (`{"nats": ["nats://127.0.0.1:PORT"], ...}`),
+/// once the server has written all of it.
+fn read_ports_file(dir: &Path, pid: u32) -> Option<u16> {
+    let text = std::fs::read_to_string(dir.join(format!("nats-server_{pid}.ports"))).ok()?;
+    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+    ports["nats"].as_array()?.iter().filter_map(|url| url.as_str()?.rsplit(':').next()?.parse().ok()).next()
 }
 
 fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
+    let mut text = String::new();
+    match File::open(path).and_then(|mut file| std::io::Read::read_to_string(&mut file, &mut text)) {
+        Ok(_) => text,
+        Err(e) => format!("(no log at {}: {e})", path.display()),
+    }
 }
 
 #[cfg(test)]
@@ -171,13 +189,22 @@ mod tests {
 
     use super::*;
 
-    /// The server is modern enough for KV, streams and pull consumers, and two servers
-    /// never share a port.
+    /// Reads the one message stored in `stream` through a fresh pull consumer.
+    async fn only_message(js: &jetstream::Context, stream: &str) -> Vec<u8> {
+        let stream = js.get_stream(stream).await.unwrap();
+        let consumer = stream.create_consumer(consumer::pull::Config::default()).await.unwrap();
+        let mut batch = consumer.fetch().max_messages(1).expires(Duration::from_secs(5)).messages().await.unwrap();
+        let message = batch.next().await.expect("a message").unwrap();
+        message.ack().await.unwrap();
+        message.payload.to_vec()
+    }
+
+    /// The server is modern enough for KV buckets, streams and pull consumers.
     #[tokio::test]
     async fn starts_a_modern_jetstream_server() {
         let server = NatsServer::start().unwrap();
-        let other = NatsServer::start().unwrap();
-        assert_ne!(server.port(), other.port());
+        assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
+        assert_ne!(server.port(), 4222);
         let js = jetstream::new(server.client().await);
         let bucket = js.create_key_value(kv::Config { bucket: "probe".into(), ..Default::default() }).await.unwrap();
         bucket.put("k", "v".into()).await.unwrap();
@@ -186,6 +213,18 @@ mod tests {
             .await
             .unwrap();
         js.publish("s.one", "hello".into()).await.unwrap().await.unwrap();
+        assert_eq!(only_message(&js, "S").await, b"hello");
+    }
+
+    /// Two servers at once never share a port or a store.
+    #[tokio::test]
+    async fn two_servers_are_independent() {
+        let one = NatsServer::start().unwrap();
+        let two = NatsServer::start().unwrap();
+        assert_ne!(one.port(), two.port());
+        let js = jetstream::new(one.client().await);
+        js.create_stream(stream::Config { name: "ONLY_ONE".into(), ..Default::default() }).await.unwrap();
+        assert!(jetstream::new(two.client().await).get_stream("ONLY_ONE").await.is_err());
     }
 
     /// A killed and restarted server keeps its port and its stored messages.
@@ -204,13 +243,41 @@ mod tests {
             .unwrap();
             js.publish("keep", "survives".into()).await.unwrap().await.unwrap();
         }
+        server.kill();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the killed server still listens");
         server.restart().unwrap();
         assert_eq!(server.port(), port);
         let js = jetstream::new(server.client().await);
-        let stream = js.get_stream("KEEP").await.unwrap();
-        let consumer = stream.create_consumer(consumer::pull::Config::default()).await.unwrap();
-        let mut batch = consumer.fetch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
-        let message = batch.next().await.unwrap().unwrap();
-        assert_eq!(message.payload.as_ref(), b"survives");
+        assert_eq!(only_message(&js, "KEEP").await, b"survives");
+    }
+
+    /// A configuration file is honoured (here: a user is required), and the port still found.
+    #[tokio::test]
+    async fn start_with_config_applies_the_file() {
+        let server = NatsServer::start_with_config("authorization { user: alice, password: secret }").unwrap();
+        assert!(async_nats::connect(server.url()).await.is_err(), "a client without credentials got in");
+        let client = async_nats::ConnectOptions::with_user_and_password("alice".into(), "secret".into())
+            .connect(server.url())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+
+    /// A server that cannot start says why, with its own output.
+    #[test]
+    fn a_bad_config_reports_the_server_output() {
+        let error = NatsServer::start_with_config("this is { not valid").err().expect("the server refused");
+        let text = format!("{error:#}");
+        assert!(text.contains("exited"), "{text}");
+    }
+
+    /// Dropping the server kills it and removes its store.
+    #[test]
+    fn drop_kills_and_cleans_up() {
+        let server = NatsServer::start().unwrap();
+        let (port, dir) = (server.port(), server.dir.path().to_owned());
+        drop(server);
+        assert!(!dir.exists());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 }
