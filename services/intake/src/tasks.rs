@@ -7,6 +7,7 @@ use gradients_bus::subjects::buckets;
 use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
 use gradients_store::entity::task;
 pub use gradients_store::outbox::{status_event, PendingEvent};
+use gradients_store::paging;
 use gradients_store::sea_orm::sea_query::{Expr, Order};
 use gradients_store::sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
@@ -81,7 +82,8 @@ pub async fn list(
         query = query.filter(task::Column::Status.eq(status.label()));
     }
     if !page_token.is_empty() {
-        let (created, id) = parse_page_token(page_token)?;
+        let (created, id) =
+            paging::parse_page_token(page_token).ok_or_else(|| PageTokenError::Malformed(page_token.to_owned()))?;
         query = query.filter(
             Condition::any()
                 .add(task::Column::CreatedAtMs.lt(created))
@@ -96,7 +98,7 @@ pub async fn list(
         .await?;
     let next = if rows.len() as u64 > page_size {
         rows.truncate(page_size as usize);
-        rows.last().map(|r| format!("{}:{}", r.created_at_ms, r.id)).unwrap_or_default()
+        rows.last().map(|r| paging::page_token(r.created_at_ms, &r.id)).unwrap_or_default()
     } else {
         String::new()
     };
@@ -112,12 +114,6 @@ pub enum PageTokenError {
     /// The query failed.
     #[error(transparent)]
     Store(#[from] DbErr),
-}
-
-fn parse_page_token(token: &str) -> Result<(i64, String), PageTokenError> {
-    let malformed = || PageTokenError::Malformed(token.to_owned());
-    let (created, id) = token.split_once(':').ok_or_else(malformed)?;
-    Ok((created.parse().map_err(|_| malformed())?, id.to_owned()))
 }
 
 /// The wire form of a stored task.

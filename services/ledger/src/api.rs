@@ -13,6 +13,7 @@ use gradients_proto::v1::{
     LedgerTaskResponse, LedgerWeightsRequest, LedgerWeightsResponse, Timestamp,
 };
 use gradients_store::entity::ledger::{entry, evaluation, task_result};
+use gradients_store::paging::{page_token, parse_page_token};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use prost::Message;
@@ -108,13 +109,9 @@ async fn entries(ctx: &Context, request: LedgerEntriesRequest) -> Result<LedgerE
         query = query.filter(entry::Column::RecordedAtMs.lt(request.until_ms));
     }
     if !request.page_token.is_empty() {
-        let (at, id) = request
-            .page_token
-            .split_once(':')
-            .and_then(|(at, id)| at.parse::<i64>().ok().map(|at| (at, id.to_owned())))
-            .ok_or_else(|| {
-                QueryError::Invalid(format!("page_token {:?} is not one this service issued", request.page_token))
-            })?;
+        let (at, id) = parse_page_token(&request.page_token).ok_or_else(|| {
+            QueryError::Invalid(format!("page_token {:?} is not one this service issued", request.page_token))
+        })?;
         query = query.filter(
             Condition::any()
                 .add(entry::Column::RecordedAtMs.gt(at))
@@ -129,7 +126,7 @@ async fn entries(ctx: &Context, request: LedgerEntriesRequest) -> Result<LedgerE
         .await?;
     let next_page_token = if rows.len() as u64 > page_size {
         rows.truncate(page_size as usize);
-        rows.last().map(|r| format!("{}:{}", r.recorded_at_ms, r.entry_id)).unwrap_or_default()
+        rows.last().map(|r| page_token(r.recorded_at_ms, &r.entry_id)).unwrap_or_default()
     } else {
         String::new()
     };

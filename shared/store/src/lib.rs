@@ -9,6 +9,7 @@
 pub mod entity;
 mod migration;
 pub mod outbox;
+pub mod paging;
 
 use std::time::Duration;
 
