@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gradients_config::Settings;
-use tokio_util::sync::CancellationToken;
+use gradients_telemetry::run_until_signal;
 
 #[derive(Parser)]
 #[command(name = "gradients", version, about = "A market where miners compete to fine-tune models")]
@@ -81,14 +81,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let settings = Settings::load(&cli.config).context("loading configuration")?;
     match cli.command {
         Command::Serve { service } => {
-            let _telemetry = gradients_telemetry::init(service_name(service), &settings.telemetry)?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(gradients_telemetry::cancel_on_signal(shutdown.clone()));
-            match service {
-                Service::Intake => gradients_intake::run(settings, shutdown).await?,
-                Service::Ledger => gradients_ledger::run(settings, shutdown).await?,
-                Service::Dispatch => gradients_dispatch::run(settings, shutdown).await?,
-            }
+            let telemetry = settings.telemetry.clone();
+            let name = service_name(service);
+            let served = match service {
+                Service::Intake => {
+                    run_until_signal(name, &telemetry, |shutdown| gradients_intake::run(settings, shutdown)).await
+                }
+                Service::Ledger => {
+                    run_until_signal(name, &telemetry, |shutdown| gradients_ledger::run(settings, shutdown)).await
+                }
+                Service::Dispatch => {
+                    run_until_signal(name, &telemetry, |shutdown| gradients_dispatch::run(settings, shutdown)).await
+                }
+            };
+            served.map_err(|e| anyhow::anyhow!(e))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Task { command } => task_cmd::run(&settings, command).await,

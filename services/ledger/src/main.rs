@@ -1,18 +1,17 @@
 //! `gradients-ledger`: the ledger as its own process. Configuration comes from `--config`
 //! files and `GRADIENTS__...` variables; SIGINT or SIGTERM drain it.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let files: Vec<PathBuf> = std::env::args().skip(1).filter(|a| a != "--config").map(PathBuf::from).collect();
+    let files: Vec<std::path::PathBuf> =
+        std::env::args().skip(1).filter(|a| a != "--config").map(std::path::PathBuf::from).collect();
     let settings = gradients_config::Settings::load(&files).context("loading configuration")?;
-    let _telemetry = gradients_telemetry::init(gradients_ledger::SERVICE_NAME, &settings.telemetry)?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(gradients_telemetry::cancel_on_signal(shutdown.clone()));
-    gradients_ledger::run(settings, shutdown).await?;
-    Ok(())
+    let telemetry = settings.telemetry.clone();
+    gradients_telemetry::run_until_signal(gradients_ledger::SERVICE_NAME, &telemetry, |shutdown| {
+        gradients_ledger::run(settings, shutdown)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }

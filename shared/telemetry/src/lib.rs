@@ -48,6 +48,26 @@ pub enum TelemetryError {
     },
 }
 
+/// The lifecycle every service process shares: logs and traces for `service_name`,
+/// SIGINT/SIGTERM turned into the shutdown signal `run` receives, and exported spans
+/// flushed once `run` has drained and returned.
+pub async fn run_until_signal<F, Fut, E>(
+    service_name: &str,
+    settings: &gradients_config::TelemetrySettings,
+    run: F,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let _telemetry = init(service_name, settings)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    run(shutdown).await?;
+    Ok(())
+}
+
 /// Cancels `token` on SIGINT or SIGTERM. Only binaries call this: libraries take their
 /// shutdown signal as an argument.
 pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
