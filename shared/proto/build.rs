@@ -17,6 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     // Maps as BTreeMap: encoded in key order, so equal messages encode to equal bytes —
     // signatures over encoded messages depend on it (a HashMap's order varies per instance).
-    prost_build::Config::new().btree_map(["."]).compile_protos(&files, &[proto_root])?;
+    prost_build::Config::new().btree_map(["."]).compile_protos(&files, &[proto_root.clone()])?;
+    // The official ONNX contract (vendored, see proto/onnx/README.md), for the exporter and
+    // the evaluator's checks.
+    let onnx = proto_root.join("onnx/onnx.proto");
+    println!("cargo:rerun-if-changed={}", onnx.display());
+    prost_build::Config::new().compile_protos(&[onnx], &[proto_root.join("onnx")])?;
     Ok(())
 }

@@ -1,7 +1,14 @@
-//! The Gradients wire contract, generated from `proto/gradients/v1/*.proto`.
+//! The Gradients wire contract, generated from `proto/gradients/v1/*.proto`, and the
+//! official ONNX contract (`proto/onnx/onnx.proto`) that model artifacts are written in.
 //!
 //! Messages are encoded with prost; subjects and streams are not here but in the bus
 //! crate's `subjects` module.
+
+/// The ONNX model format (protobuf package `onnx`), as published by the ONNX project.
+#[allow(clippy::all, missing_docs)]
+pub mod onnx {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
 
 /// Version 1 of the contract (protobuf package `gradients.v1`).
 pub mod v1 {
