@@ -1,0 +1,11 @@
+//! The reference miner of the Gradients market.
+//!
+//! - [`model`]: Llama-style and GPT-2 causal LMs in tch, with LoRA;
+//! - [`checkpoint`]: Hugging Face model folders in and out;
+//! - [`device`]: CUDA when libtorch's CUDA backend loads, else CPU.
+//! - [`presets`]: the project's own base model sizes.
+
+pub mod checkpoint;
+pub mod device;
+pub mod model;
+pub mod presets;
