@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     // Maps as BTreeMap: encoded in key order, so equal messages encode to equal bytes —
     // signatures over encoded messages depend on it (a HashMap's order varies per instance).
-    prost_build::Config::new().btree_map(["."]).compile_protos(&files, &[proto_root.clone()])?;
+    prost_build::Config::new().btree_map(["."]).compile_protos(&files, std::slice::from_ref(&proto_root))?;
     // The official ONNX contract (vendored, see proto/onnx/README.md), for the exporter and
     // the evaluator's checks.
     let onnx = proto_root.join("onnx/onnx.proto");

@@ -3,9 +3,13 @@
 //! - [`model`]: Llama-style and GPT-2 causal LMs in tch, with LoRA;
 //! - [`checkpoint`]: Hugging Face model folders in and out;
 //! - [`device`]: CUDA when libtorch's CUDA backend loads, else CPU.
-//! - [`presets`]: the project's own base model sizes.
+//! - [`presets`]: the project's own base model sizes;
+//! - [`train`]: SFT and DPO runs (AdamW, warm-up + decay, accumulation, clipping, early
+//!   stopping), resumable so that [`strategy`] can search over them.
 
 pub mod checkpoint;
 pub mod device;
 pub mod model;
 pub mod presets;
+pub mod strategy;
+pub mod train;

@@ -62,6 +62,8 @@ impl Gpt2 {
         }
     }
 
+    // `x += y` on a Tensor is an in-place add, which would overwrite values autograd saved.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let (heads, embd, eps) = (self.config.n_head as i64, self.config.n_embd as i64, self.config.layer_norm_epsilon);
         let len = input_ids.size()[1];

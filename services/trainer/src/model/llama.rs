@@ -78,6 +78,8 @@ impl Llama {
         }
     }
 
+    // `x += y` on a Tensor is an in-place add, which would overwrite values autograd saved.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let c = &self.config;
         let (heads, kv_heads, eps) = (c.num_attention_heads as i64, c.kv_heads() as i64, c.rms_norm_eps);

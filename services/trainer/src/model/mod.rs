@@ -96,6 +96,19 @@ impl CausalLm {
         Self { config: config.clone(), vs, adapters: None, network }
     }
 
+    /// An independent copy (adapters merged in), on the same device.
+    pub fn duplicate(&self) -> CausalLm {
+        let copy = CausalLm::new(&self.config, self.device(), 0);
+        let merged = self.weights();
+        let _guard = tch::no_grad_guard();
+        for (name, var) in copy.vs.variables() {
+            let weight = &merged.0[&name];
+            let shape: Vec<i64> = weight.shape.iter().map(|&d| d as i64).collect();
+            var.shallow_clone().copy_(&Tensor::from_slice(&weight.data).view(shape.as_slice()));
+        }
+        copy
+    }
+
     pub fn device(&self) -> Device {
         self.vs.device()
     }
