@@ -11,5 +11,6 @@ pub mod checkpoint;
 pub mod device;
 pub mod model;
 pub mod presets;
+pub mod pretrain;
 pub mod strategy;
 pub mod train;
