@@ -4,10 +4,12 @@
 //! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
 //! - `gradients miner keygen|list`: a miner's key, and the live miners.
+//! - `gradients data families|generate|corpus`: generated task folders and pretraining text.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
+mod data_cmd;
 mod ledger_cmd;
 mod miner_cmd;
 mod output;
@@ -52,6 +54,11 @@ enum Command {
     Ledger {
         #[command(subcommand)]
         command: ledger_cmd::LedgerCommand,
+    },
+    /// Generate task folders and pretraining text for tests, the demo and benchmarks.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
     },
 }
 
@@ -100,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Task { command } => task_cmd::run(&settings, command).await,
         Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
         Command::Miner { command } => miner_cmd::run(&settings, command).await,
+        Command::Data { command } => data_cmd::run(command),
     }
 }
 
