@@ -7,6 +7,7 @@
 //! the value it refused. The list of every key lives in `config/gradients.example.toml`.
 
 mod dispatch;
+mod trainer;
 mod intake;
 mod ledger;
 mod nats;
@@ -18,6 +19,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use dispatch::{DispatchFaults, DispatchSettings};
+pub use trainer::TrainerSettings;
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
@@ -44,6 +46,8 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     /// The miner dispatch service.
     pub dispatch: DispatchSettings,
+    /// The reference miner.
+    pub trainer: TrainerSettings,
     /// The base models a task may name, with their parameter counts: intake accepts only
     /// these, dispatch matches them against miners' capacity, the ledger weighs work by them.
     pub models: BTreeMap<String, u64>,
@@ -58,6 +62,7 @@ impl Default for Settings {
             intake: IntakeSettings::default(),
             ledger: LedgerSettings::default(),
             dispatch: DispatchSettings::default(),
+            trainer: TrainerSettings::default(),
             models: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
         }
     }
@@ -145,6 +150,7 @@ impl Settings {
         self.intake.validate()?;
         self.ledger.validate()?;
         self.dispatch.validate()?;
+        self.trainer.validate()?;
         if i64::from(self.dispatch.offer_rounds) > self.nats.max_deliver {
             return Err(ConfigError::invalid(
                 "dispatch.offer_rounds",
