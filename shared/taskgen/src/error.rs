@@ -32,6 +32,14 @@ pub enum TaskgenError {
         #[source]
         source: std::io::Error,
     },
+    /// A task folder could not be read: a bad `task.toml` or invalid data.
+    #[error("{}: {reason}", path.display())]
+    TaskFile {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `task.toml` could not be encoded (never expected for the plain strings written).
     #[error("encoding task.toml: {0}")]
     Toml(#[from] toml::ser::Error),

@@ -24,7 +24,7 @@ pub use corpus::corpus;
 pub use error::TaskgenError;
 pub use families::Family;
 pub use generate::generate;
-pub use task_dir::write_task_dir;
+pub use task_dir::{read_task_dir, write_task_dir, TaskDir, TaskFile};
 
 /// Whether the pretraining corpus already shows a family's skill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

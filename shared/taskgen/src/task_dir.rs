@@ -1,14 +1,76 @@
-//! Writing generated rows as a task folder: `task.toml` and `data.jsonl`, the format
-//! `gradients task submit --dir`, the demo and the benchmark read.
+//! Task folders: `task.toml` and `data.jsonl`, the format `gradients task submit --dir`,
+//! `gradients-trainer train --task`, the demo and the benchmark read. Generated rows are
+//! written here, and every reader reads through [`read_task_dir`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use gradients_data::{ColumnMap, Limits, Row, TaskType};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::families::Family;
 use crate::{generate, TaskKind, TaskgenError};
+
+/// `task.toml`. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    /// Free text.
+    pub name: String,
+    /// `instruct`, `chat`, `dpo` or `grpo`.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The project's own base model or a local HF folder; the reader's default when absent.
+    pub base_model: Option<String>,
+    /// Time the market has to deliver.
+    pub hours_to_complete: Option<f64>,
+    /// GRPO only.
+    #[serde(default)]
+    pub reward_functions: Vec<String>,
+    /// Canonical role → the data set's column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+const LOCAL_LIMITS: Limits = Limits { max_bytes: 1 << 30, max_row_bytes: 1 << 20, max_rows: u64::MAX, min_rows: 1 };
+
+/// A task folder, read.
+#[derive(Debug, Clone)]
+pub struct TaskDir {
+    /// Its `task.toml`.
+    pub task: TaskFile,
+    /// Where its `data.jsonl` is.
+    pub data: PathBuf,
+}
+
+/// Reads `dir/task.toml` and checks that `dir/data.jsonl` exists.
+pub fn read_task_dir(dir: &Path) -> Result<TaskDir, TaskgenError> {
+    let toml_path = dir.join("task.toml");
+    let text = std::fs::read_to_string(&toml_path).map_err(|source| TaskgenError::Io { path: toml_path.clone(), source })?;
+    let task: TaskFile =
+        toml::from_str(&text).map_err(|e| TaskgenError::TaskFile { path: toml_path.clone(), reason: e.to_string() })?;
+    let data = dir.join("data.jsonl");
+    if !data.is_file() {
+        return Err(TaskgenError::TaskFile { path: data, reason: "missing".into() });
+    }
+    Ok(TaskDir { task, data })
+}
+
+impl TaskDir {
+    /// The task type and the data set's rows under canonical column names, validated by
+    /// the same rules as intake's. Size limits are the market's business (intake's
+    /// configuration); a local reader only guards against absurd files.
+    pub fn rows(&self) -> Result<(TaskType, Vec<Row>), TaskgenError> {
+        let invalid = |reason: String| TaskgenError::TaskFile { path: self.data.clone(), reason };
+        let task_type: TaskType = self.task.task_type.parse().map_err(|e| invalid(format!("{e}")))?;
+        let columns = ColumnMap::with_overrides(&self.task.columns).map_err(|e| invalid(e.to_string()))?;
+        let bytes = std::fs::read(&self.data).map_err(|source| TaskgenError::Io { path: self.data.clone(), source })?;
+        let dataset =
+            gradients_data::parse(task_type, &columns, &bytes, &LOCAL_LIMITS).map_err(|e| invalid(e.to_string()))?;
+        Ok((task_type, dataset.into_rows()))
+    }
+}
 
 /// The `task.toml` keys we write; a subset of what the CLI's task-folder reader accepts.
 #[derive(Serialize)]
