@@ -9,8 +9,12 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod export;
+pub mod job;
 pub mod model;
 pub mod presets;
 pub mod pretrain;
+pub mod report;
+pub mod runtime;
 pub mod strategy;
 pub mod train;

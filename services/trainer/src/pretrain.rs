@@ -41,8 +41,10 @@ pub fn pretrain(
     bar: &ProgressBar,
 ) -> Result<(CausalLm, RunRecord), TrainError> {
     let documents: Vec<&str> = corpus.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut windows: Vec<Item> =
-        lm_examples(tokenizer, &documents, plan.sequence_len.min(config.max_positions()))?.into_iter().map(Item::Supervised).collect();
+    let mut windows: Vec<Item> = lm_examples(tokenizer, &documents, plan.sequence_len.min(config.max_positions()))?
+        .into_iter()
+        .map(Item::Supervised)
+        .collect();
     if windows.len() < 4 {
         return Err(TrainError::TooFewRows { rows: windows.len(), minimum: 4 });
     }

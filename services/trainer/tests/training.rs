@@ -98,10 +98,8 @@ fn train(data: &TrainData, hyper: Hyperparameters, steps: u64, base: &CausalLm) 
 fn the_tensor_loss_is_the_markets_loss() {
     let tokenizer = Tokenizer::byte_level();
     let model = CausalLm::new(&config(), Device::Cpu, 11);
-    let examples: Vec<Example> = rows(3, 0)
-        .iter()
-        .map(|r| sft_example(&tokenizer, TaskType::Instruct, 1, r, 128).expect("example"))
-        .collect();
+    let examples: Vec<Example> =
+        rows(3, 0).iter().map(|r| sft_example(&tokenizer, TaskType::Instruct, 1, r, 128).expect("example")).collect();
     let refs: Vec<&Example> = examples.iter().collect();
     let batch = DeviceBatch::new(&refs, tokenizer.pad_id(), Device::Cpu);
     let logits = batch.logits(&model, false);
@@ -136,9 +134,7 @@ fn dpo_learns_to_prefer_the_chosen_answer() {
     let mut h = hyper(2e-3);
     h.dpo_beta = 0.5;
     let tuned = train(&data, h.clone(), 60, &base);
-    let loss_of = |model: &CausalLm| {
-        gradients_trainer::train::run::validation_loss(model, Some(&base), &data, 257, &h)
-    };
+    let loss_of = |model: &CausalLm| gradients_trainer::train::run::validation_loss(model, Some(&base), &data, 257, &h);
     // DPO's loss starts at ln 2 (the policy equals the reference) and must fall.
     let (start, end) = (loss_of(&base), loss_of(&tuned));
     assert!((start - std::f64::consts::LN_2).abs() < 1e-4, "{start}");
@@ -190,7 +186,8 @@ fn every_strategy_stays_inside_its_step_budget_and_improves_on_the_base() {
     let base = CausalLm::new(&config(), Device::Cpu, 1);
     let data = prepare(&rows(120, 0), TaskType::Instruct, &tokenizer, 128, 5).expect("data");
     let before = held_out_loss(&base, &tokenizer, &rows(30, 500));
-    for kind in [StrategyKind::Fixed, StrategyKind::Random, StrategyKind::LrRangeTest, StrategyKind::SuccessiveHalving] {
+    for kind in [StrategyKind::Fixed, StrategyKind::Random, StrategyKind::LrRangeTest, StrategyKind::SuccessiveHalving]
+    {
         let budget = 64;
         let ctx = Context {
             base: &base,

@@ -7,11 +7,11 @@
 //! the value it refused. The list of every key lives in `config/gradients.example.toml`.
 
 mod dispatch;
-mod trainer;
 mod intake;
 mod ledger;
 mod nats;
 mod telemetry;
+mod trainer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,11 +19,11 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use dispatch::{DispatchFaults, DispatchSettings};
-pub use trainer::TrainerSettings;
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};
+pub use trainer::TrainerSettings;
 
 /// The prefix of every environment variable this crate reads.
 pub const ENV_PREFIX: &str = "GRADIENTS";

@@ -33,6 +33,9 @@ pub struct TrainerSettings {
     /// Where each task's model, report and plot are kept (`<work_dir>/<task id>/`).
     pub work_dir: PathBuf,
     pub seed: u64,
+    /// Caps the optimizer steps of a task (0: the deadline alone decides). For tests and
+    /// reproducible benchmarks; a competing miner leaves it at 0.
+    pub max_steps: u64,
 }
 
 impl Default for TrainerSettings {
@@ -49,6 +52,7 @@ impl Default for TrainerSettings {
             min_training_ms: 5_000,
             work_dir: PathBuf::from("trainer-runs"),
             seed: 7,
+            max_steps: 0,
         }
     }
 }

@@ -383,7 +383,10 @@ mod tests {
     #[test]
     fn checkpoint_names_are_canonicalised() {
         let gpt2 = ModelConfig::from_json(GPT2.as_bytes()).expect("gpt2");
-        assert_eq!(gpt2.checkpoint_name("h.0.ln_1.weight"), CheckpointName::Parameter("transformer.h.0.ln_1.weight".into()));
+        assert_eq!(
+            gpt2.checkpoint_name("h.0.ln_1.weight"),
+            CheckpointName::Parameter("transformer.h.0.ln_1.weight".into())
+        );
         assert_eq!(gpt2.checkpoint_name("h.0.attn.bias"), CheckpointName::Ignored);
         assert_eq!(gpt2.checkpoint_name("lm_head.weight"), CheckpointName::Ignored);
         let llama = ModelConfig::from_json(TINYLLAMA.as_bytes()).expect("llama");

@@ -47,7 +47,8 @@ pub struct TaskDir {
 /// Reads `dir/task.toml` and checks that `dir/data.jsonl` exists.
 pub fn read_task_dir(dir: &Path) -> Result<TaskDir, TaskgenError> {
     let toml_path = dir.join("task.toml");
-    let text = std::fs::read_to_string(&toml_path).map_err(|source| TaskgenError::Io { path: toml_path.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&toml_path).map_err(|source| TaskgenError::Io { path: toml_path.clone(), source })?;
     let task: TaskFile =
         toml::from_str(&text).map_err(|e| TaskgenError::TaskFile { path: toml_path.clone(), reason: e.to_string() })?;
     let data = dir.join("data.jsonl");

@@ -142,11 +142,7 @@ impl Context<'_> {
 }
 
 /// Advances `run` to the end of its plan or `deadline`, then finishes it.
-fn run_to_end(
-    ctx: &Context<'_>,
-    mut run: Run,
-    deadline: Option<Instant>,
-) -> Result<(CausalLm, RunRecord), TrainError> {
+fn run_to_end(ctx: &Context<'_>, mut run: Run, deadline: Option<Instant>) -> Result<(CausalLm, RunRecord), TrainError> {
     let steps = run.record.planned_steps;
     while let Progress::Running = run.advance(ctx.data, steps, deadline, &ctx.bar)? {}
     Ok(run.finish(ctx.data))

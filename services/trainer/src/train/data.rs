@@ -42,15 +42,15 @@ pub fn prepare(
     if rows.len() < 4 {
         return Err(TrainError::TooFewRows { rows: rows.len(), minimum: 4 });
     }
-    let mut items = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| match task_type {
-            TaskType::Dpo => dpo_pair(tokenizer, i + 1, row, max_len)
-                .map(|(chosen, rejected)| Item::Preference { chosen, rejected }),
-            _ => sft_example(tokenizer, task_type, i + 1, row, max_len).map(Item::Supervised),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut items =
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| match task_type {
+                TaskType::Dpo => dpo_pair(tokenizer, i + 1, row, max_len)
+                    .map(|(chosen, rejected)| Item::Preference { chosen, rejected }),
+                _ => sft_example(tokenizer, task_type, i + 1, row, max_len).map(Item::Supervised),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
     items.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let validation = items.split_off(items.len() - validation_size(items.len()));
     Ok(TrainData { task_type, train: items, validation })

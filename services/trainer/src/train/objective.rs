@@ -64,7 +64,13 @@ pub fn answer_log_prob(logits: &Tensor, batch: &DeviceBatch) -> Tensor {
 
 /// DPO's loss (Rafailov et al. 2023): `-log σ(β((π_c − ref_c) − (π_r − ref_r)))`, mean
 /// over the batch; the reference log-probabilities are constants.
-pub fn dpo_loss(policy_chosen: &Tensor, policy_rejected: &Tensor, ref_chosen: &Tensor, ref_rejected: &Tensor, beta: f64) -> Tensor {
+pub fn dpo_loss(
+    policy_chosen: &Tensor,
+    policy_rejected: &Tensor,
+    ref_chosen: &Tensor,
+    ref_rejected: &Tensor,
+    beta: f64,
+) -> Tensor {
     let margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected);
     (margin * beta).log_sigmoid().neg().mean(Kind::Float)
 }

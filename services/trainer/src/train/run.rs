@@ -307,7 +307,13 @@ pub fn validation_loss(
         let chosen = DeviceBatch::new(&chosen, pad_id, model.device());
         let rejected = DeviceBatch::new(&rejected, pad_id, model.device());
         let lp = |m: &CausalLm, b: &DeviceBatch| answer_log_prob(&b.logits(m, false), b);
-        let loss = dpo_loss(&lp(model, &chosen), &lp(model, &rejected), &lp(reference, &chosen), &lp(reference, &rejected), hyper.dpo_beta);
+        let loss = dpo_loss(
+            &lp(model, &chosen),
+            &lp(model, &rejected),
+            &lp(reference, &chosen),
+            &lp(reference, &rejected),
+            hyper.dpo_beta,
+        );
         total.add(LossSum { nll: loss.double_value(&[]) * chunk.len() as f64, tokens: chunk.len() as u64 });
     }
     total.mean()

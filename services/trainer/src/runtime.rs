@@ -1,0 +1,237 @@
+//! The trainer as a miner: register, heartbeat, answer offers by policy, and for each
+//! signed assignment fetch the granted rows, train until the deadline, export and submit.
+//!
+//! Training is CPU/GPU-bound and synchronous, so each job runs on a blocking thread;
+//! everything that talks to NATS stays on the async runtime. An assignment redelivered
+//! after a crash is recognised by its id and not trained twice in one process.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gradients_bus::Bus;
+use gradients_config::Settings;
+use gradients_data::TaskType;
+use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
+use gradients_proto::v1::{Assignment, MinerCapabilities, Offer, TaskType as WireTaskType, Timestamp};
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{self, Job};
+use crate::strategy::{Budget, StrategyKind};
+
+/// The task types this trainer can learn from (GRPO needs reward functions it lacks).
+const TASK_TYPES: [WireTaskType; 3] = [WireTaskType::Instruct, WireTaskType::Chat, WireTaskType::Dpo];
+
+/// Why the miner could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] gradients_bus::BusError),
+    #[error(transparent)]
+    Miner(#[from] gradients_miner::MinerError),
+    #[error("miner key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+}
+
+/// Accepts what fits: a supported type, a base model it has, capacity left, and enough
+/// time before the deadline to train.
+struct OfferPolicy {
+    settings: gradients_config::TrainerSettings,
+    active: Arc<AtomicU32>,
+}
+
+impl OfferPolicy {
+    fn decide_now(&self, offer: &Offer) -> Decision {
+        let decline = |reason: String| Decision::Decline { reason };
+        if !TASK_TYPES.iter().any(|t| *t as i32 == offer.r#type) {
+            return decline(format!("task type {} is not trained here", offer.r#type));
+        }
+        if !self.settings.models_dir.join(&offer.base_model).join(gradients_model::files::CONFIG).is_file() {
+            return decline(format!("base model {} is not installed", offer.base_model));
+        }
+        if self.active.load(Ordering::SeqCst) >= self.settings.max_concurrent_tasks {
+            return decline("at capacity".into());
+        }
+        let training = seconds_until(offer.deadline.as_ref()) - self.settings.submit_margin_ms as f64 / 1000.0;
+        if training * 1000.0 < self.settings.min_training_ms as f64 {
+            return decline(format!("{training:.0}s before the deadline is too little to train"));
+        }
+        Decision::Accept { estimated_seconds: training }
+    }
+}
+
+impl OfferHandler for OfferPolicy {
+    async fn decide(&self, offer: &Offer) -> Decision {
+        self.decide_now(offer)
+    }
+}
+
+/// Seconds from now to `at` (negative when past; 0 when absent).
+fn seconds_until(at: Option<&Timestamp>) -> f64 {
+    let now = Timestamp::now().unix_ms;
+    at.map_or(0.0, |t| (t.unix_ms - now) as f64 / 1000.0)
+}
+
+fn load_or_create_key(path: &std::path::Path) -> Result<Identity, RuntimeError> {
+    let key_error = |reason: String| RuntimeError::Key { path: path.to_owned(), reason };
+    if path.exists() {
+        return Identity::load(path).map_err(|e| key_error(e.to_string()));
+    }
+    let identity = Identity::generate();
+    identity.save(path).map_err(|e| key_error(e.to_string()))?;
+    Ok(identity)
+}
+
+/// Dispatch's public key: from `trainer.dispatch_public_key`, else dispatch's key file.
+fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, RuntimeError> {
+    let configured = &settings.trainer.dispatch_public_key;
+    if !configured.is_empty() {
+        return hex::decode(configured).map_err(|e| RuntimeError::Config(format!("trainer.dispatch_public_key: {e}")));
+    }
+    let path = &settings.dispatch.key_file;
+    Identity::load(path).map(|i| i.public_key().to_vec()).map_err(|e| {
+        RuntimeError::Config(format!(
+            "trainer.dispatch_public_key is empty and dispatch's key {} cannot be read: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Runs the miner until `shutdown`; a job in progress is allowed to finish.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RuntimeError> {
+    let trainer = settings.trainer.clone();
+    let strategy: StrategyKind = clap::ValueEnum::from_str(&trainer.strategy, true)
+        .map_err(|_| RuntimeError::Config(format!("trainer.strategy = {:?} is not a strategy", trainer.strategy)))?;
+    let device = crate::device::choose(&trainer.device);
+    let dispatch_key = dispatch_key(&settings)?;
+    let identity = load_or_create_key(&trainer.key_file)?;
+    let bus = Bus::connect(&settings.nats, "gradients-trainer").await?;
+    let client = MinerClient::new(bus, identity, Duration::from_secs(10));
+    let capabilities = MinerCapabilities {
+        max_model_params: trainer.max_model_params,
+        task_types: TASK_TYPES.iter().map(|t| *t as i32).collect(),
+        gpu: device.is_cuda(),
+        max_concurrent_tasks: trainer.max_concurrent_tasks,
+    };
+    // Dispatch may start after us: keep trying until it answers or we are stopped.
+    let registered = loop {
+        match client.register(capabilities.clone()).await {
+            Ok(response) => break response,
+            Err(e) => {
+                tracing::warn!(error = %e, "registration failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let miner_id = client.miner_id();
+    tracing::info!(%miner_id, strategy = strategy.as_str(), ?device, "trainer registered");
+
+    let active = Arc::new(AtomicU32::new(0));
+    let beat_every = Duration::from_millis(registered.heartbeat_ttl_ms / 3).max(Duration::from_millis(100));
+    let beating = client.clone();
+    let counted = active.clone();
+    let beat_stop = shutdown.child_token();
+    tokio::spawn({
+        let stop = beat_stop.clone();
+        async move { beating.heartbeat_loop(beat_every, move || counted.load(Ordering::SeqCst), stop).await }
+    });
+    let serving = client.clone();
+    let policy = OfferPolicy { settings: trainer.clone(), active: active.clone() };
+    let offers_stop = shutdown.child_token();
+    tokio::spawn({
+        let stop = offers_stop.clone();
+        async move { serving.serve_offers(policy, stop).await }
+    });
+
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut jobs = tokio::task::JoinSet::new();
+    while !shutdown.is_cancelled() {
+        let assignment = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = client.next_assignment(&dispatch_key, Duration::from_secs(2)) => next,
+        };
+        let assignment = match assignment {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next assignment");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if !seen.lock().expect("seen lock").insert(assignment.assignment_id.clone()) {
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let (client, trainer, active) = (client.clone(), trainer.clone(), active.clone());
+        jobs.spawn(async move {
+            let task_id = assignment.task_id.clone();
+            if let Err(error) = work(&client, &trainer, strategy, device, assignment).await {
+                tracing::error!(%task_id, %error, "task abandoned");
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    offers_stop.cancel();
+    while jobs.join_next().await.is_some() {}
+    beat_stop.cancel();
+    if let Err(e) = client.deregister().await {
+        tracing::warn!(error = %e, "could not deregister");
+    }
+    Ok(())
+}
+
+/// One assignment: rows, training, artifact, submission.
+async fn work(
+    client: &MinerClient,
+    trainer: &gradients_config::TrainerSettings,
+    strategy: StrategyKind,
+    device: tch::Device,
+    assignment: Assignment,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let task = assignment.task.clone().ok_or("the assignment carries no task")?;
+    let task_type = match WireTaskType::try_from(task.r#type) {
+        Ok(WireTaskType::Instruct) => TaskType::Instruct,
+        Ok(WireTaskType::Chat) => TaskType::Chat,
+        Ok(WireTaskType::Dpo) => TaskType::Dpo,
+        _ => return Err(format!("task type {} is not trained here", task.r#type).into()),
+    };
+    let rows = gradients_data::from_jsonl(&client.fetch_train(&assignment).await?)?;
+    let seconds = seconds_until(assignment.deadline.as_ref()) - trainer.submit_margin_ms as f64 / 1000.0;
+    let budget = Budget {
+        steps: (trainer.max_steps > 0).then_some(trainer.max_steps),
+        deadline: Some(Instant::now() + Duration::from_secs_f64(seconds.max(0.0))),
+    };
+    let base_dir = trainer.models_dir.join(&task.base_model);
+    let out_dir = trainer.work_dir.join(&assignment.task_id);
+    let seed = trainer.seed;
+    tracing::info!(task_id = %assignment.task_id, rows = rows.len(), seconds, "training");
+    let output = tokio::task::spawn_blocking(move || {
+        job::run(Job {
+            base_dir: &base_dir,
+            base_name: &task.base_model,
+            task_type,
+            rows: &rows,
+            strategy,
+            budget,
+            seed,
+            device,
+            out_dir: &out_dir,
+            bar: ProgressBar::hidden(),
+        })
+    })
+    .await??;
+    tracing::info!(task_id = %assignment.task_id, report = %output.report.summary(), "trained");
+    let submission =
+        client.submit(&assignment.task_id, &output.artifact.onnx, &output.artifact.manifest.to_json()).await?;
+    tracing::info!(task_id = %assignment.task_id, submission_id = %submission.submission_id, "submitted");
+    Ok(())
+}
