@@ -1,0 +1,92 @@
+//! Training throughput of the project's base models, through the production training path
+//! (`train::Run`: AdamW, clipping, answer-masked loss), in tokens per second.
+//!
+//! `cargo bench -p gradients-trainer --bench train_throughput` (env: `BENCH_STEPS`,
+//! default 12; `BENCH_DEVICE`, `auto` or `cpu`).
+//!
+//! Anchor, measured in the same run on the same device: libtorch's own f32 matrix multiply
+//! (1024³) in FLOP/s. The ratio printed is model FLOPs utilisation against that anchor,
+//! with the usual 6·N FLOPs per trained token (forward 2N, backward 4N; attention ignored).
+//! PyTorch itself cannot be imported on this machine kind (its wheel needs cuDNN and the
+//! other CUDA libraries, which the toolchain leaves out), so the anchor is libtorch's GEMM.
+
+use std::time::Instant;
+
+use gradients_data::TaskType;
+use gradients_text::{lm_examples, Tokenizer};
+use gradients_trainer::model::CausalLm;
+use gradients_trainer::train::{Hyperparameters, Item, Run, Schedule, TrainData};
+use gradients_trainer::{device, presets};
+use indicatif::ProgressBar;
+use tch::{Device, Kind, Tensor};
+
+const BATCH: usize = 8;
+const SEQUENCE: usize = 128;
+
+fn matmul_flops_per_second(device: Device) -> f64 {
+    let a = Tensor::randn([1024, 1024], (Kind::Float, device));
+    let b = Tensor::randn([1024, 1024], (Kind::Float, device));
+    let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]); // warm-up
+    let repeats = 20;
+    let started = Instant::now();
+    let mut checksum = 0.0;
+    for _ in 0..repeats {
+        checksum += a.matmul(&b).sum(Kind::Float).double_value(&[]);
+    }
+    std::hint::black_box(checksum);
+    repeats as f64 * 2.0 * 1024f64.powi(3) / started.elapsed().as_secs_f64()
+}
+
+fn tokens_per_second(preset: &str, device: Device, steps: u64) -> (f64, u64) {
+    let config = presets::config(preset).expect("preset");
+    let tokenizer = Tokenizer::byte_level();
+    let corpus = gradients_taskgen::corpus(3, BATCH * SEQUENCE * (steps as usize + 4) * 2);
+    let documents: Vec<&str> = corpus.lines().collect();
+    let train: Vec<Item> =
+        lm_examples(&tokenizer, &documents, SEQUENCE).expect("examples").into_iter().map(Item::Supervised).collect();
+    let data = TrainData { task_type: TaskType::Instruct, validation: train[..2].to_vec(), train };
+    let hyper = Hyperparameters {
+        learning_rate: 1e-3,
+        epochs: f64::INFINITY,
+        batch_size: BATCH,
+        gradient_accumulation: 1,
+        warmup_ratio: 0.0,
+        schedule: Schedule::Constant,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+        seed: 1,
+        lora: None,
+        dpo_beta: 0.1,
+        max_len: SEQUENCE,
+        eval_every: u64::MAX,
+        patience: None,
+    };
+    let model = CausalLm::new(&config, device, 1);
+    let mut run = Run::new(model, None, hyper, u64::MAX, tokenizer.pad_id(), &data).expect("run");
+    run.advance(&data, 2, None, &ProgressBar::hidden()).expect("warm-up");
+    let (tokens_before, started) = (run.record.tokens, Instant::now());
+    let bar = ProgressBar::new(steps).with_message(preset.to_owned());
+    run.advance(&data, steps, None, &bar).expect("steps");
+    bar.finish_and_clear();
+    let tokens = run.record.tokens - tokens_before;
+    (tokens as f64 / started.elapsed().as_secs_f64(), config.parameter_count())
+}
+
+fn main() {
+    let steps: u64 = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let device = device::choose(&std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "auto".into()));
+    let threads = tch::get_num_threads();
+    let anchor = matmul_flops_per_second(device);
+    println!("device {device:?}, {threads} threads, batch {BATCH} × {SEQUENCE} tokens, {steps} timed steps");
+    println!("anchor: libtorch f32 matmul 1024³ = {:.1} GFLOP/s", anchor / 1e9);
+    println!("{:<10} {:>12} {:>14} {:>14} {:>10}", "model", "parameters", "tokens/s", "model GFLOP/s", "vs anchor");
+    for preset in presets::NAMES {
+        let (rate, parameters) = tokens_per_second(preset, device, steps);
+        let model_flops = 6.0 * parameters as f64 * rate;
+        println!(
+            "{preset:<10} {parameters:>12} {rate:>14.0} {:>14.2} {:>10.3}",
+            model_flops / 1e9,
+            model_flops / anchor
+        );
+    }
+}
