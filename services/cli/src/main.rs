@@ -5,6 +5,7 @@
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
 //! - `gradients miner keygen|list`: a miner's key, and the live miners.
 //! - `gradients data families|generate|corpus`: generated task folders and pretraining text.
+//! - `gradients model pretrain`: a small base model, trained by `gradients-trainer`.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
@@ -12,6 +13,7 @@
 mod data_cmd;
 mod ledger_cmd;
 mod miner_cmd;
+mod model_cmd;
 mod output;
 mod task_cmd;
 mod task_dir;
@@ -54,6 +56,11 @@ enum Command {
     Ledger {
         #[command(subcommand)]
         command: ledger_cmd::LedgerCommand,
+    },
+    /// Base models: `gradients model pretrain` (runs `gradients-trainer`).
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
     },
     /// Generate task folders and pretraining text for tests, the demo and benchmarks.
     Data {
@@ -108,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
         Command::Miner { command } => miner_cmd::run(&settings, command).await,
         Command::Data { command } => data_cmd::run(command),
+        Command::Model { command } => model_cmd::run(&cli.config, command),
     }
 }
 
