@@ -12,7 +12,16 @@ pub const BYTE_VOCAB: usize = 258;
 /// The preset names, smallest first.
 pub const NAMES: [&str; 2] = ["tiny-1m", "tiny-10m"];
 
-fn llama(hidden: usize, layers: usize, heads: usize, kv_heads: usize, intermediate: usize) -> ModelConfig {
+/// A Llama-style decoder over the byte-level vocabulary (the presets, and tests' small ones).
+pub fn byte_llama(
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    intermediate: usize,
+    max_positions: usize,
+    tied: bool,
+) -> ModelConfig {
     ModelConfig::Llama(LlamaConfig {
         vocab_size: BYTE_VOCAB,
         hidden_size: hidden,
@@ -22,8 +31,8 @@ fn llama(hidden: usize, layers: usize, heads: usize, kv_heads: usize, intermedia
         num_key_value_heads: Some(kv_heads),
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
-        max_position_embeddings: 256,
-        tie_word_embeddings: true,
+        max_position_embeddings: max_positions,
+        tie_word_embeddings: tied,
         bos_token_id: None,
         eos_token_id: Some(256),
         hidden_act: "silu".into(),
@@ -34,9 +43,9 @@ fn llama(hidden: usize, layers: usize, heads: usize, kv_heads: usize, intermedia
 pub fn config(name: &str) -> Option<ModelConfig> {
     match name {
         // ~0.94M parameters.
-        "tiny-1m" => Some(llama(128, 5, 4, 2, 344)),
+        "tiny-1m" => Some(byte_llama(128, 5, 4, 2, 344, 256, true)),
         // ~9.5M parameters.
-        "tiny-10m" => Some(llama(384, 6, 6, 2, 1024)),
+        "tiny-10m" => Some(byte_llama(384, 6, 6, 2, 1024, 256, true)),
         _ => None,
     }
 }

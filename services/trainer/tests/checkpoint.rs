@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gradients_model::{LlamaConfig, ModelConfig};
+use gradients_model::ModelConfig;
 use gradients_text::Tokenizer;
 use gradients_trainer::checkpoint::{self, CheckpointError};
 use gradients_trainer::model::{CausalLm, LoraConfig};
@@ -11,21 +11,7 @@ use gradients_trainer::presets;
 use tch::{Device, Kind, Tensor};
 
 fn small_llama(tied: bool) -> ModelConfig {
-    ModelConfig::Llama(LlamaConfig {
-        vocab_size: presets::BYTE_VOCAB,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 64,
-        tie_word_embeddings: tied,
-        bos_token_id: None,
-        eos_token_id: Some(256),
-        hidden_act: "silu".into(),
-    })
+    presets::byte_llama(32, 2, 4, 2, 48, 64, tied)
 }
 
 fn sample_inputs() -> (Tensor, Tensor) {

@@ -6,7 +6,7 @@
 
 use gradients_data::TaskType;
 use gradients_model::onnx::inspect;
-use gradients_model::{LlamaConfig, ModelConfig};
+use gradients_model::ModelConfig;
 use gradients_text::Tokenizer;
 use gradients_trainer::export::{export, BaseModel};
 use gradients_trainer::model::{CausalLm, LoraConfig};
@@ -20,21 +20,7 @@ use tch::{Device, Tensor};
 const TOLERANCE: f32 = 1e-4;
 
 fn llama(tied: bool) -> ModelConfig {
-    ModelConfig::Llama(LlamaConfig {
-        vocab_size: presets::BYTE_VOCAB,
-        hidden_size: 48,
-        intermediate_size: 80,
-        num_hidden_layers: 2,
-        num_attention_heads: 6,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 64,
-        tie_word_embeddings: tied,
-        bos_token_id: None,
-        eos_token_id: Some(256),
-        hidden_act: "silu".into(),
-    })
+    presets::byte_llama(48, 2, 6, 2, 80, 64, tied)
 }
 
 /// Two rows of 9 tokens, the second padded after 5.

@@ -3,7 +3,7 @@
 //! its adapters, runs are deterministic, and every strategy stays inside its budget.
 
 use gradients_data::{Row, TaskType};
-use gradients_model::{LlamaConfig, ModelConfig};
+use gradients_model::ModelConfig;
 use gradients_text::{loss, sft_example, Example, Tokenizer};
 use gradients_trainer::model::{CausalLm, LoraConfig};
 use gradients_trainer::presets;
@@ -15,21 +15,7 @@ use serde_json::json;
 use tch::Device;
 
 fn config() -> ModelConfig {
-    ModelConfig::Llama(LlamaConfig {
-        vocab_size: presets::BYTE_VOCAB,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        bos_token_id: None,
-        eos_token_id: Some(256),
-        hidden_act: "silu".into(),
-    })
+    presets::byte_llama(64, 2, 4, 2, 128, 128, true)
 }
 
 fn row(value: serde_json::Value) -> Row {
