@@ -235,3 +235,60 @@ async fn work(
     tracing::info!(task_id = %assignment.task_id, submission_id = %submission.submission_id, "submitted");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(task_type: WireTaskType, base_model: &str, seconds_left: i64) -> Offer {
+        Offer {
+            offer_id: "o".into(),
+            task_id: "t".into(),
+            r#type: task_type as i32,
+            base_model: base_model.into(),
+            train_rows: 100,
+            train_bytes: 1000,
+            deadline: Some(Timestamp { unix_ms: Timestamp::now().unix_ms + seconds_left * 1000 }),
+        }
+    }
+
+    fn policy(models: &std::path::Path, active: u32) -> OfferPolicy {
+        let settings = gradients_config::TrainerSettings {
+            models_dir: models.to_owned(),
+            submit_margin_ms: 10_000,
+            min_training_ms: 5_000,
+            ..Default::default()
+        };
+        OfferPolicy { settings, active: Arc::new(AtomicU32::new(active)) }
+    }
+
+    fn declined_because(decision: Decision) -> String {
+        match decision {
+            Decision::Decline { reason } => reason,
+            Decision::Accept { .. } => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn accepts_what_fits_and_says_why_it_declines_the_rest() {
+        let models = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(models.path().join("tiny-1m")).unwrap();
+        std::fs::write(models.path().join("tiny-1m/config.json"), "{}").unwrap();
+        let idle = policy(models.path(), 0);
+        match idle.decide_now(&offer(WireTaskType::Instruct, "tiny-1m", 600)) {
+            Decision::Accept { estimated_seconds } => assert!((580.0..=590.0).contains(&estimated_seconds)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(idle.decide_now(&offer(WireTaskType::Dpo, "tiny-1m", 600)), Decision::Accept { .. }));
+        let reason = declined_because(idle.decide_now(&offer(WireTaskType::Grpo, "tiny-1m", 600)));
+        assert!(reason.contains("not trained here"), "{reason}");
+        let reason = declined_because(idle.decide_now(&offer(WireTaskType::Instruct, "tiny-10m", 600)));
+        assert!(reason.contains("tiny-10m is not installed"), "{reason}");
+        // Ten seconds of margin plus five of training do not fit in twelve.
+        let reason = declined_because(idle.decide_now(&offer(WireTaskType::Instruct, "tiny-1m", 12)));
+        assert!(reason.contains("too little"), "{reason}");
+        let busy = policy(models.path(), 1);
+        let reason = declined_because(busy.decide_now(&offer(WireTaskType::Instruct, "tiny-1m", 600)));
+        assert_eq!(reason, "at capacity");
+    }
+}

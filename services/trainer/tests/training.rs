@@ -192,3 +192,25 @@ fn every_strategy_stays_inside_its_step_budget_and_improves_on_the_base() {
         eprintln!("{kind:?}: {} trials, {used} steps, held-out {before:.3} -> {after:.3}", outcome.trials.len());
     }
 }
+
+#[test]
+fn chat_rows_train_on_assistant_turns() {
+    let tokenizer = Tokenizer::byte_level();
+    let chat: Vec<Row> = rows(80, 0)
+        .into_iter()
+        .map(|r| {
+            let (input, output) = (r.get_str("input").unwrap().to_owned(), r.get_str("output").unwrap().to_owned());
+            row(json!({"messages": [
+                {"role": "system", "content": "You double letters."},
+                {"role": "user", "content": input},
+                {"role": "assistant", "content": output}]}))
+        })
+        .collect();
+    let data = prepare(&chat, TaskType::Chat, &tokenizer, 128, 5).expect("data");
+    let base = CausalLm::new(&config(), Device::Cpu, 6);
+    let h = hyper(3e-3);
+    let before = gradients_trainer::train::run::validation_loss(&base, None, &data, 257, &h);
+    let tuned = train(&data, h.clone(), 60, &base);
+    let after = gradients_trainer::train::run::validation_loss(&tuned, None, &data, 257, &h);
+    assert!(after < 0.6 * before, "chat validation loss {before:.3} -> {after:.3}");
+}
