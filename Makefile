@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bootstrap build lint
+.PHONY: demo test bootstrap build lint bench
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,3 +23,9 @@ test: bootstrap lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks (release builds). The trainer's compares itself with PyTorch on the same
+## model, which needs the full PyTorch (~4.6 GB, installed once into the cache).
+bench: bootstrap
+	$(CARGO) bench -p gradients-ledger --bench ledger_throughput
+	BENCH_TORCH_PYTHON=$$(bash scripts/pytorch-for-bench.sh) $(CARGO) bench -p gradients-trainer --bench train_throughput

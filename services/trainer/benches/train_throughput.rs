@@ -1,14 +1,16 @@
 //! Training throughput of the project's base models, through the production training path
 //! (`train::Run`: AdamW, clipping, answer-masked loss), in tokens per second.
 //!
-//! `cargo bench -p gradients-trainer --bench train_throughput` (env: `BENCH_STEPS`,
-//! default 12; `BENCH_DEVICE`, `auto` or `cpu`).
+//! `make bench`, or `cargo bench -p gradients-trainer --bench train_throughput` (env:
+//! `BENCH_STEPS`, default 12; `BENCH_DEVICE`, `auto` or `cpu`; `BENCH_TORCH_PYTHON`, a
+//! python with PyTorch, which `scripts/pytorch-for-bench.sh` installs).
 //!
-//! Anchor, measured in the same run on the same device: libtorch's own f32 matrix multiply
-//! (1024³) in FLOP/s. The ratio printed is model FLOPs utilisation against that anchor,
-//! with the usual 6·N FLOPs per trained token (forward 2N, backward 4N; attention ignored).
-//! PyTorch itself cannot be imported on this machine kind (its wheel needs cuDNN and the
-//! other CUDA libraries, which the toolchain leaves out), so the anchor is libtorch's GEMM.
+//! Two anchors, measured in the same run on the same CPU threads:
+//! - the same model and training step in PyTorch (`torch_reference.py`: same config, same
+//!   attention call, AdamW, clipping, masked loss), when a PyTorch is available; the ratio
+//!   is ours / PyTorch's tokens per second;
+//! - libtorch's own f32 matrix multiply (1024³): the model-FLOPs rate (6·N per trained
+//!   token: forward 2N, backward 4N, attention ignored) as a fraction of it.
 
 use std::time::Instant;
 
@@ -72,6 +74,31 @@ fn tokens_per_second(preset: &str, device: Device, steps: u64) -> (f64, u64) {
     (tokens as f64 / started.elapsed().as_secs_f64(), config.parameter_count())
 }
 
+/// PyTorch's tokens/s for the same preset, or why it was not measured.
+fn pytorch_tokens_per_second(preset: &str, steps: u64) -> Result<f64, String> {
+    let python = std::env::var("BENCH_TORCH_PYTHON").map_err(|_| "BENCH_TORCH_PYTHON not set".to_owned())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, presets::config(preset).expect("preset").to_json()).map_err(|e| e.to_string())?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_reference.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&config_path)
+        .args([BATCH.to_string(), SEQUENCE.to_string(), steps.to_string()])
+        .output()
+        .map_err(|e| format!("running {python}: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default().to_owned());
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+    let expected = presets::config(preset).expect("preset").parameter_count();
+    if report["parameters"].as_u64() != Some(expected) {
+        return Err(format!("PyTorch model has {} parameters, ours {expected}", report["parameters"]));
+    }
+    report["tokens_per_second"].as_f64().ok_or_else(|| "no tokens_per_second".to_owned())
+}
+
 fn main() {
     let steps: u64 = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let device = device::choose(&std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "auto".into()));
@@ -79,14 +106,33 @@ fn main() {
     let anchor = matmul_flops_per_second(device);
     println!("device {device:?}, {threads} threads, batch {BATCH} × {SEQUENCE} tokens, {steps} timed steps");
     println!("anchor: libtorch f32 matmul 1024³ = {:.1} GFLOP/s", anchor / 1e9);
-    println!("{:<10} {:>12} {:>14} {:>14} {:>10}", "model", "parameters", "tokens/s", "model GFLOP/s", "vs anchor");
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>10} {:>14} {:>10}",
+        "model", "parameters", "tokens/s", "PyTorch tok/s", "vs PyTorch", "model GFLOP/s", "vs GEMM"
+    );
+    let mut unavailable = None;
     for preset in presets::NAMES {
         let (rate, parameters) = tokens_per_second(preset, device, steps);
         let model_flops = 6.0 * parameters as f64 * rate;
+        let pytorch = if device.is_cuda() {
+            Err("the PyTorch reference runs on CPU only".into())
+        } else {
+            pytorch_tokens_per_second(preset, steps)
+        };
+        let (pytorch_rate, ratio) = match &pytorch {
+            Ok(r) => (format!("{r:.0}"), format!("{:.3}", rate / r)),
+            Err(reason) => {
+                unavailable = Some(reason.clone());
+                ("-".into(), "-".into())
+            }
+        };
         println!(
-            "{preset:<10} {parameters:>12} {rate:>14.0} {:>14.2} {:>10.3}",
+            "{preset:<10} {parameters:>12} {rate:>12.0} {pytorch_rate:>14} {ratio:>10} {:>14.2} {:>10.3}",
             model_flops / 1e9,
             model_flops / anchor
         );
+    }
+    if let Some(reason) = unavailable {
+        println!("PyTorch not measured: {reason} (make bench installs it)");
     }
 }
