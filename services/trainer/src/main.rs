@@ -64,7 +64,7 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value = "lr-range-test")]
         strategy: StrategyKind,
-        /// Budget in optimizer steps.
+        /// Budget in optimizer steps (300 when neither --steps nor --minutes is given).
         #[arg(long, conflicts_with = "minutes")]
         steps: Option<u64>,
         /// Budget in wall-clock minutes.

@@ -99,12 +99,10 @@ impl CausalLm {
     /// An independent copy (adapters merged in), on the same device.
     pub fn duplicate(&self) -> CausalLm {
         let copy = CausalLm::new(&self.config, self.device(), 0);
-        let merged = self.weights();
+        let mut merged = self.merged_parameters();
         let _guard = tch::no_grad_guard();
         for (name, var) in copy.vs.variables() {
-            let weight = &merged.0[&name];
-            let shape: Vec<i64> = weight.shape.iter().map(|&d| d as i64).collect();
-            var.shallow_clone().copy_(&Tensor::from_slice(&weight.data).view(shape.as_slice()));
+            var.shallow_clone().copy_(&merged.remove(&name).expect("both models have the same parameters"));
         }
         copy
     }
@@ -197,21 +195,25 @@ impl CausalLm {
 
     /// Every parameter as f32 on the CPU, adapters merged in: what is saved and exported.
     pub fn weights(&self) -> Weights {
-        let merged: HashMap<String, Tensor> = self
-            .linears()
-            .into_iter()
-            .filter(|l| l.lora.is_some())
-            .map(|l| (format!("{}.weight", l.name), l.merged_weight()))
-            .collect();
-        let variables = self.vs.variables();
+        let mut merged = self.merged_parameters();
         let mut weights = Weights::default();
         for spec in self.config.parameters() {
-            let tensor = merged.get(&spec.name).unwrap_or_else(|| &variables[&spec.name]);
+            let tensor = merged.remove(&spec.name).expect("every parameter is in the model");
             let data = Vec::<f32>::try_from(tensor.to_kind(Kind::Float).to(Device::Cpu).flatten(0, -1))
                 .expect("a float tensor converts to Vec<f32>");
             weights.0.insert(spec.name, Weight::new(spec.shape, data));
         }
         weights
+    }
+
+    /// Every parameter by HF name, on the model's device, adapters folded into the weights
+    /// they adapt (new tensors for those, shallow clones of the variables otherwise).
+    fn merged_parameters(&self) -> HashMap<String, Tensor> {
+        let mut parameters = self.vs.variables();
+        for linear in self.linears().into_iter().filter(|l| l.lora.is_some()) {
+            parameters.insert(format!("{}.weight", linear.name), linear.merged_weight());
+        }
+        parameters
     }
 
     /// Copies of the trainable tensors, to restore the best state after early stopping.
