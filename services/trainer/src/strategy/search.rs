@@ -75,6 +75,8 @@ pub fn successive_halving(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec
     let rungs = HALVING_CONFIGS.ilog2() as u64 + 1;
     let configs: Vec<Hyperparameters> = (0..HALVING_CONFIGS).map(|_| sample(&mut rng, ctx)).collect();
     let seconds_per_step = ctx.seconds_per_step(&configs[0])?;
+    // At least a step per configuration in the first rung: a step budget under
+    // rungs × configurations (32) is exceeded by that much; a deadline still holds.
     let rung_steps = (ctx.budget.affordable_steps(seconds_per_step) / rungs).max(HALVING_CONFIGS as u64);
     // A survivor of every rung gets rung_steps / n + rung_steps / (n/2) + ... steps.
     let planned: u64 = (0..rungs).map(|k| rung_steps / (HALVING_CONFIGS as u64 >> k)).sum();
@@ -85,7 +87,7 @@ pub fn successive_halving(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec
             ctx.start(hyper, planned)
         })
         .collect::<Result<Vec<Run>, _>>()?;
-    ctx.bar.set_length(planned * 2);
+    ctx.bar.set_length(rung_steps * rungs);
     let mut trials = Vec::new();
     for rung in 0..rungs {
         let share = rung_steps / runs.len() as u64;
