@@ -14,7 +14,13 @@ nats_server="$root/.deps/py/bin/nats-server"
 work=$(mktemp -d -t gradients-demo.XXXXXX)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Services first, newest first, while NATS is still up to drain into; then nats-server.
+  # Anything still running after 15 s is killed.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "${pids[$i]}" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   [ -n "${KEEP_DEMO:-}" ] && echo "kept $work" || rm -rf "$work"
 }

@@ -127,7 +127,21 @@ fn serve_submit_get_list_cancel_and_stop() {
     stop_with_sigterm(&mut server);
 }
 
-/// Sends SIGTERM and expects a clean exit.
+/// An operator stopping a service whose NATS server is already gone (a cluster outage, or
+/// the wrong shutdown order) still gets the process back: the last flush gives up.
+#[test]
+fn sigterm_stops_intake_even_when_nats_is_gone() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { env: sandbox_env(&nats, dir.path()) };
+    let mut server =
+        Serving(cli.command(&["serve", "intake"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
+    wait_until_ready(&cli, &mut server);
+    nats.kill();
+    stop_with_sigterm(&mut server);
+}
+
+/// Sends SIGTERM and expects a clean exit within 30 s.
 fn stop_with_sigterm(server: &mut Serving) {
     let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -42,6 +42,8 @@ pub const SERVICE_NAME: &str = "dispatch";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long loops may take to finish after shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// How long the last flush of the NATS connection may wait for the server.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What every handler needs.
 pub(crate) struct Context {
@@ -149,9 +151,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     };
     health.readiness.set_ready(false);
-    if let Err(e) = bus.client.flush().await {
-        tracing::warn!(error = %e, "flushing the NATS connection");
-    }
+    bus.flush_before_exit(FLUSH_LIMIT).await;
     health.stop().await;
     outcome
 }

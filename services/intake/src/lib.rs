@@ -39,6 +39,8 @@ pub use submit::task_id_for_key;
 pub const SERVICE_NAME: &str = "intake";
 /// How long background loops may take to finish after shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// How long the last flush of the NATS connection may wait for the server.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What every request handler needs.
 pub(crate) struct Context {
@@ -109,9 +111,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     };
     health.readiness.set_ready(false);
-    if let Err(e) = bus.client.flush().await {
-        tracing::warn!(error = %e, "flushing the NATS connection");
-    }
+    bus.flush_before_exit(FLUSH_LIMIT).await;
     health.stop().await;
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "intake stopped on an error");

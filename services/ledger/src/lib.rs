@@ -40,6 +40,8 @@ pub const SERVICE_NAME: &str = "ledger";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long loops may take to finish after shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// How long the last flush of the NATS connection may wait for the server.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the query handlers need.
 pub(crate) struct Context {
@@ -122,9 +124,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let panicked = |reason: String| LedgerError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
     let outcome = loops.run(DRAIN_LIMIT, panicked).await;
     health.readiness.set_ready(false);
-    if let Err(e) = bus.client.flush().await {
-        tracing::warn!(error = %e, "flushing the NATS connection");
-    }
+    bus.flush_before_exit(FLUSH_LIMIT).await;
     health.stop().await;
     outcome
 }

@@ -15,6 +15,17 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// Sends what is buffered before the process exits, giving up after `limit`: flushing
+    /// waits for the server's answer, which never comes when the server is gone, and a
+    /// service asked to stop must stop.
+    pub async fn flush_before_exit(&self, limit: std::time::Duration) {
+        match tokio::time::timeout(limit, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "flushing the NATS connection"),
+            Err(_) => tracing::warn!("NATS did not answer the final flush within {limit:?}; exiting anyway"),
+        }
+    }
+
     /// Connects to the servers in `settings.url`, authenticating as configured.
     /// `client_name` names the connection when the settings do not.
     pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Self, BusError> {
