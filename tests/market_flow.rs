@@ -5,10 +5,11 @@
 //! evaluator exists) reach the ledger, which pays the winner. Intake's view of the task
 //! follows dispatch's status events.
 
+mod common;
+
 use std::time::Duration;
 
 use gradients_bus::Bus;
-use gradients_config::Settings;
 use gradients_intake::client::IntakeClient;
 use gradients_ledger::client::LedgerClient;
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
@@ -35,13 +36,7 @@ async fn a_task_goes_from_customer_to_ledger() {
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
-    let mut base = Settings::default();
-    base.nats.url = vec![nats.url()];
-    base.nats.retry_backoff_ms = 50;
-    base.intake.http_addr = "127.0.0.1:0".into();
-    base.dispatch.http_addr = "127.0.0.1:0".into();
-    base.dispatch.key_file = dir.path().join("dispatch.key");
-    base.ledger.http_addr = "127.0.0.1:0".into();
+    let base = common::sandbox_settings(&nats, dir.path());
     let dispatch_key = gradients_dispatch::load_or_create_identity(&base).unwrap().public_key();
 
     // Each service owns its database (PostgreSQL for two, SQLite for one).
@@ -103,14 +98,7 @@ async fn a_task_goes_from_customer_to_ledger() {
         dataset: Some(dataset),
         ..Default::default()
     };
-    let mut submitted = intake.submit(&request).await;
-    for _ in 0..100 {
-        if submitted.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        submitted = intake.submit(&request).await;
-    }
+    let submitted = common::until_ok(|| intake.submit(&request)).await;
     let task = submitted.expect("intake accepted the task").task.unwrap();
     let train_rows = task.splits.as_ref().unwrap().train.as_ref().unwrap().rows;
 

@@ -3,12 +3,13 @@
 //! intake, train a real (tiny) model with tch, and submit signed ONNX artifacts whose
 //! manifests and graphs check out.
 
+mod common;
+
 use std::time::Duration;
 
 use gradients_bus::api::call;
 use gradients_bus::subjects::{buckets, streams};
 use gradients_bus::{objects, Bus};
-use gradients_config::Settings;
 use gradients_intake::client::IntakeClient;
 use gradients_model::{files, Manifest};
 use gradients_proto::v1::{ListMinersRequest, ListMinersResponse, Submission, SubmitTaskRequest, TaskType};
@@ -23,12 +24,7 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
-    let mut base = Settings::default();
-    base.nats.url = vec![nats.url()];
-    base.nats.retry_backoff_ms = 50;
-    base.intake.http_addr = "127.0.0.1:0".into();
-    base.dispatch.http_addr = "127.0.0.1:0".into();
-    base.dispatch.key_file = dir.path().join("dispatch.key");
+    let mut base = common::sandbox_settings(&nats, dir.path());
     base.dispatch.min_miners_per_task = 2;
     gradients_dispatch::load_or_create_identity(&base).unwrap();
 
@@ -71,14 +67,7 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
     let intake = IntakeClient::new(bus.clone(), Duration::from_secs(10));
     let data = std::fs::read(folder.join("data.jsonl")).unwrap();
-    let mut dataset = intake.upload_dataset(&data).await;
-    for _ in 0..100 {
-        if dataset.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        dataset = intake.upload_dataset(&data).await;
-    }
+    let dataset = common::until_ok(|| intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {
         idempotency_key: "trainer-market".into(),
         name: "reverse-word".into(),
@@ -105,14 +94,7 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(live, 2, "both trainers registered");
-    let mut submitted = intake.submit(&request).await;
-    for _ in 0..100 {
-        if submitted.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        submitted = intake.submit(&request).await;
-    }
+    let submitted = common::until_ok(|| intake.submit(&request)).await;
     let task = submitted.expect("intake accepted the task").task.unwrap();
 
     let mut submissions: Vec<Submission> = Vec::new();
