@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DatasetError;
+use crate::task::TaskType;
 
 /// The customer's column name for each canonical role; defaults to the role names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,31 @@ impl ColumnMap {
         }
         Ok(map)
     }
+
+    /// The roles `task` reads with the column each reads, in the task's order.
+    pub fn roles_of(&self, task: TaskType) -> Vec<(&'static str, &str)> {
+        match task {
+            TaskType::Instruct => {
+                vec![("instruction", &self.instruction), ("input", &self.input), ("output", &self.output)]
+            }
+            TaskType::Chat => vec![("messages", &self.messages)],
+            TaskType::Dpo => vec![("prompt", &self.prompt), ("chosen", &self.chosen), ("rejected", &self.rejected)],
+            TaskType::Grpo => vec![("prompt", &self.prompt)],
+        }
+    }
+
+    /// Refuses a mapping that sends two roles of `task` to one column: the model would be
+    /// trained to answer with its own prompt, or a preference pair would compare an answer
+    /// with itself.
+    pub fn check_for(&self, task: TaskType) -> Result<(), DatasetError> {
+        let roles = self.roles_of(task);
+        for (i, (first, column)) in roles.iter().enumerate() {
+            if let Some((second, _)) = roles[i + 1..].iter().find(|(_, other)| other == column) {
+                return Err(DatasetError::ColumnRoleConflict { first, second, column: (*column).to_owned() });
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +115,25 @@ mod tests {
         // The first key in sorted order is reported, so the result is stable.
         assert_eq!(err, DatasetError::UnknownColumnRole { role: "answer".into() });
         assert!(err.to_string().contains("\"answer\""), "{err}");
+    }
+
+    #[test]
+    fn two_roles_of_one_task_may_not_share_a_column() {
+        let dpo = ColumnMap::with_overrides(&overrides(&[("chosen", "answer"), ("rejected", "answer")])).unwrap();
+        let err = dpo.check_for(TaskType::Dpo).expect_err("chosen = rejected");
+        assert_eq!(
+            err,
+            DatasetError::ColumnRoleConflict { first: "chosen", second: "rejected", column: "answer".into() }
+        );
+        assert_eq!((err.code(), err.column()), ("COLUMN_ROLE_CONFLICT", Some("answer")));
+        // Roles of other task types may share it: an instruct task never reads chosen.
+        dpo.check_for(TaskType::Instruct).expect("instruct reads neither");
+
+        let instruct = ColumnMap::with_overrides(&overrides(&[("output", "instruction")])).unwrap();
+        let err = instruct.check_for(TaskType::Instruct).expect_err("output = instruction");
+        assert_eq!(err.code(), "COLUMN_ROLE_CONFLICT");
+        assert!(err.to_string().contains("\"instruction\" and \"output\""), "{err}");
+        ColumnMap::default().check_for(TaskType::Dpo).expect("defaults are distinct");
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub enum DatasetError {
         /// The JSON type that was there, e.g. "a number".
         found: &'static str,
     },
-    /// A required text column is empty or only whitespace.
-    #[error("row {row}, column {column:?}: empty (only whitespace or nothing)")]
+    /// A required text column is empty, or only whitespace and invisible characters.
+    #[error("row {row}, column {column:?}: empty (only whitespace, invisible characters or nothing)")]
     EmptyValue {
         /// 1-based line number.
         row: u64,
@@ -115,6 +115,26 @@ pub enum DatasetError {
         /// The minimum.
         min: u64,
     },
+    /// A JSON object in a row names one key twice; JSON parsers disagree on which
+    /// value counts, so the row is ambiguous.
+    #[error("row {row}: the key {key:?} appears twice in one object")]
+    DuplicateKey {
+        /// 1-based line number.
+        row: u64,
+        /// The repeated key.
+        key: String,
+    },
+    /// The column mapping sends two roles of the task to one column (a DPO pair whose
+    /// chosen and rejected answers are one column, an answer that is its own prompt).
+    #[error("roles {first:?} and {second:?} both read the column {column:?}; each role needs its own column")]
+    ColumnRoleConflict {
+        /// The first role, in the task's order.
+        first: &'static str,
+        /// The second role.
+        second: &'static str,
+        /// The customer's column both name.
+        column: String,
+    },
     /// A column override names a role that does not exist.
     #[error(
         "unknown column role {role:?}; expected one of \
@@ -144,6 +164,8 @@ impl DatasetError {
             DatasetError::TooManyRows { .. } => "TOO_MANY_ROWS",
             DatasetError::TooFewRows { .. } => "TOO_FEW_ROWS",
             DatasetError::UnknownColumnRole { .. } => "UNKNOWN_COLUMN_ROLE",
+            DatasetError::DuplicateKey { .. } => "DUPLICATE_KEY",
+            DatasetError::ColumnRoleConflict { .. } => "COLUMN_ROLE_CONFLICT",
         }
     }
 
@@ -158,8 +180,10 @@ impl DatasetError {
             | DatasetError::EmptyValue { row, .. }
             | DatasetError::InvalidMessages { row, .. }
             | DatasetError::IdenticalPreference { row, .. }
-            | DatasetError::DuplicateRow { row, .. } => Some(*row),
-            DatasetError::Empty
+            | DatasetError::DuplicateRow { row, .. }
+            | DatasetError::DuplicateKey { row, .. } => Some(*row),
+            DatasetError::ColumnRoleConflict { .. }
+            | DatasetError::Empty
             | DatasetError::TooLarge { .. }
             | DatasetError::TooManyRows { .. }
             | DatasetError::TooFewRows { .. }
@@ -173,7 +197,9 @@ impl DatasetError {
             DatasetError::MissingColumn { column, .. }
             | DatasetError::WrongType { column, .. }
             | DatasetError::EmptyValue { column, .. }
-            | DatasetError::InvalidMessages { column, .. } => Some(column),
+            | DatasetError::InvalidMessages { column, .. }
+            | DatasetError::ColumnRoleConflict { column, .. } => Some(column),
+            DatasetError::DuplicateKey { key, .. } => Some(key),
             // Two columns are involved, so the caller reads the message instead.
             DatasetError::IdenticalPreference { .. } => None,
             DatasetError::Empty

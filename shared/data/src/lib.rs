@@ -13,6 +13,7 @@ mod parse;
 mod row;
 mod schema;
 mod split;
+mod strict_json;
 mod task;
 
 pub use columns::ColumnMap;

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::DatasetError;
+use crate::strict_json::{duplicate_key, StrictValue};
 
 /// The UTF-8 byte order mark some Windows tools put at the start of a file.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -33,13 +34,16 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
 /// Decodes one line as a JSON object, or says why it is not one.
 pub(crate) fn parse_object(row: u64, line: &[u8]) -> Result<Map<String, Value>, DatasetError> {
     let text = std::str::from_utf8(line).map_err(|_| DatasetError::InvalidUtf8 { row })?;
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(DatasetError::MalformedRow {
+    match serde_json::from_str::<StrictValue>(text) {
+        Ok(StrictValue(Value::Object(map))) => Ok(map),
+        Ok(StrictValue(other)) => Err(DatasetError::MalformedRow {
             row,
             message: format!("expected a JSON object, found {}", json_type(&other)),
         }),
-        Err(e) => Err(DatasetError::MalformedRow { row, message: json_error_message(&e) }),
+        Err(e) => match duplicate_key(&e) {
+            Some(key) => Err(DatasetError::DuplicateKey { row, key }),
+            None => Err(DatasetError::MalformedRow { row, message: json_error_message(&e) }),
+        },
     }
 }
 

@@ -67,13 +67,15 @@ impl Dataset {
 
 /// Validates a JSONL data set for `task_type` and canonicalises its rows.
 ///
-/// Stops at the first problem, checking in this order: empty file, file size,
+/// Stops at the first problem, checking in this order: the column mapping (two roles on
+/// one column), empty file, file size,
 /// then line by line (1-based; blank lines are skipped but counted) line
-/// size, UTF-8, JSON object, missing columns, value types, empty values,
+/// size, UTF-8, JSON object (no key twice in one object), missing columns, value types, empty values,
 /// task rules (chat messages, DPO preference), duplicates and the row limit;
 /// finally the minimum row count. A leading UTF-8 byte order mark and `\r\n`
 /// line endings are accepted.
 pub fn parse(task_type: TaskType, columns: &ColumnMap, data: &[u8], limits: &Limits) -> Result<Dataset, DatasetError> {
+    columns.check_for(task_type)?;
     if is_blank(strip_bom(data)) {
         return Err(DatasetError::Empty);
     }

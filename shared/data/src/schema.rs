@@ -128,17 +128,50 @@ pub(crate) fn canonicalise(
     Ok(Row::from_map(out))
 }
 
-/// Whether a string has nothing but whitespace.
+/// Whether a string shows nothing: only whitespace, control characters and characters
+/// that render as nothing (zero-width spaces and joiners, the byte order mark, bidi
+/// controls, variation selectors, fillers, tags). A value of U+200B is as empty as "".
 fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
+    s.chars().all(renders_as_nothing)
+}
+
+/// Whether `c` is whitespace or a character with no visible glyph.
+fn renders_as_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'                          // soft hyphen
+                | '\u{034F}'                    // combining grapheme joiner
+                | '\u{061C}'                    // Arabic letter mark
+                | '\u{115F}' | '\u{1160}'       // Hangul fillers
+                | '\u{17B4}' | '\u{17B5}'       // Khmer inherent vowels
+                | '\u{180B}'..='\u{180F}'       // Mongolian selectors and vowel separator
+                | '\u{200B}'..='\u{200F}'       // zero-width space, (non-)joiner, marks
+                | '\u{202A}'..='\u{202E}'       // bidi embeddings and overrides
+                | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, bidi isolates
+                | '\u{2800}'                    // braille blank
+                | '\u{3164}' | '\u{FFA0}'       // Hangul fillers
+                | '\u{FE00}'..='\u{FE0F}'       // variation selectors
+                | '\u{FEFF}'                    // byte order mark / zero-width no-break space
+                | '\u{FFF9}'..='\u{FFFB}'       // interlinear annotation controls
+                | '\u{1D173}'..='\u{1D17A}'     // musical formatting controls
+                | '\u{E0000}'..='\u{E007F}'     // tags
+                | '\u{E0100}'..='\u{E01EF}' // variation selectors supplement
+        )
+}
+
+/// The text without what renders as nothing at either end.
+fn visible_core(s: &str) -> &str {
+    s.trim_matches(renders_as_nothing)
 }
 
 /// Whether a canonical DPO row's answers are the same, ignoring surrounding whitespace.
 ///
-/// Answers that differ only in leading or trailing whitespace carry no
-/// preference signal, so they count as identical.
+/// Answers that differ only in leading or trailing whitespace (or invisible
+/// characters) carry no preference signal, so they count as identical.
 fn identical(dpo: &Map<String, Value>) -> bool {
-    let text = |key| dpo.get(key).and_then(Value::as_str).map(str::trim);
+    let text = |key| dpo.get(key).and_then(Value::as_str).map(visible_core);
     text("chosen") == text("rejected")
 }
 

@@ -211,6 +211,8 @@ fn codes_are_distinct_screaming_snake_case() {
         DatasetError::TooManyRows { max: 1 },
         DatasetError::TooFewRows { rows: 0, min: 1 },
         DatasetError::UnknownColumnRole { role: "x".into() },
+        DatasetError::DuplicateKey { row: 1, key: "k".into() },
+        DatasetError::ColumnRoleConflict { first: "chosen", second: "rejected", column: "c".into() },
     ];
     let mut codes: Vec<_> = errors.iter().map(DatasetError::code).collect();
     for code in &codes {
@@ -219,4 +221,57 @@ fn codes_are_distinct_screaming_snake_case() {
     codes.sort_unstable();
     codes.dedup();
     assert_eq!(codes.len(), errors.len());
+}
+
+/// A row naming one key twice is ambiguous (parsers keep the first or the last): refused,
+/// at the top level and inside chat messages, naming the key.
+#[test]
+fn duplicate_json_key() {
+    let text = format!("{GOOD}\n{{\"instruction\": \"a\", \"output\": \"shown\", \"output\": \"trained\"}}\n");
+    let err = parse_err(TaskType::Instruct, &text);
+    assert_eq!(err, DatasetError::DuplicateKey { row: 2, key: "output".into() });
+    assert_eq!((err.code(), err.row(), err.column()), ("DUPLICATE_KEY", Some(2), Some("output")));
+    assert_eq!(err.to_string(), r#"row 2: the key "output" appears twice in one object"#);
+
+    let chat =
+        r#"{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "content": "b"}]}"#;
+    let err = parse_err(TaskType::Chat, chat);
+    assert_eq!(err, DatasetError::DuplicateKey { row: 1, key: "content".into() });
+}
+
+/// Values made only of zero-width or other invisible characters are empty values, and a
+/// DPO pair that differs only by them is identical.
+#[test]
+fn invisible_values_are_empty() {
+    for invisible in
+        ["\u{200B}", "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}", " \u{00A0}\u{3164}\u{E0020}", "\u{202E}\u{2066}"]
+    {
+        let row = serde_json::json!({ "instruction": "a", "output": invisible }).to_string();
+        let err = parse_err(TaskType::Instruct, &row);
+        assert_eq!(err, DatasetError::EmptyValue { row: 1, column: "output".into() }, "{invisible:?}");
+        let chat = serde_json::json!({ "messages": [
+            { "role": "user", "content": "q" }, { "role": "assistant", "content": invisible } ] })
+        .to_string();
+        assert_eq!(parse_err(TaskType::Chat, &chat).code(), "INVALID_MESSAGES", "{invisible:?}");
+    }
+    let pair = serde_json::json!({ "prompt": "p", "chosen": "yes", "rejected": "\u{200B}yes\u{FEFF}" }).to_string();
+    assert_eq!(parse_err(TaskType::Dpo, &pair).code(), "IDENTICAL_PREFERENCE");
+    // Visible text with a joiner inside (emoji sequences) is fine.
+    parse_ok(TaskType::Instruct, &serde_json::json!({ "instruction": "a", "output": "👩\u{200D}💻" }).to_string());
+}
+
+/// A column map sending two roles of the task to one column is refused before any row.
+#[test]
+fn two_roles_on_one_column() {
+    for (task, overrides, first, second) in [
+        (TaskType::Dpo, [("chosen", "answer"), ("rejected", "answer")], "chosen", "rejected"),
+        (TaskType::Instruct, [("output", "q"), ("instruction", "q")], "instruction", "output"),
+    ] {
+        let overrides: BTreeMap<String, String> =
+            overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let columns = ColumnMap::with_overrides(&overrides).expect("known roles");
+        let err = parse(task, &columns, GOOD.as_bytes(), &limits()).expect_err("conflict");
+        let column = overrides.values().next().unwrap().clone();
+        assert_eq!(err, DatasetError::ColumnRoleConflict { first, second, column });
+    }
 }
