@@ -132,9 +132,10 @@ impl Finalizer {
         let results: Vec<MinerResult> = by_miner.into_values().collect();
         let task_type = convert::scoring_task_type(&task.task_type);
         let scores = gradients_scoring::score_task(task_type, &results, &self.settings.scoring);
-        // An unknown model counts as the scoring's minimum model size.
+        // An unknown model (0 parameters) is sized from its name, as G.O.D. does.
         let params = self.models.get(&task.base_model).copied().unwrap_or(0);
-        let work = gradients_scoring::task_work(task.hours_to_complete, params, &self.settings.scoring);
+        let work =
+            gradients_scoring::task_work(task.hours_to_complete, params, &task.base_model, &self.settings.scoring);
 
         // The rewards derive from the miners' evaluations (reference measurements change none).
         let sources: Vec<&evaluation::Model> = evaluations.iter().filter(|e| e.kind == miner_kind).collect();

@@ -39,12 +39,21 @@ pub struct ScoringConfig {
     /// Synth losses at or above this are placeholders ("not evaluated on synth"), not real values.
     /// Default 999.0 (the literal `999.0` in G.O.D. `_is_synth_loss_valid_for_group`).
     pub synth_loss_ceiling: f64,
+    /// Only this many of the best valid results by test loss are scored on the synthetic split
+    /// and ranked; the others get 0, unranked ([`crate::ScoreReason::OutsideTopSynth`]).
+    /// Default 4 (the `test_losses[:4]` in G.O.D. `_evaluate_submissions`, whose placeholder synth
+    /// loss of 1000.0 makes `calculate_miner_ranking_and_scores` skip the rest). 0 ranks every
+    /// valid result.
+    pub synth_top_n: u32,
     /// Smallest model size, in billions of parameters, a task's work is counted at.
     /// Default 1.0 (the `max(1, ...)` in G.O.D. `get_task_work_score`).
     pub min_model_billions: f64,
     /// Largest model size, in billions of parameters, a task's work is counted at.
     /// Default 40.0 (the `min(40, ...)` in G.O.D. `get_task_work_score`).
     pub max_model_billions: f64,
+    /// Largest model size read from a model's name (`...-7B`) when its parameter count is
+    /// unknown. Default 8.0 (the `min(8, ...)` in G.O.D. `get_task_work_score`).
+    pub max_name_billions: f64,
     /// Multiplier of `sqrt(hours * billions)` in the task work.
     /// Default 2.0 (the `2 *` in G.O.D. `get_task_work_score`).
     pub task_work_scale: f64,
@@ -56,6 +65,12 @@ pub struct ScoringConfig {
     pub periods: Vec<Period>,
     /// Share of the weights paid through each task-type group (G.O.D. `*_TASK_SCORE_WEIGHT`).
     pub type_weights: TypeWeights,
+    /// Quality scores in `[0, this)` do not enter a miner's period aggregate (neither its sum
+    /// nor its mean), so a task that paid a miner nothing does not lower its mean.
+    /// Default 1.0 (the filter `quality_score >= 1 OR quality_score < 0` in G.O.D.
+    /// `validator/db/sql/submissions_and_scoring.py`, `get_aggregate_scores_since`).
+    /// 0 counts every score.
+    pub min_counted_positive_score: f64,
     /// Steepness of the normalisation sigmoid. Default 9.0 (G.O.D. `SIGMOID_STEEPNESS`).
     pub sigmoid_steepness: f64,
     /// Centre of the normalisation sigmoid, on the 0..1 scale of score / best score.
@@ -80,8 +95,10 @@ impl Default for ScoringConfig {
             synth_valid_max_ratio: 1.5,
             synth_valid_threshold: 0.4,
             synth_loss_ceiling: 999.0,
+            synth_top_n: 4,
             min_model_billions: 1.0,
             max_model_billions: 40.0,
+            max_name_billions: 8.0,
             task_work_scale: 2.0,
             min_task_work: 1.0,
             periods: vec![
@@ -90,6 +107,7 @@ impl Default for ScoringConfig {
                 Period { days: 7.0, weight: 0.4 },
             ],
             type_weights: TypeWeights::default(),
+            min_counted_positive_score: 1.0,
             sigmoid_steepness: 9.0,
             sigmoid_shift: 0.5,
             sigmoid_power: 0.75,
@@ -193,6 +211,7 @@ impl ScoringConfig {
         check("min_model_billions", c.min_model_billions, c.min_model_billions > 0.0, "> 0")?;
         let ok = c.max_model_billions >= c.min_model_billions;
         check("max_model_billions", c.max_model_billions, ok, ">= min_model_billions")?;
+        check("max_name_billions", c.max_name_billions, c.max_name_billions >= 0.0, ">= 0")?;
         check("task_work_scale", c.task_work_scale, c.task_work_scale > 0.0, "> 0")?;
         check("min_task_work", c.min_task_work, c.min_task_work > 0.0, "> 0")?;
 
@@ -218,6 +237,9 @@ impl ScoringConfig {
         let sum = tw.instruct + tw.grpo + tw.image + tw.dpo;
         check("type_weights (sum)", sum, sum > 0.0, "> 0")?;
 
+        // Above the first place score, no winner would ever count towards its period weight.
+        let m = c.min_counted_positive_score;
+        check("min_counted_positive_score", m, m >= 0.0 && m <= c.first_place_score, "in [0, first_place_score]")?;
         check("sigmoid_steepness", c.sigmoid_steepness, c.sigmoid_steepness >= 0.0, ">= 0")?;
         check("sigmoid_shift", c.sigmoid_shift, true, "a finite number")?;
         check("sigmoid_power", c.sigmoid_power, c.sigmoid_power > 0.0, "> 0")?;

@@ -135,6 +135,9 @@ pub enum ScoreReason {
     NotAFinetune,
     /// A copy of an earlier submission (same artifact or identical losses).
     Duplicate,
+    /// Valid, but not among the `synth_top_n` best test losses, so neither scored on the
+    /// synthetic split nor ranked (G.O.D. "Outside of top-4 test doesn't get scored").
+    OutsideTopSynth,
     /// Nobody produced a valid result, so nobody is rewarded or penalised.
     NoValidResults,
 }
@@ -151,6 +154,7 @@ impl ScoreReason {
             ScoreReason::Late => "late",
             ScoreReason::NotAFinetune => "not_a_finetune",
             ScoreReason::Duplicate => "duplicate",
+            ScoreReason::OutsideTopSynth => "outside_top_synth",
             ScoreReason::NoValidResults => "no_valid_results",
         }
     }

@@ -60,15 +60,22 @@ fn in_window(finished_at_ms: i64, now_ms: i64, days: f64) -> bool {
     age_ms >= 0 && (age_ms as f64) < days * MS_PER_DAY
 }
 
+/// Whether a quality score enters a miner's period aggregate: G.O.D. keeps only scores
+/// `>= 1` or `< 0` (`get_aggregate_scores_since`), so a 0 neither adds nor lowers the mean;
+/// the bound is `min_counted_positive_score`. A score that is not a finite number never counts:
+/// a corrupt row must not poison everyone's share with a NaN.
+fn counts(quality: f64, config: &ScoringConfig) -> bool {
+    quality.is_finite() && (quality < 0.0 || quality >= config.min_counted_positive_score)
+}
+
 /// Period score of every miner in `tasks` (G.O.D. `calculate_node_quality_scores`):
-/// `Σ quality × work × mean(quality)`, or 0 when the mean is negative, so a miner
-/// cannot gain from a negative record times negative work sums.
-fn period_scores<'a>(tasks: &[&'a ScoredTask]) -> BTreeMap<&'a str, f64> {
+/// `Σ quality × work × mean(quality)` over the scores that [`counts`], or 0 when the mean is
+/// negative, so a miner cannot gain from a negative record times negative work sums.
+fn period_scores<'a>(tasks: &[&'a ScoredTask], config: &ScoringConfig) -> BTreeMap<&'a str, f64> {
     let mut aggregates: BTreeMap<&str, Aggregate> = BTreeMap::new();
     for task in tasks {
         for (miner, quality) in &task.scores {
-            // A corrupt row must not poison everyone's share with a NaN.
-            if !quality.is_finite() {
+            if !counts(*quality, config) {
                 continue;
             }
             let a = aggregates.entry(miner.as_str()).or_default();
@@ -120,7 +127,7 @@ fn normalise<'a>(scores: &BTreeMap<&'a str, f64>, config: &ScoringConfig) -> Vec
 ///
 /// A window holds the tasks with `0 <= now_ms - finished_at_ms < days`; tasks from
 /// the future and tasks whose work is not a finite number are ignored, as are
-/// quality scores that are not finite numbers. A miner's weight is
+/// quality scores that are not finite numbers and those in `[0, min_counted_positive_score)`. A miner's weight is
 /// `Σ group_weight × window_weight × normalised score` over the windows and groups
 /// in which somebody scored above zero, divided by the sum of those
 /// `group_weight × window_weight`. That last division is why the shares always
@@ -153,7 +160,7 @@ pub fn period_weights(history: &[ScoredTask], now_ms: i64, config: &ScoringConfi
                 .copied()
                 .filter(|t| t.task_type.group() == group && in_window(t.finished_at_ms, now_ms, period.days))
                 .collect();
-            let normalised = normalise(&period_scores(&selected), config);
+            let normalised = normalise(&period_scores(&selected, config), config);
             if normalised.is_empty() {
                 continue;
             }

@@ -64,7 +64,7 @@ fn same_losses(a: &Candidate<'_>, b: &Candidate<'_>) -> bool {
 }
 
 /// Splits results into the rankable pool and the rest.
-fn triage(results: &[MinerResult]) -> Triage<'_> {
+fn triage<'a>(task_type: TaskType, results: &'a [MinerResult], config: &ScoringConfig) -> Triage<'a> {
     let mut valid = Vec::new();
     let mut rejected = Vec::new();
     for result in results {
@@ -73,7 +73,8 @@ fn triage(results: &[MinerResult]) -> Triage<'_> {
                 let synth = synth_loss.filter(|s| s.is_finite()).map(canonical);
                 valid.push(Candidate { result, test: canonical(*test_loss), synth });
             }
-            // G.O.D. "Invalid test loss": a NaN or infinite test loss means the evaluation broke.
+            // Our rule, not G.O.D.'s: G.O.D. fails only a NaN test loss ("Invalid test loss") and
+            // would rank a -inf loss first; an infinite loss means the evaluation broke.
             Outcome::Valid { .. } | Outcome::Failed { .. } => rejected.push((result, ScoreReason::Failed)),
             Outcome::Invalid { .. } => rejected.push((result, ScoreReason::Invalid)),
             Outcome::Late => rejected.push((result, ScoreReason::Late)),
@@ -92,7 +93,31 @@ fn triage(results: &[MinerResult]) -> Triage<'_> {
             pool.push(*c);
         }
     }
+    let pool = keep_top_by_test(task_type, pool, config, &mut rejected);
     Triage { pool, rejected }
+}
+
+/// G.O.D.'s top-4 rule (`_evaluate_submissions`): only the `synth_top_n` best test losses are
+/// evaluated on the synthetic split and ranked; the others are set aside as
+/// [`ScoreReason::OutsideTopSynth`]. Copies were removed before, so a copy never takes a place
+/// (our deviation: G.O.D. finds copies only after choosing its top four). Equal test losses go
+/// to the earlier submission.
+fn keep_top_by_test<'a>(
+    task_type: TaskType,
+    mut pool: Vec<Candidate<'a>>,
+    config: &ScoringConfig,
+    rejected: &mut Vec<(&'a MinerResult, ScoreReason)>,
+) -> Vec<Candidate<'a>> {
+    let n = config.synth_top_n as usize;
+    if n == 0 || pool.len() <= n {
+        return pool;
+    }
+    pool.sort_by(|a, b| {
+        let by_test = if task_type.higher_is_better() { b.test.total_cmp(&a.test) } else { a.test.total_cmp(&b.test) };
+        by_test.then_with(|| submission_order(a, b))
+    });
+    rejected.extend(pool.drain(n..).map(|c| (c.result, ScoreReason::OutsideTopSynth)));
+    pool
 }
 
 /// G.O.D. `_is_synth_loss_valid_for_group`: are the pool's synth losses believable enough to rank on?
@@ -120,7 +145,7 @@ fn weighted_mode(task_type: TaskType, pool: &[Candidate<'_>], config: &ScoringCo
 /// [`weighted_mode`] for raw results, for the property tests.
 #[cfg(test)]
 pub(crate) fn uses_weighted_loss(task_type: TaskType, results: &[MinerResult], config: &ScoringConfig) -> bool {
-    weighted_mode(task_type, &triage(results).pool, config)
+    weighted_mode(task_type, &triage(task_type, results, config).pool, config)
 }
 
 /// The value a result is ranked on (G.O.D. `calculate_weighted_loss`).
@@ -161,7 +186,7 @@ fn penalty_count(n: usize, config: &ScoringConfig) -> usize {
 /// result is valid, everyone gets 0.0 with [`ScoreReason::NoValidResults`]: with
 /// nobody to compare against, a failure says more about the task than the miner.
 pub fn score_task(task_type: TaskType, results: &[MinerResult], config: &ScoringConfig) -> Vec<MinerScore> {
-    let Triage { pool, rejected } = triage(results);
+    let Triage { pool, rejected } = triage(task_type, results, config);
 
     if pool.is_empty() {
         let mut out: Vec<MinerScore> = rejected
@@ -207,14 +232,15 @@ pub fn score_task(task_type: TaskType, results: &[MinerResult], config: &Scoring
         });
     }
 
-    // G.O.D. applies SCORE_PENALTY to failed submissions only when valid ones exist, as here.
+    // G.O.D. applies SCORE_PENALTY to failed submissions only when valid ones exist, as here;
+    // a valid result outside the top by test loss is not a failure and gets 0.
     let mut others: Vec<MinerScore> = rejected
         .iter()
         .map(|(r, reason)| MinerScore {
             miner_id: r.miner_id.clone(),
             rank: None,
             ranking_loss: None,
-            score: config.score_penalty,
+            score: if *reason == ScoreReason::OutsideTopSynth { 0.0 } else { config.score_penalty },
             reason: *reason,
         })
         .collect();

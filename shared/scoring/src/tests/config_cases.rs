@@ -28,6 +28,7 @@ fn defaults_are_the_documented_values_and_valid() {
     assert_eq!(c.grpo_test_weight, 0.7);
     assert_eq!((c.synth_valid_max_ratio, c.synth_valid_threshold, c.synth_loss_ceiling), (1.5, 0.4, 999.0));
     assert_eq!((c.min_model_billions, c.max_model_billions, c.task_work_scale, c.min_task_work), (1.0, 40.0, 2.0, 1.0));
+    assert_eq!((c.synth_top_n, c.max_name_billions, c.min_counted_positive_score), (4, 8.0, 1.0));
     let periods: Vec<(f64, f64)> = c.periods.iter().map(|p| (p.days, p.weight)).collect();
     assert_eq!(periods, vec![(1.0, 0.3), (3.0, 0.3), (7.0, 0.4)]);
     assert_eq!(c.type_weights, TypeWeights { instruct: 0.35, grpo: 0.30, image: 0.20, dpo: 0.15 });
@@ -64,6 +65,9 @@ fn validation_names_the_bad_field() {
         (|c| c.max_model_billions = 0.5, "max_model_billions"),
         (|c| c.task_work_scale = -2.0, "task_work_scale"),
         (|c| c.min_task_work = 0.0, "min_task_work"),
+        (|c| c.max_name_billions = -1.0, "max_name_billions"),
+        (|c| c.min_counted_positive_score = -0.5, "min_counted_positive_score"),
+        (|c| c.min_counted_positive_score = 4.0, "min_counted_positive_score"),
         (|c| c.periods.clear(), "periods"),
         (|c| c.periods[1].days = 0.0, "periods[1].days"),
         (|c| c.periods[2].weight = -0.4, "periods[2].weight"),

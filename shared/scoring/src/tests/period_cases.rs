@@ -32,15 +32,23 @@ fn assert_close(got: &[MinerWeight], expected: &[(&str, f64)]) {
 #[test]
 fn task_work_examples() {
     let c = ScoringConfig::default();
-    assert_eq!(task_work(2.0, 8_000_000_000, &c), 8.0); // 2 * sqrt(2 * 8)
-    assert_eq!(task_work(10.0, 100_000_000_000, &c), 40.0); // size capped at 40B: 2 * sqrt(400)
-    assert_eq!(task_work(4.0, 500_000_000, &c), 4.0); // size raised to 1B: 2 * sqrt(4)
-    assert_eq!(task_work(0.1, 1_000_000_000, &c), 1.0); // 2 * sqrt(0.1) = 0.63, floored at 1
-    assert_eq!(task_work(4.5, 1_500_000_000, &c), 2.0 * (4.5f64 * 1.5).sqrt()); // fractional billions
+    let m = "some-model";
+    assert_eq!(task_work(2.0, 8_000_000_000, m, &c), 8.0); // 2 * sqrt(2 * 8)
+    assert_eq!(task_work(10.0, 100_000_000_000, m, &c), 40.0); // size capped at 40B: 2 * sqrt(400)
+    assert_eq!(task_work(4.0, 500_000_000, m, &c), 4.0); // 0 whole billions, raised to 1: 2 * sqrt(4)
+    assert_eq!(task_work(0.1, 1_000_000_000, m, &c), 1.0); // 2 * sqrt(0.1) = 0.63, floored at 1
+                                                           // Whole billions, as G.O.D.'s `params // 1e9`: 1.9B counts as 1B, 7.99B as 7B.
+    assert_eq!(task_work(4.0, 1_900_000_000, m, &c), 4.0); // 2 * sqrt(4 * 1)
+    assert_eq!(task_work(7.0, 7_990_000_000, m, &c), 14.0); // 2 * sqrt(7 * 7)
+                                                            // Unknown count: the size in the name, at most 8; none in the name counts as 1.
+    assert_eq!(task_work(2.0, 0, "Qwen/Qwen2.5-7B-Instruct", &c), 2.0 * 14f64.sqrt());
+    assert_eq!(task_work(2.0, 0, "meta-llama/Llama-3.1-70B", &c), 8.0); // 2 * sqrt(2 * 8)
+    assert_eq!(task_work(4.0, 0, "tiny-10m", &c), 4.0); // 2 * sqrt(4 * 1)
+    assert_eq!(task_work(4.0, 0, "broken-0b", &c), 1.0); // hours * 0 = 0: the failsafe 1
     for bad in [0.0, -3.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        assert_eq!(task_work(bad, 8_000_000_000, &c), 1.0, "hours {bad}");
+        assert_eq!(task_work(bad, 8_000_000_000, m, &c), 1.0, "hours {bad}");
     }
-    assert!(task_work(f64::MAX, u64::MAX, &c).is_finite());
+    assert!(task_work(f64::MAX, u64::MAX, m, &c).is_finite());
 }
 
 #[test]
@@ -54,8 +62,9 @@ fn one_window_one_group_two_miners() {
         task("t3", TaskType::Instruct, 2 * DAY_MS, 1.0, &[("c", 3.0)]),
         task("t4", TaskType::Instruct, -HOUR_MS, 1.0, &[("c", 3.0)]),
     ];
-    // a: Σ q·work = 3·2 + 0·1 = 6, mean q = 1.5, period score 9.
-    // b: Σ q·work = 0·2 + 3·1 = 3, mean q = 1.5, period score 4.5. Best 9, so x_a = 1, x_b = 0.5.
+    // Zeros do not count (G.O.D. keeps scores >= 1 or < 0).
+    // a: Σ q·work = 3·2 = 6, mean q = 3, period score 18.
+    // b: Σ q·work = 3·1 = 3, mean q = 3, period score 9. Best 18, so x_a = 1, x_b = 0.5.
     let shaped = |x: f64| 0.7 * (1.0 / (1.0 + (-9.0 * (x - 0.5)).exp())).powf(0.75) + 0.05 * x;
     let (sa, sb) = (shaped(1.0), shaped(0.5));
     let expected = [("a", sa / (sa + sb)), ("b", sb / (sa + sb))];
@@ -123,4 +132,25 @@ fn corrupt_rows_are_ignored() {
     ];
     let got = period_weights(&history, NOW, &ScoringConfig::default());
     assert_eq!(weights(&got), vec![("a", 1.0)]);
+}
+
+/// G.O.D. leaves scores in [0, 1) out of a miner's aggregate: a task that paid 0 does not
+/// lower the miner's mean. Counting them (`min_counted_positive_score = 0`) changes the shares.
+#[test]
+fn zero_scores_do_not_lower_the_mean() {
+    let one_window = vec![Period { days: 1.0, weight: 1.0 }];
+    let history = vec![
+        task("t1", TaskType::Instruct, HOUR_MS, 1.0, &[("a", 3.0), ("b", 3.0)]),
+        task("t2", TaskType::Instruct, HOUR_MS, 1.0, &[("a", 0.0)]),
+        task("t3", TaskType::Instruct, HOUR_MS, 1.0, &[("a", 0.0)]),
+    ];
+    // Default: a and b both Σ 3, mean 3, score 9: equal shares.
+    let config = ScoringConfig { periods: one_window.clone(), ..ScoringConfig::default() };
+    assert_close(&period_weights(&history, NOW, &config), &[("a", 0.5), ("b", 0.5)]);
+
+    // Every score counted: a has mean 1, score 3; b score 9. x_a = 1/3, x_b = 1.
+    let counted = ScoringConfig { periods: one_window, min_counted_positive_score: 0.0, ..ScoringConfig::default() };
+    let shaped = |x: f64| 0.7 * (1.0 / (1.0 + (-9.0 * (x - 0.5)).exp())).powf(0.75) + 0.05 * x;
+    let (sa, sb) = (shaped(1.0 / 3.0), shaped(1.0));
+    assert_close(&period_weights(&history, NOW, &counted), &[("a", sa / (sa + sb)), ("b", sb / (sa + sb))]);
 }

@@ -169,6 +169,30 @@ proptest! {
         prop_assert_eq!(weight_bits(&history), weight_bits(&history));
         prop_assert_eq!(weight_bits(&history), weight_bits(&shuffled));
     }
+
+    /// (f) The top-n rule: at most `synth_top_n` results are ranked, each with a test loss at
+    /// least as good as that of every valid result set aside as outside the top, which scores 0.
+    #[test]
+    fn only_the_best_test_losses_are_ranked(tt in task_type(), results in results(), n in 1u32..6) {
+        let config = ScoringConfig { synth_top_n: n, ..ScoringConfig::default() };
+        let out = score_task(tt, &results, &config);
+        let test_of = |id: &str| {
+            results.iter().find(|r| r.miner_id == id).and_then(finite_losses).map_or(f64::NAN, |(t, _)| t)
+        };
+        let ranked: Vec<f64> = out.iter().filter(|s| s.rank.is_some()).map(|s| test_of(&s.miner_id)).collect();
+        let outside: Vec<&crate::MinerScore> =
+            out.iter().filter(|s| s.reason == ScoreReason::OutsideTopSynth).collect();
+        prop_assert!(ranked.len() <= n as usize);
+        prop_assert!(outside.is_empty() || ranked.len() == n as usize);
+        for s in outside {
+            prop_assert_eq!(s.score, 0.0);
+            let t = test_of(&s.miner_id);
+            for r in &ranked {
+                let at_least_as_good = if tt.higher_is_better() { *r >= t } else { *r <= t };
+                prop_assert!(at_least_as_good, "ranked test {} vs outside {} ({})", r, t, s.miner_id);
+            }
+        }
+    }
 }
 
 /// Why property (b) needs its assumption about the ranking mode: under G.O.D.'s

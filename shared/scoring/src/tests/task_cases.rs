@@ -57,22 +57,86 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
-            name: "instruct: ten valid, the bottom two are penalised",
+            name: "top-4 rule: the best max(test, synth) outside the four best test losses is not ranked",
+            task_type: TaskType::Instruct,
+            // By test: a b c d | e f. Ranked on every result, e (0.58) would win; only a..d count.
+            results: vec![
+                valid("a", 0.50, Some(0.90), 0),
+                valid("b", 0.52, Some(0.80), 0),
+                valid("c", 0.54, Some(0.85), 0),
+                valid("d", 0.56, Some(0.75), 0),
+                valid("e", 0.58, Some(0.58), 0),
+                valid("f", 0.60, Some(0.61), 0),
+            ],
+            expected: vec![
+                ("d", Some(1), Some(0.75), 3.0, First),
+                ("b", Some(2), Some(0.80), 0.0, Ranked),
+                ("c", Some(3), Some(0.85), 0.0, Ranked),
+                ("a", Some(4), Some(0.90), 0.0, Ranked),
+                ("e", None, None, 0.0, OutsideTopSynth),
+                ("f", None, None, 0.0, OutsideTopSynth),
+            ],
+        },
+        Case {
+            name: "top-4 rule: ten valid, four ranked, six outside, nobody penalised",
             task_type: TaskType::Instruct,
             results: ladder(10),
-            expected: ladder_expected(10, 2),
+            expected: {
+                let mut rows = ladder_expected(4, 0);
+                for i in 4..10 {
+                    let id: &'static str = Box::leak(format!("m{i:02}").into_boxed_str());
+                    rows.push((id, None, None, 0.0, OutsideTopSynth));
+                }
+                rows
+            },
         },
         Case {
-            name: "instruct: nine valid, floor(9 * 0.25) = 2 penalised",
-            task_type: TaskType::Instruct,
-            results: ladder(9),
-            expected: ladder_expected(9, 2),
+            name: "top-4 rule for grpo: the four highest test rewards",
+            task_type: TaskType::Grpo,
+            results: vec![
+                valid("a", 0.1, None, 0),
+                valid("b", 0.2, None, 0),
+                valid("c", 0.3, None, 0),
+                valid("d", 0.4, None, 0),
+                valid("e", 0.5, None, 0),
+            ],
+            expected: vec![
+                ("e", Some(1), Some(0.5), 3.0, First),
+                ("d", Some(2), Some(0.4), 0.0, Ranked),
+                ("c", Some(3), Some(0.3), 0.0, Ranked),
+                ("b", Some(4), Some(0.2), 0.0, Ranked),
+                ("a", None, None, 0.0, OutsideTopSynth),
+            ],
         },
         Case {
-            name: "instruct: eight valid is not more than the ideal pool, nobody penalised",
+            name: "top-4 rule: a copy takes no place among the four (our deviation)",
             task_type: TaskType::Instruct,
-            results: ladder(8),
-            expected: ladder_expected(8, 0),
+            results: vec![
+                valid("a", 0.5, None, 1),
+                hashed(valid("b", 0.5, None, 2), "sha-a"),
+                valid("c", 0.6, None, 3),
+                valid("d", 0.7, None, 4),
+                valid("e", 0.8, None, 5),
+            ],
+            expected: vec![
+                ("a", Some(1), Some(0.5), 3.0, First),
+                ("c", Some(2), Some(0.6), 0.0, Ranked),
+                ("d", Some(3), Some(0.7), 0.0, Ranked),
+                ("e", Some(4), Some(0.8), 0.0, Ranked),
+                ("b", None, None, -1.0, Duplicate),
+            ],
+        },
+        Case {
+            name: "losses of exactly (0, 0) are a result, not a not-a-fine-tune placeholder (our deviation)",
+            task_type: TaskType::Instruct,
+            results: vec![valid("a", 0.0, Some(0.0), 0), other("b", Outcome::NotAFinetune)],
+            expected: vec![("a", Some(1), Some(0.0), 3.0, First), ("b", None, None, -1.0, NotAFinetune)],
+        },
+        Case {
+            name: "a -inf test loss is a failed evaluation, not the winner (our deviation)",
+            task_type: TaskType::Instruct,
+            results: vec![valid("a", f64::NEG_INFINITY, Some(0.1), 0), valid("b", 0.5, Some(0.6), 0)],
+            expected: vec![("b", Some(1), Some(0.6), 3.0, First), ("a", None, None, -1.0, Failed)],
         },
         Case {
             name: "duplicate by digest: the earliest submission wins even with a worse loss",
@@ -238,9 +302,27 @@ fn scripted_cases() {
     }
 }
 
+/// The bottom-quarter penalty, which the top-4 rule keeps from firing by default: with
+/// `synth_top_n = 0` every valid result is ranked, and more than eight of them penalise the
+/// bottom `max(1, floor(n / 4))`.
+#[test]
+fn bottom_quarter_when_every_result_is_ranked() {
+    let config = ScoringConfig { synth_top_n: 0, ..ScoringConfig::default() };
+    for (n, penalised) in [(10, 2), (9, 2), (8, 0)] {
+        let got: Vec<Row> = score_task(TaskType::Instruct, &ladder(n), &config)
+            .into_iter()
+            .map(|s| {
+                let id: &'static str = Box::leak(s.miner_id.into_boxed_str());
+                (id, s.rank, s.ranking_loss, s.score, s.reason)
+            })
+            .collect();
+        assert_eq!(got, ladder_expected(n, penalised), "{n} valid");
+    }
+}
+
 #[test]
 fn the_winner_is_never_penalised() {
-    let config = ScoringConfig { min_ideal_miners_in_pool: 0, ..ScoringConfig::default() };
+    let config = ScoringConfig { min_ideal_miners_in_pool: 0, synth_top_n: 0, ..ScoringConfig::default() };
     let out = score_task(TaskType::Instruct, &[valid("a", 1.0, None, 0)], &config);
     assert_eq!((out[0].score, out[0].reason), (3.0, First));
 
@@ -269,6 +351,7 @@ fn reason_names_are_snake_case() {
         (NotAFinetune, "not_a_finetune"),
         (Duplicate, "duplicate"),
         (NoValidResults, "no_valid_results"),
+        (OutsideTopSynth, "outside_top_synth"),
     ];
     for (reason, name) in all {
         assert_eq!(reason.as_str(), name);
