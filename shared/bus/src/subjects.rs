@@ -29,6 +29,20 @@ pub mod streams {
     pub const SUBMISSIONS: &str = "GRADIENTS_SUBMISSIONS";
     /// Subjects of [`SUBMISSIONS`].
     pub const SUBMISSIONS_SUBJECTS: &str = "gradients.submissions.>";
+    /// The audit's signed tree heads: `gradients.audit.checkpoints`.
+    pub const AUDIT: &str = "GRADIENTS_AUDIT";
+    /// Subjects of [`AUDIT`].
+    pub const AUDIT_SUBJECTS: &str = "gradients.audit.>";
+    /// Every stream the audit captures, with its subjects and the audit's durable
+    /// consumer on it (each stream whole, so its sequence numbers have no holes).
+    pub const AUDITED: [(&str, &str, &str); 6] = [
+        (TASKS, TASKS_SUBJECTS, super::consumers::AUDIT_TASKS),
+        (ASSIGNMENTS, ASSIGNMENTS_SUBJECTS, super::consumers::AUDIT_ASSIGNMENTS),
+        (SUBMISSIONS, SUBMISSIONS_SUBJECTS, super::consumers::AUDIT_SUBMISSIONS),
+        (EVALUATIONS, EVALUATIONS_SUBJECTS, super::consumers::AUDIT_EVALUATIONS),
+        (LEDGER, LEDGER_SUBJECTS, super::consumers::AUDIT_LEDGER),
+        (DEAD_LETTERS, DEAD_LETTERS_SUBJECTS, super::consumers::AUDIT_DEAD_LETTERS),
+    ];
 }
 
 /// A miner's own request subject for offers (`gradients.miners.<miner>.offer`); its NATS
@@ -75,6 +89,9 @@ pub const LEDGER_ENTRIES: &str = "gradients.ledger.entries";
 /// Miner weights, recomputed after every finalized task.
 pub const LEDGER_WEIGHTS: &str = "gradients.ledger.weights";
 
+/// The audit's signed tree heads (JSON `SignedCheckpoint`), in stream [`streams::AUDIT`].
+pub const AUDIT_CHECKPOINTS: &str = "gradients.audit.checkpoints";
+
 /// Where a consumer puts what it gave up on.
 pub fn dead_letter(consumer: &str) -> String {
     format!("gradients.dlq.{}", token(consumer))
@@ -92,6 +109,18 @@ pub mod consumers {
     pub const LEDGER_EVALUATIONS: &str = "ledger-evaluations";
     /// Dispatch's intake of created tasks (offers and assignments).
     pub const DISPATCH_TASKS: &str = "dispatch-tasks";
+    /// The audit's capture of the tasks stream.
+    pub const AUDIT_TASKS: &str = "audit-tasks";
+    /// The audit's capture of the assignments stream.
+    pub const AUDIT_ASSIGNMENTS: &str = "audit-assignments";
+    /// The audit's capture of the submissions stream.
+    pub const AUDIT_SUBMISSIONS: &str = "audit-submissions";
+    /// The audit's capture of the evaluations stream.
+    pub const AUDIT_EVALUATIONS: &str = "audit-evaluations";
+    /// The audit's capture of the ledger stream.
+    pub const AUDIT_LEDGER: &str = "audit-ledger";
+    /// The audit's capture of the dead letters.
+    pub const AUDIT_DEAD_LETTERS: &str = "audit-dead-letters";
 
     /// A miner's own durable consumer of its assignments.
     pub fn miner_assignments(miner_id: &str) -> String {
@@ -150,6 +179,26 @@ pub mod api {
     /// The full subject of a miner endpoint.
     pub fn miners(endpoint: &str) -> String {
         format!("{MINERS_GROUP}.{endpoint}")
+    }
+
+    /// The audit service's name.
+    pub const AUDIT_SERVICE: &str = "gradients-audit";
+    /// The group of the audit's endpoints (JSON requests and answers).
+    pub const AUDIT_GROUP: &str = "gradients.api.audit";
+    /// `gradients.api.audit.checkpoint`: the latest, a given or a fresh signed tree head.
+    pub const AUDIT_CHECKPOINT: &str = "checkpoint";
+    /// `gradients.api.audit.proof`: a record and its inclusion proof.
+    pub const AUDIT_PROOF: &str = "proof";
+    /// `gradients.api.audit.consistency`: the proof that one checkpoint extends another.
+    pub const AUDIT_CONSISTENCY: &str = "consistency";
+    /// `gradients.api.audit.records`: records in log order, paged (verify, export).
+    pub const AUDIT_RECORDS: &str = "records";
+    /// `gradients.api.audit.checkpoints`: every stored checkpoint from a size on, paged.
+    pub const AUDIT_CHECKPOINTS: &str = "checkpoints";
+
+    /// The full subject of an audit endpoint.
+    pub fn audit(endpoint: &str) -> String {
+        format!("{AUDIT_GROUP}.{endpoint}")
     }
 
     /// The full subject of a ledger endpoint.

@@ -6,6 +6,7 @@
 //! Unknown keys are an error, not ignored, and [`Settings::validate`] names the field and
 //! the value it refused. The list of every key lives in `config/gradients.example.toml`.
 
+mod audit;
 mod dispatch;
 mod intake;
 mod ledger;
@@ -18,6 +19,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use audit::AuditSettings;
 pub use dispatch::{DispatchFaults, DispatchSettings};
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
@@ -48,6 +50,8 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// The reference miner.
     pub trainer: TrainerSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
     /// The base models a task may name, with their parameter counts: intake accepts only
     /// these, dispatch matches them against miners' capacity, the ledger weighs work by them.
     pub models: BTreeMap<String, u64>,
@@ -63,6 +67,7 @@ impl Default for Settings {
             ledger: LedgerSettings::default(),
             dispatch: DispatchSettings::default(),
             trainer: TrainerSettings::default(),
+            audit: AuditSettings::default(),
             models: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
         }
     }
@@ -151,6 +156,7 @@ impl Settings {
         self.ledger.validate()?;
         self.dispatch.validate()?;
         self.trainer.validate()?;
+        self.audit.validate()?;
         if i64::from(self.dispatch.offer_rounds) > self.nats.max_deliver {
             return Err(ConfigError::invalid(
                 "dispatch.offer_rounds",
