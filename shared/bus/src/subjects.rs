@@ -109,6 +109,13 @@ pub mod consumers {
     pub const LEDGER_EVALUATIONS: &str = "ledger-evaluations";
     /// Dispatch's intake of created tasks (offers and assignments).
     pub const DISPATCH_TASKS: &str = "dispatch-tasks";
+    /// The evaluator's work queue: every signed submission, shared by its replicas.
+    pub const EVALUATOR_SUBMISSIONS: &str = "evaluator-submissions";
+    /// The evaluator's record of created tasks (type, base model, deadline, splits); it
+    /// also evaluates each task's base model once.
+    pub const EVALUATOR_TASKS: &str = "evaluator-tasks";
+    /// The evaluator's record of assignments (who may submit, with which key).
+    pub const EVALUATOR_ASSIGNMENTS: &str = "evaluator-assignments";
     /// The audit's capture of the tasks stream.
     pub const AUDIT_TASKS: &str = "audit-tasks";
     /// The audit's capture of the assignments stream.
@@ -217,6 +224,11 @@ pub mod buckets {
     pub const VALIDATOR: &str = "gradients-validator";
     /// Submitted models (ONNX) and their manifests.
     pub const ARTIFACTS: &str = "gradients-artifacts";
+    /// Base models by name (HF folder files, their ONNX export and an index of sha256s),
+    /// readable by every party.
+    pub const MODELS: &str = "gradients-models";
+    /// The evaluator's per-row losses behind each evaluation, readable by auditors.
+    pub const EVIDENCE: &str = "gradients-evidence";
 
     /// Object name of one split of one task, e.g. `tasks/<id>/train.jsonl`.
     pub fn split_object(task_id: &str, split: &str) -> String {
@@ -231,6 +243,9 @@ pub mod kv {
     pub const MINERS: &str = "gradients-miners";
     /// Outstanding registration challenges (one-time nonces), short-lived.
     pub const CHALLENGES: &str = "gradients-challenges";
+    /// The evaluator's projection: tasks, assignments and published evaluations, shared
+    /// by its stateless replicas.
+    pub const EVALUATOR: &str = "gradients-evaluator";
 }
 
 /// Makes a string safe as one subject token: NATS splits on `.` and reserves `*`, `>`

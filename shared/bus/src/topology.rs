@@ -44,6 +44,8 @@ pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError>
         (buckets::TRAIN, "Train splits; miners with a grant read these", Duration::ZERO),
         (buckets::VALIDATOR, "Synthetic and test splits; validators only", Duration::ZERO),
         (buckets::ARTIFACTS, "Submitted models and manifests", Duration::ZERO),
+        (buckets::MODELS, "Base models by name: HF files, ONNX export, sha256 index", Duration::ZERO),
+        (buckets::EVIDENCE, "Per-row losses behind each evaluation", Duration::ZERO),
     ] {
         ensure_object_store(&bus.jetstream, bucket, description, max_age, settings.replicas).await?;
     }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod dispatch;
+mod evaluator;
 mod intake;
 mod ledger;
 mod nats;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use audit::AuditSettings;
 pub use dispatch::{DispatchFaults, DispatchSettings};
+pub use evaluator::EvaluatorSettings;
 pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
@@ -50,6 +52,8 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// The reference miner.
     pub trainer: TrainerSettings,
+    /// The evaluator (the validator).
+    pub evaluator: EvaluatorSettings,
     /// The audit log.
     pub audit: AuditSettings,
     /// The base models a task may name, with their parameter counts: intake accepts only
@@ -67,6 +71,7 @@ impl Default for Settings {
             ledger: LedgerSettings::default(),
             dispatch: DispatchSettings::default(),
             trainer: TrainerSettings::default(),
+            evaluator: EvaluatorSettings::default(),
             audit: AuditSettings::default(),
             models: BTreeMap::from([("tiny-1m".to_owned(), 1_000_000), ("tiny-10m".to_owned(), 10_000_000)]),
         }
@@ -156,6 +161,7 @@ impl Settings {
         self.ledger.validate()?;
         self.dispatch.validate()?;
         self.trainer.validate()?;
+        self.evaluator.validate()?;
         self.audit.validate()?;
         if i64::from(self.dispatch.offer_rounds) > self.nats.max_deliver {
             return Err(ConfigError::invalid(

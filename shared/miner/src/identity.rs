@@ -143,6 +143,8 @@ pub mod domains {
     pub const SUBMISSION: &str = "gradients/submission/v1";
     /// Deregistration.
     pub const DEREGISTER: &str = "gradients/deregister/v1";
+    /// An evaluation result, signed by the evaluator.
+    pub const EVALUATION: &str = "gradients/evaluation/v1";
 }
 
 #[cfg(test)]
