@@ -225,7 +225,8 @@ mod tests {
     #[test]
     fn every_field_changes_the_leaf() {
         let base = record().leaf_hash().unwrap();
-        let changes: Vec<Box<dyn Fn(&mut Record)>> = vec![
+        type Change = Box<dyn Fn(&mut Record)>;
+        let changes: Vec<Change> = vec![
             Box::new(|r| r.stream.push('x')),
             Box::new(|r| r.first_sequence += 1),
             Box::new(|r| r.last_sequence += 1),

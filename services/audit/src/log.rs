@@ -175,7 +175,7 @@ pub async fn append(
 pub fn restore_frontier(stored: &head::Model) -> Result<Frontier, AppendError> {
     let corrupt =
         || AppendError::CorruptHead(format!("size {} with {} peak bytes", stored.tree_size, stored.peaks.len()));
-    if stored.peaks.len() % 32 != 0 || stored.tree_size < 0 {
+    if !stored.peaks.len().is_multiple_of(32) || stored.tree_size < 0 {
         return Err(corrupt());
     }
     let peaks: Vec<Hash> = stored.peaks.chunks(32).map(|c| c.try_into().expect("32-byte chunks")).collect();

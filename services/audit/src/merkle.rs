@@ -132,7 +132,7 @@ pub struct MissingNode(pub NodeId);
 /// multiple of a power of two at least as large as itself, so this takes O(log n) lookups.
 pub fn subtree_hash(nodes: &impl Nodes, start: u64, end: u64) -> Result<Hash, MissingNode> {
     let width = end - start;
-    if width.is_power_of_two() && start % width == 0 {
+    if width.is_power_of_two() && start.is_multiple_of(width) {
         let id = NodeId { level: width.trailing_zeros(), index: start / width };
         return nodes.node(id).ok_or(MissingNode(id));
     }
@@ -144,7 +144,7 @@ pub fn subtree_hash(nodes: &impl Nodes, start: u64, end: u64) -> Result<Hash, Mi
 /// one query before building a proof.
 pub fn subtree_nodes(start: u64, end: u64, out: &mut Vec<NodeId>) {
     let width = end - start;
-    if width.is_power_of_two() && start % width == 0 {
+    if width.is_power_of_two() && start.is_multiple_of(width) {
         out.push(NodeId { level: width.trailing_zeros(), index: start / width });
         return;
     }

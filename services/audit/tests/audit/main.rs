@@ -1,0 +1,373 @@
+//! The audit's stories against real NATS and real PostgreSQL and SQLite stores.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{eventually, Sandbox};
+use gradients_audit::document::{ProofFile, RecordKind};
+use gradients_audit::offline::{self, VerifyError};
+use gradients_audit::protocol::{CheckpointRequest, ProofRequest, RecordsRequest, StoredRecord};
+use gradients_audit::store::entity::record;
+use gradients_audit::verify::{verify_log, Finding, VerifyRunError};
+use gradients_bus::subjects::{self, streams};
+use gradients_proto::v1::{
+    Assignment, EvaluationResult, LedgerEntry, TaskCreated, TaskStatusChanged, WeightsPublished,
+};
+use gradients_testkit::Backend;
+use prost::Message;
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+
+/// One task's worth of market events, as the services publish them: (subject, id, payload).
+fn market_events(task: &str) -> Vec<(String, String, Vec<u8>)> {
+    let entry = |miner: &str| LedgerEntry {
+        entry_id: format!("entry-{task}-{miner}"),
+        task_id: task.into(),
+        miner_id: miner.into(),
+        ..Default::default()
+    };
+    let evaluation = |miner: &str| EvaluationResult {
+        evaluation_id: format!("eval-{task}-{miner}"),
+        task_id: task.into(),
+        miner_id: miner.into(),
+        test_loss: Some(1.5),
+        ..Default::default()
+    };
+    let assignment = |miner: &str| Assignment {
+        assignment_id: format!("assign-{task}-{miner}"),
+        task_id: task.into(),
+        miner_id: miner.into(),
+        ..Default::default()
+    };
+    let status = |n: u32| TaskStatusChanged {
+        event_id: format!("status-{task}-{n}"),
+        task_id: task.into(),
+        ..Default::default()
+    };
+    vec![
+        (
+            subjects::TASK_CREATED.into(),
+            format!("created-{task}"),
+            TaskCreated { event_id: format!("created-{task}"), ..Default::default() }.encode_to_vec(),
+        ),
+        (subjects::task_status(task), format!("status-{task}-1"), status(1).encode_to_vec()),
+        (subjects::assignments("m1"), format!("assign-{task}-m1"), assignment("m1").encode_to_vec()),
+        (subjects::assignments("m2"), format!("assign-{task}-m2"), assignment("m2").encode_to_vec()),
+        (subjects::evaluations(task), format!("eval-{task}-m1"), evaluation("m1").encode_to_vec()),
+        (subjects::evaluations(task), format!("eval-{task}-m2"), evaluation("m2").encode_to_vec()),
+        (subjects::LEDGER_ENTRIES.into(), format!("entry-{task}-m1"), entry("m1").encode_to_vec()),
+        (subjects::LEDGER_ENTRIES.into(), format!("entry-{task}-m2"), entry("m2").encode_to_vec()),
+        (
+            subjects::LEDGER_WEIGHTS.into(),
+            format!("weights-{task}"),
+            WeightsPublished { event_id: format!("weights-{task}"), ..Default::default() }.encode_to_vec(),
+        ),
+        (subjects::task_status(task), format!("status-{task}-2"), status(2).encode_to_vec()),
+    ]
+}
+
+async fn publish_all(sandbox: &Sandbox, events: &[(String, String, Vec<u8>)]) {
+    for (subject, id, payload) in events {
+        sandbox.publish(subject, id, payload.clone()).await;
+    }
+}
+
+/// Every stored record, in leaf order.
+async fn all_records(sandbox: &Sandbox) -> Vec<record::Model> {
+    record::Entity::find().order_by_asc(record::Column::LeafIndex).all(&sandbox.store).await.expect("records")
+}
+
+/// Each stream's records cover its sequences 1..=n once each, in order, with no alarm.
+fn assert_complete(records: &[record::Model], expected_per_stream: &HashMap<&str, i64>) {
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for (i, row) in records.iter().enumerate() {
+        assert_eq!(row.leaf_index, i as i64, "leaf indexes are dense");
+        assert_eq!(row.kind, "message", "no alarm expected: {row:?}");
+        let previous = last.entry(row.stream.clone()).or_insert(0);
+        assert_eq!(row.first_sequence, *previous + 1, "{} follows on without gap or repeat", row.stream);
+        *previous = row.last_sequence;
+    }
+    for (stream, n) in expected_per_stream {
+        assert_eq!(last.get(*stream).copied().unwrap_or(0), *n, "{stream} captured up to its last message");
+    }
+}
+
+/// A market's events on every stream are captured in stream order without gaps; the log
+/// verifies; a record's inclusion proof and a consistency proof between two checkpoints
+/// verify offline with the public key alone; another key or a changed record fails; the
+/// checkpoints are published on `gradients.audit.checkpoints`.
+#[tokio::test]
+async fn market_events_are_captured_and_prove_offline() {
+    for backend in Backend::ALL {
+        let mut sandbox = Sandbox::start(backend, 1).await;
+        publish_all(&sandbox, &market_events("t1")).await;
+        sandbox.wait_for_records(10).await;
+        let expected = HashMap::from([
+            (streams::TASKS, 3),
+            (streams::ASSIGNMENTS, 2),
+            (streams::EVALUATIONS, 2),
+            (streams::LEDGER, 3),
+        ]);
+        assert_complete(&all_records(&sandbox).await, &expected);
+
+        let first = sandbox.client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await.unwrap();
+        assert_eq!(first.checkpoint.tree_size, 10, "{backend}");
+        let key = sandbox.public_key();
+        let proof = sandbox
+            .client
+            .proof(&ProofRequest { msg_id: Some("entry-t1-m2".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(proof.record.subject, subjects::LEDGER_ENTRIES);
+        let entry = LedgerEntry::decode(hex::decode(&proof.record.payload_hex).unwrap().as_slice()).unwrap();
+        assert_eq!(entry.entry_id, "entry-t1-m2", "the record carries the event byte for byte");
+        // Through a file, as an auditor would hold it.
+        let file = sandbox.dir.path().join("proof.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&ProofFile::Inclusion(proof.clone())).unwrap()).unwrap();
+        let read: ProofFile = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        offline::verify_file(&read, &key).expect("the inclusion proof verifies offline");
+
+        let other_key = gradients_miner::Identity::generate().public_key();
+        assert!(matches!(offline::verify_file(&read, &other_key), Err(VerifyError::BadSignature { .. })));
+        let mut changed = proof.clone();
+        changed.record.payload_hex.replace_range(0..2, "ff");
+        assert!(
+            matches!(offline::verify_inclusion(&changed, &key), Err(VerifyError::Proof(_))),
+            "a changed payload fails"
+        );
+        let mut moved = proof.clone();
+        moved.record.leaf_index += 1;
+        assert!(offline::verify_inclusion(&moved, &key).is_err(), "a record claimed at another index fails");
+
+        publish_all(&sandbox, &market_events("t2")[..3]).await;
+        sandbox.wait_for_records(13).await;
+        let second = sandbox.client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await.unwrap();
+        assert_eq!(second.checkpoint.tree_size, 13);
+        let consistency = sandbox.client.consistency(10, 13).await.unwrap();
+        offline::verify_file(&ProofFile::Consistency(consistency.clone()), &key).expect("13 extends 10");
+        let mut forged = consistency.clone();
+        forged.proof[0] = "00".repeat(32);
+        assert!(offline::verify_consistency(&forged, &key).is_err());
+        // An older record proven against the newer checkpoint, too.
+        let old = sandbox
+            .client
+            .proof(&ProofRequest { leaf_index: Some(0), tree_size: Some(13), ..Default::default() })
+            .await
+            .unwrap();
+        offline::verify_inclusion(&old, &key).unwrap();
+
+        let report = verify_log(&sandbox.client, key).await.expect("the log verifies");
+        assert_eq!((report.records, report.checkpoints, report.alarms), (13, 2, 0), "{backend}");
+        let published =
+            gradients_testkit::stream_messages(&sandbox.bus.jetstream, streams::AUDIT, subjects::AUDIT_CHECKPOINTS)
+                .await;
+        let sizes: Vec<u64> = published
+            .iter()
+            .map(|m| {
+                serde_json::from_slice::<gradients_audit::document::SignedCheckpoint>(&m.payload)
+                    .unwrap()
+                    .checkpoint
+                    .tree_size
+            })
+            .collect();
+        assert_eq!(sizes, vec![10, 13], "{backend}: checkpoints are published");
+        sandbox.stop().await;
+    }
+}
+
+/// Two replicas share each stream's consumer and capture each message exactly once, in
+/// stream order, with dense leaf indexes.
+#[tokio::test]
+async fn two_replicas_capture_each_message_once() {
+    for backend in Backend::ALL {
+        let mut sandbox = Sandbox::start(backend, 2).await;
+        let n = 300;
+        for i in 0..n {
+            let entry = LedgerEntry { entry_id: format!("e{i}"), ..Default::default() };
+            sandbox.publish(subjects::LEDGER_ENTRIES, &format!("e{i}"), entry.encode_to_vec()).await;
+            if i % 3 == 0 {
+                let evaluation = EvaluationResult { evaluation_id: format!("v{i}"), ..Default::default() };
+                sandbox.publish(&subjects::evaluations("t"), &format!("v{i}"), evaluation.encode_to_vec()).await;
+            }
+        }
+        sandbox.wait_for_records(n + n / 3).await;
+        // Let any late duplicate show itself before counting.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let records = all_records(&sandbox).await;
+        assert_eq!(records.len() as u64, n + n / 3, "{backend}");
+        assert_complete(
+            &records,
+            &HashMap::from([(streams::LEDGER, n as i64), (streams::EVALUATIONS, (n / 3) as i64)]),
+        );
+        let report = verify_log(&sandbox.client, sandbox.public_key()).await.unwrap();
+        assert_eq!(report.records, n + n / 3);
+        sandbox.stop().await;
+    }
+}
+
+/// Messages the stream lost before the audit saw them become one gap record naming the
+/// sequences; a payload that is not its subject's type is kept as an undecodable alarm.
+/// Nothing is dropped and the log still verifies.
+#[tokio::test]
+async fn lost_and_undecodable_messages_become_alarms() {
+    for backend in Backend::ALL {
+        let mut sandbox = Sandbox::new(backend, |_| {}).await;
+        for i in 1..=4 {
+            let entry = LedgerEntry { entry_id: format!("e{i}"), ..Default::default() };
+            sandbox.publish(subjects::LEDGER_ENTRIES, &format!("e{i}"), entry.encode_to_vec()).await;
+        }
+        let stream = sandbox.bus.jetstream.get_stream(streams::LEDGER).await.unwrap();
+        stream.delete_message(2).await.unwrap();
+        stream.delete_message(3).await.unwrap();
+        sandbox.publish(subjects::LEDGER_ENTRIES, "garbage", vec![0xff, 0xff, 0xff, 0x01]).await;
+        sandbox.start_replica();
+        sandbox.wait_for_records(4).await;
+        let records = all_records(&sandbox).await;
+        let summary: Vec<(i64, i64, &str)> =
+            records.iter().map(|r| (r.first_sequence, r.last_sequence, r.kind.as_str())).collect();
+        assert_eq!(
+            summary,
+            vec![(1, 1, "message"), (2, 3, "gap"), (4, 4, "message"), (5, 5, "undecodable")],
+            "{backend}"
+        );
+        assert!(records[1].note.contains("2..=3"), "{}", records[1].note);
+        assert!(records[3].note.contains("LedgerEntry"), "{}", records[3].note);
+        assert_eq!(records[3].payload, vec![0xff, 0xff, 0xff, 0x01], "the undecodable payload is kept");
+        sandbox.client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await.unwrap();
+        let report = verify_log(&sandbox.client, sandbox.public_key()).await.unwrap();
+        assert_eq!((report.records, report.alarms), (4, 2));
+        sandbox.stop().await;
+    }
+}
+
+/// The store refuses UPDATE and DELETE on the log. With the guard removed, as an attacker
+/// with database access would, one changed byte is named by `verify` (the record whose
+/// content no longer matches its leaf), and a change that also rewrites the stored leaf
+/// hash is caught by the signed checkpoint.
+#[tokio::test]
+async fn a_changed_byte_is_detected_and_named() {
+    for backend in Backend::ALL {
+        let mut sandbox = Sandbox::start(backend, 1).await;
+        publish_all(&sandbox, &market_events("t1")[..6]).await;
+        sandbox.wait_for_records(6).await;
+        sandbox.client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await.unwrap();
+        let key = sandbox.public_key();
+        verify_log(&sandbox.client, key).await.expect("clean before tampering");
+
+        for statement in [
+            "UPDATE audit_records SET note = 'x' WHERE leaf_index = 3",
+            "DELETE FROM audit_records WHERE leaf_index = 5",
+        ] {
+            let refused = sandbox.store.execute_unprepared(statement).await.expect_err(statement);
+            assert!(refused.to_string().contains("append-only"), "{backend}: {refused}");
+        }
+        let unguard = match backend {
+            Backend::Sqlite => "DROP TRIGGER audit_records_no_update",
+            Backend::Postgres => "ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only",
+        };
+        sandbox.store.execute_unprepared(unguard).await.unwrap();
+        let flip = match backend {
+            Backend::Sqlite => "UPDATE audit_records SET payload = X'00' || substr(payload, 2) WHERE leaf_index = 3",
+            Backend::Postgres => "UPDATE audit_records SET payload = set_byte(payload, 0, 0) WHERE leaf_index = 3",
+        };
+        sandbox.store.execute_unprepared(flip).await.unwrap();
+        match verify_log(&sandbox.client, key).await {
+            Err(VerifyRunError::Finding(Finding::RecordAltered { leaf_index, .. })) => {
+                assert_eq!(leaf_index, 3, "{backend}")
+            }
+            other => panic!("{backend}: expected record 3 to be named, got {other:?}"),
+        }
+        // Rewrite the stored leaf hash to match the changed record: the signed root catches it.
+        let page =
+            sandbox.client.records(&RecordsRequest { from_leaf: 3, limit: 1, ..Default::default() }).await.unwrap();
+        let StoredRecord { record, .. } = &page.records[0];
+        let forged_leaf = hex::encode(record.leaf_hash().unwrap());
+        let literal = match backend {
+            Backend::Sqlite => format!("X'{forged_leaf}'"),
+            Backend::Postgres => format!("'\\x{forged_leaf}'::bytea"),
+        };
+        sandbox
+            .store
+            .execute_unprepared(&format!("UPDATE audit_records SET leaf_hash = {literal} WHERE leaf_index = 3"))
+            .await
+            .unwrap();
+        match verify_log(&sandbox.client, key).await {
+            Err(VerifyRunError::Finding(Finding::RootMismatch { tree_size, first_suspect, .. })) => {
+                assert_eq!((tree_size, first_suspect), (6, 0), "{backend}")
+            }
+            other => panic!("{backend}: expected the checkpoint to catch it, got {other:?}"),
+        }
+        assert!(matches!(records_kind(&sandbox, 3).await, RecordKind::Message));
+        sandbox.stop().await;
+    }
+}
+
+async fn records_kind(sandbox: &Sandbox, leaf: u64) -> RecordKind {
+    let page =
+        sandbox.client.records(&RecordsRequest { from_leaf: leaf, limit: 1, ..Default::default() }).await.unwrap();
+    page.records[0].record.kind
+}
+
+/// The audit process killed with SIGKILL in the middle of a stream and started again
+/// resumes where the log ends: no gap, no duplicate, and the log verifies.
+#[tokio::test]
+async fn sigkill_mid_stream_resumes_without_gap_or_duplicate() {
+    let sandbox = Sandbox::new(Backend::Sqlite, |_| {}).await;
+    let spawn = || {
+        std::process::Command::new(common::audit_binary())
+            .env("GRADIENTS__NATS__URL", sandbox.nats.url())
+            .env("GRADIENTS__NATS__ACK_WAIT_MS", "2000")
+            .env("GRADIENTS__AUDIT__STORE_URL", &sandbox.settings.audit.store_url)
+            .env("GRADIENTS__AUDIT__KEY_FILE", &sandbox.settings.audit.key_file)
+            .env("GRADIENTS__AUDIT__HTTP_ADDR", "127.0.0.1:0")
+            .env("GRADIENTS__AUDIT__BATCH_SIZE", "32")
+            .env("GRADIENTS__AUDIT__REORDER_DELAY_MS", "50")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start gradients-audit")
+    };
+    let n: u64 = 1500;
+    let publisher = {
+        let bus = sandbox.bus.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let entry = LedgerEntry { entry_id: format!("e{i}"), ..Default::default() };
+                gradients_bus::event::publish_event(
+                    &bus.jetstream,
+                    gradients_bus::event::OutgoingEvent {
+                        subject: subjects::LEDGER_ENTRIES.into(),
+                        id: format!("e{i}"),
+                        payload: entry.encode_to_vec().into(),
+                        traceparent: None,
+                    },
+                )
+                .await
+                .expect("publish");
+            }
+        })
+    };
+    let mut first = spawn();
+    eventually(Duration::from_secs(60), "the first process to capture 200 records", || async {
+        (sandbox.records().await >= 200).then_some(())
+    })
+    .await;
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let at_kill = sandbox.records().await;
+    assert!(at_kill < n, "killed mid-stream ({at_kill} of {n})");
+    let mut second = spawn();
+    publisher.await.unwrap();
+    sandbox.wait_for_records(n).await;
+    sandbox.wait_until_answering().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = all_records(&sandbox).await;
+    assert_eq!(records.len() as u64, n);
+    assert_complete(&records, &HashMap::from([(streams::LEDGER, n as i64)]));
+    sandbox.client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await.unwrap();
+    let report = verify_log(&sandbox.client, sandbox.public_key()).await.unwrap();
+    assert_eq!(report.records, n);
+    second.kill().ok();
+    second.wait().ok();
+}
