@@ -15,7 +15,6 @@ mod finalize;
 mod record;
 mod weights;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,10 @@ use gradients_config::Settings;
 use gradients_proto::v1::Timestamp;
 use gradients_store::entity::ledger::{task, task_result};
 use gradients_store::outbox::Relay;
-use gradients_store::sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use gradients_store::sea_orm::sea_query::{Expr, ExprTrait, Query};
+use gradients_store::sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +58,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.ledger.http_addr, metrics.clone()).await?;
 
-    let bus = Bus::connect(&settings.nats, "gradients-ledger").await?;
+    // Not ready (on /readyz) until NATS answers; services start in any order.
+    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-ledger", &shutdown).await? else {
+        health.stop().await;
+        return Ok(());
+    };
     topology::declare(&bus, &settings.nats).await?;
     let db = gradients_store::connect(&settings.store).await?;
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
@@ -168,33 +174,70 @@ async fn sweep_deadlines(finalizer: Arc<Finalizer>, interval: Duration, stop: Ca
     }
 }
 
+/// How many overdue tasks one sweep query returns; the sweep pages until none is left.
+const SWEEP_PAGE: u64 = 500;
+
 /// One sweep at `now_ms`; returns how many tasks it finalized.
+///
+/// The query is an anti-join (tasks past deadline and grace with no result yet), ordered by
+/// deadline and paged, over the deadline index: its cost and its parameter list do not grow
+/// with the history of finalized tasks. A task that fails to finalize is logged and passed
+/// over (it is retried on the next tick), so it cannot hold up the tasks behind it.
 pub async fn sweep_once(finalizer: &Finalizer, now_ms: i64) -> Result<usize, DbErr> {
     let cutoff = now_ms.saturating_sub(finalizer.settings.evaluation_grace_ms as i64);
-    let due: Vec<String> = task::Entity::find()
-        .select_only()
-        .column(task::Column::TaskId)
-        .filter(task::Column::DeadlineMs.lte(cutoff))
-        .into_tuple()
-        .all(&finalizer.db)
-        .await?;
-    if due.is_empty() {
-        return Ok(0);
-    }
-    let done: BTreeSet<String> = task_result::Entity::find()
-        .select_only()
-        .column(task_result::Column::TaskId)
-        .filter(task_result::Column::TaskId.is_in(due.clone()))
-        .into_tuple()
-        .all(&finalizer.db)
-        .await?
-        .into_iter()
-        .collect();
     let mut finalized = 0;
-    for task_id in due.iter().filter(|id| !done.contains(*id)) {
-        if let Finalized::Now(_) = finalizer.try_finalize(task_id, now_ms).await? {
-            finalized += 1;
+    // Resumes after the last (deadline, id) seen, so a task passed over is not read again.
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = overdue_unfinalized(&finalizer.db, cutoff, after.as_ref()).await?;
+        let Some(last) = page.last().cloned() else { break };
+        for (_, task_id) in &page {
+            match finalizer.try_finalize(task_id, now_ms).await {
+                Ok(Finalized::Now(_)) => finalized += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task_id, error = %e, "deadline finalization failed; retried next sweep"),
+            }
         }
+        if (page.len() as u64) < SWEEP_PAGE {
+            break;
+        }
+        after = Some(last);
     }
     Ok(finalized)
+}
+
+/// Up to [`SWEEP_PAGE`] tasks with `deadline_ms <= cutoff` and no result, after `after`
+/// in (deadline, id) order.
+async fn overdue_unfinalized(
+    db: &DatabaseConnection,
+    cutoff: i64,
+    after: Option<&(i64, String)>,
+) -> Result<Vec<(i64, String)>, DbErr> {
+    let has_result = Query::select()
+        .expr(Expr::val(1))
+        .from(task_result::Entity)
+        .and_where(
+            Expr::col((task_result::Entity, task_result::Column::TaskId)).equals((task::Entity, task::Column::TaskId)),
+        )
+        .to_owned();
+    let mut query = task::Entity::find()
+        .select_only()
+        .column(task::Column::DeadlineMs)
+        .column(task::Column::TaskId)
+        .filter(task::Column::DeadlineMs.lte(cutoff))
+        .filter(Expr::exists(has_result).not());
+    if let Some((deadline, id)) = after {
+        query = query.filter(
+            Condition::any()
+                .add(task::Column::DeadlineMs.gt(*deadline))
+                .add(Condition::all().add(task::Column::DeadlineMs.eq(*deadline)).add(task::Column::TaskId.gt(id))),
+        );
+    }
+    query
+        .order_by_asc(task::Column::DeadlineMs)
+        .order_by_asc(task::Column::TaskId)
+        .limit(SWEEP_PAGE)
+        .into_tuple()
+        .all(db)
+        .await
 }

@@ -10,6 +10,7 @@ use gradients_config::LedgerSettings;
 use gradients_proto::v1::{MinerWeight, Timestamp, WeightsPublished};
 use gradients_scoring::ScoredTask;
 use gradients_store::entity::ledger::{entry, task_result};
+use gradients_store::sea_orm::sea_query::Query;
 use gradients_store::sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +35,16 @@ pub async fn weights_at(
     if results.is_empty() {
         return Ok(Vec::new());
     }
+    // The same window as a subquery, not a bound list of ids: a busy week must not run into
+    // the database's limit on parameters (32,766 on SQLite, 65,535 on PostgreSQL).
+    let in_window = Query::select()
+        .column(task_result::Column::TaskId)
+        .from(task_result::Entity)
+        .and_where(task_result::Column::FinalizedAtMs.gt(since))
+        .and_where(task_result::Column::FinalizedAtMs.lte(at_ms))
+        .to_owned();
     let entries = entry::Entity::find()
-        .filter(entry::Column::TaskId.is_in(results.iter().map(|r| r.task_id.clone())))
+        .filter(entry::Column::TaskId.in_subquery(in_window))
         .filter(entry::Column::RecordedAtMs.lte(at_ms))
         .all(db)
         .await?;

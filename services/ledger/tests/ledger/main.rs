@@ -1,6 +1,7 @@
 //! The ledger end to end against a real nats-server and real PostgreSQL and SQLite.
 
 mod common;
+mod history;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
