@@ -1,0 +1,176 @@
+//! The evaluator, the market's validator: the only party that reads the hidden splits,
+//! and the one every reward depends on.
+//!
+//! Stateless workers on three durable pull consumers, shared by every replica:
+//! - `tasks.created`: the task is projected (type, base model, deadline, splits) and its
+//!   base model evaluated once (`EvaluationKind::BASE_MODEL`);
+//! - `assignments.>`: who may submit for a task, with the key they registered with;
+//! - `submissions.>`: each submission is checked ([`submission`]: subject, signature,
+//!   assignment, deadline, own objects, earlier copies, size and sha256; [`checks`]: the
+//!   ONNX file itself against its base model), scored on the test and synthetic splits
+//!   with ONNX Runtime off the async runtime ([`evaluate`], [`scoring`]), and its signed
+//!   result published once on `gradients.evaluations.<task>` with the submission id as
+//!   `Nats-Msg-Id`. A refusal is a result too (`INVALID`, `LATE`, `DUPLICATE`,
+//!   `EVALUATION_FAILED` with a typed code), never a crashed or stuck worker.
+//!
+//! The projection and the "already published" markers live in one key-value bucket
+//! ([`projection`]), so any replica can take any message and a redelivery repeats nothing.
+//! Base models come from the `gradients-models` store ([`models_store`]) or a local folder.
+
+pub mod base_model;
+pub mod checks;
+mod error;
+pub mod evaluate;
+pub mod models_store;
+pub mod projection;
+pub mod runtime;
+pub mod scoring;
+mod service;
+pub mod submission;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::subjects::{consumers, streams, ASSIGNMENTS_ALL, SUBMISSIONS_ALL, TASK_CREATED};
+use gradients_bus::worker::{run_worker, ConsumerSpec, Handler};
+use gradients_bus::{topology, Bus, BusError};
+use gradients_config::Settings;
+use gradients_miner::Identity;
+use gradients_telemetry::{HealthEndpoint, Metrics};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{BaseModelError, EvaluatorError, Refusal};
+
+/// The service's name in metrics, logs and the NATS connection.
+pub const SERVICE_NAME: &str = "evaluator";
+/// How long loops may take to finish after shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+/// How long the last flush of the NATS connection may wait for the server.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// The evaluator's key: read from `evaluator.key_file`, or made and saved there on first
+/// start (every replica must share it).
+pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, EvaluatorError> {
+    let path = &settings.evaluator.key_file;
+    if path.exists() {
+        return Ok(Identity::load(path)?);
+    }
+    let identity = Identity::generate();
+    match identity.save(path) {
+        Ok(()) => Ok(identity),
+        // Another replica made it between our check and our write: use theirs.
+        Err(_) if path.exists() => Ok(Identity::load(path)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The evaluator's public key as verifiers (the ledger) take it: `evaluator.public_key`,
+/// else the key at `evaluator.key_file`.
+pub fn public_key(settings: &Settings) -> Result<Vec<u8>, EvaluatorError> {
+    configured_key(&settings.evaluator.public_key, &settings.evaluator.key_file, "evaluator.public_key")
+}
+
+/// Dispatch's public key: `evaluator.dispatch_public_key`, else the key at `dispatch.key_file`.
+pub fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, EvaluatorError> {
+    configured_key(
+        &settings.evaluator.dispatch_public_key,
+        &settings.dispatch.key_file,
+        "evaluator.dispatch_public_key",
+    )
+}
+
+fn configured_key(hex_key: &str, file: &std::path::Path, key: &'static str) -> Result<Vec<u8>, EvaluatorError> {
+    if !hex_key.is_empty() {
+        return hex::decode(hex_key).map_err(|e| EvaluatorError::Key { key, reason: e.to_string() });
+    }
+    Ok(Identity::load(file)?.public_key().to_vec())
+}
+
+/// Runs the evaluator until `shutdown` is cancelled, then drains.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), EvaluatorError> {
+    let identity = load_or_create_identity(&settings)?;
+    let dispatch_key = dispatch_key(&settings)?;
+    runtime::environment()?;
+    let metrics = Metrics::new(SERVICE_NAME);
+    let health = HealthEndpoint::start(&settings.evaluator.http_addr, metrics.clone()).await?;
+    let bus = Bus::connect(&settings.nats, "gradients-evaluator").await?;
+    topology::declare(&bus, &settings.nats).await?;
+    let projection = projection::Projection::open(&bus, &settings.nats).await?;
+    let ctx = Arc::new(service::Context::new(
+        settings.clone(),
+        bus.clone(),
+        identity.clone(),
+        dispatch_key,
+        projection,
+        metrics.clone(),
+    ));
+
+    let mut loops = ServiceLoops::new(&shutdown);
+    let stop = loops.stop_token();
+    let mut evaluations = settings.nats.clone();
+    // Each evaluation is CPU-bound: as many at once as configured, not the bus default.
+    evaluations.worker_concurrency = settings.evaluator.concurrency;
+    spawn_worker(
+        &mut loops,
+        &bus,
+        &settings.nats,
+        &metrics,
+        &stop,
+        streams::TASKS,
+        consumers::EVALUATOR_TASKS,
+        TASK_CREATED,
+        service::TaskHandler(ctx.clone()),
+    );
+    spawn_worker(
+        &mut loops,
+        &bus,
+        &settings.nats,
+        &metrics,
+        &stop,
+        streams::ASSIGNMENTS,
+        consumers::EVALUATOR_ASSIGNMENTS,
+        ASSIGNMENTS_ALL,
+        service::AssignmentHandler(ctx.clone()),
+    );
+    spawn_worker(
+        &mut loops,
+        &bus,
+        &evaluations,
+        &metrics,
+        &stop,
+        streams::SUBMISSIONS,
+        consumers::EVALUATOR_SUBMISSIONS,
+        SUBMISSIONS_ALL,
+        service::SubmissionHandler(ctx.clone()),
+    );
+    health.readiness.set_ready(true);
+    tracing::info!(evaluator_key = %hex::encode(identity.public_key()), "evaluator ready");
+
+    let panicked = |reason: String| EvaluatorError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
+    let outcome = loops.run(DRAIN_LIMIT, panicked).await;
+    health.readiness.set_ready(false);
+    bus.flush_before_exit(FLUSH_LIMIT).await;
+    health.stop().await;
+    outcome
+}
+
+/// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_worker<H: Handler>(
+    loops: &mut ServiceLoops<EvaluatorError>,
+    bus: &Bus,
+    nats: &gradients_config::NatsSettings,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    stream: &'static str,
+    durable: &'static str,
+    subject: &str,
+    handler: H,
+) {
+    let spec = ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
+    let (bus, nats, metrics, stop) = (bus.clone(), nats.clone(), metrics.clone(), stop.clone());
+    loops.spawn(
+        async move { run_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(EvaluatorError::from) },
+    );
+}

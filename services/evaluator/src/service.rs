@@ -1,0 +1,423 @@
+//! The evaluator's three handlers, each idempotent on its durable consumer: created tasks
+//! (projected, then the base model evaluated once), assignments (projected), and
+//! submissions (checked, scored, published once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::subjects::{self, buckets};
+use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::{objects, Bus};
+use gradients_config::Settings;
+use gradients_data::TaskType as DataType;
+use gradients_miner::identity::domains;
+use gradients_miner::Identity;
+use gradients_proto::v1::{
+    Assignment, ErrorCode, EvaluationKind, EvaluationResult, EvaluationStatus, Submission, TaskCreated, TaskType,
+    Timestamp,
+};
+use gradients_telemetry::Metrics;
+use gradients_text::LossSum;
+use prost::Message;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::base_model::BaseModel;
+use crate::error::{BaseModelError, Refusal};
+use crate::evaluate::{check_artifact, prepare, run_model, scores, PreparedSplit};
+use crate::projection::{registered_key, safe_id, verify_assignment, Projection, TaskRecord};
+use crate::scoring::SplitScore;
+use crate::submission::{admit, arrival_ms};
+
+/// Largest split read from the validators' bucket.
+const MAX_SPLIT_BYTES: u64 = 512 << 20;
+/// Entries kept in each in-memory cache before it is emptied (a replica works on few
+/// tasks at a time; this only bounds memory).
+const CACHE_ENTRIES: usize = 32;
+
+/// What every handler shares.
+pub struct Context {
+    pub settings: Settings,
+    pub bus: Bus,
+    pub identity: Identity,
+    pub dispatch_key: Vec<u8>,
+    pub projection: Projection,
+    pub metrics: Metrics,
+    models: Mutex<HashMap<String, Arc<BaseModel>>>,
+    /// Per task: the splits, tokenized, and (DPO) the base model's sums on them.
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+}
+
+/// A task's splits ready to score.
+pub struct Prepared {
+    pub base: Arc<BaseModel>,
+    pub splits: Vec<PreparedSplit>,
+    pub reference: Option<Vec<Vec<LossSum>>>,
+}
+
+fn transient(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Transient(e.to_string())
+}
+
+impl Context {
+    pub fn new(
+        settings: Settings,
+        bus: Bus,
+        identity: Identity,
+        dispatch_key: Vec<u8>,
+        projection: Projection,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            settings,
+            bus,
+            identity,
+            dispatch_key,
+            projection,
+            metrics,
+            models: Mutex::default(),
+            prepared: Mutex::default(),
+        }
+    }
+
+    /// The base model `name`: from `gradients-models` (checked against its index), else
+    /// the local models folder.
+    pub async fn base_model(&self, name: &str) -> Result<Arc<BaseModel>, BaseModelError> {
+        if let Some(model) = self.models.lock().await.get(name) {
+            return Ok(model.clone());
+        }
+        let owned = name.to_owned();
+        let model = match crate::models_store::fetch_files(&self.bus, name).await? {
+            Some(files) => tokio::task::spawn_blocking(move || BaseModel::from_files(&owned, files)).await,
+            None => {
+                let dir = self.settings.evaluator.models_dir.join(name);
+                if !crate::models_store::valid_name(name) || !dir.is_dir() {
+                    return Err(BaseModelError::NotFound {
+                        name: name.to_owned(),
+                        dir: self.settings.evaluator.models_dir.display().to_string(),
+                    });
+                }
+                tokio::task::spawn_blocking(move || BaseModel::from_dir(&owned, &dir)).await
+            }
+        }
+        .map_err(|e| BaseModelError::Invalid { name: name.to_owned(), reason: e.to_string() })??;
+        let model = Arc::new(model);
+        let mut models = self.models.lock().await;
+        if models.len() >= CACHE_ENTRIES {
+            models.clear();
+        }
+        models.insert(name.to_owned(), model.clone());
+        Ok(model)
+    }
+
+    /// The task's splits, read from the validators' bucket and tokenized; for DPO with the
+    /// base model's sums. `Ok(Err(..))`: the task cannot be scored (not the miner's fault).
+    async fn prepared(&self, task: &TaskRecord) -> Result<Result<Arc<Prepared>, Refusal>, HandlerError> {
+        if let Some(prepared) = self.prepared.lock().await.get(&task.task_id) {
+            return Ok(Ok(prepared.clone()));
+        }
+        let Some(task_type) = TaskType::from_label(&task.task_type).and_then(data_type) else {
+            return Ok(Err(Refusal::failed(
+                ErrorCode::UnknownTaskType,
+                format!("task type {} is not scored by loss", task.task_type),
+            )));
+        };
+        let base = match self.base_model(&task.base_model).await {
+            Ok(base) => base,
+            Err(BaseModelError::Bus(e)) => return Err(transient(e)),
+            Err(e) => return Ok(Err(Refusal::failed(ErrorCode::UnknownBaseModel, e.to_string()))),
+        };
+        let mut rows = Vec::new();
+        for (name, reference) in [("test", &task.test), ("synth", &task.synth)] {
+            let Some(reference) = reference else { continue };
+            let store = objects::bucket(&self.bus, buckets::VALIDATOR).await.map_err(transient)?;
+            let data = match objects::read_verified(&store, &reference.into(), MAX_SPLIT_BYTES).await {
+                Ok(data) => data,
+                Err(objects::ObjectError::Bus(e)) => return Err(transient(e)),
+                Err(e) => return Ok(Err(Refusal::failed(ErrorCode::Internal, format!("the {name} split: {e}")))),
+            };
+            match gradients_data::from_jsonl(&data) {
+                Ok(parsed) => rows.push((name, parsed)),
+                Err(e) => return Ok(Err(Refusal::failed(ErrorCode::Internal, format!("the {name} split: {e}")))),
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Err(Refusal::failed(ErrorCode::Internal, "the task has no test split".to_owned())));
+        }
+        let settings = self.settings.evaluator.clone();
+        let base_for_work = base.clone();
+        let built = tokio::task::spawn_blocking(move || -> Result<Prepared, Refusal> {
+            let borrowed: Vec<(&'static str, &[gradients_data::Row])> =
+                rows.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+            let splits = prepare(&base_for_work, task_type, &borrowed)?;
+            let reference = if task_type == DataType::Dpo {
+                Some(run_model(base_for_work.onnx.clone(), &base_for_work, &splits, &settings)?)
+            } else {
+                None
+            };
+            Ok(Prepared { base: base_for_work, splits, reference })
+        })
+        .await
+        .map_err(transient)?;
+        let prepared = match built {
+            Ok(prepared) => Arc::new(prepared),
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut cache = self.prepared.lock().await;
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(task.task_id.clone(), prepared.clone());
+        Ok(Ok(prepared))
+    }
+
+    /// Signs `result`, stores its evidence, publishes it once (`Nats-Msg-Id` = `message_id`)
+    /// and remembers it under `marker`.
+    async fn publish(
+        &self,
+        mut result: EvaluationResult,
+        message_id: &str,
+        marker: &str,
+        evidence: Option<serde_json::Value>,
+    ) -> Result<(), HandlerError> {
+        if let Some(evidence) = evidence {
+            let store = objects::bucket(&self.bus, buckets::EVIDENCE).await.map_err(transient)?;
+            let json = serde_json::to_vec(&evidence).expect("evidence serialises");
+            let name = format!("tasks/{}/{}.json", result.task_id, result.evaluation_id);
+            result.evidence =
+                Some(objects::put_bytes(&store, buckets::EVIDENCE, &name, &json).await.map_err(transient)?);
+        }
+        result.signature = self.identity.sign_message(domains::EVALUATION, &result, |r| r.signature.clear());
+        let payload = bytes::Bytes::from(result.encode_to_vec());
+        let event = OutgoingEvent {
+            subject: subjects::evaluations(&result.task_id),
+            id: message_id.to_owned(),
+            payload: payload.clone(),
+            traceparent: None,
+        };
+        publish_event(&self.bus.jetstream, event).await.map_err(transient)?;
+        self.metrics.published(EvaluationStatus::try_from(result.status).unwrap_or_default().as_str_name());
+        self.projection.mark_published(marker, payload).await
+    }
+}
+
+/// The data crate's type of a scored task type (GRPO is scored by rewards, not here).
+fn data_type(task_type: TaskType) -> Option<DataType> {
+    match task_type {
+        TaskType::Instruct => Some(DataType::Instruct),
+        TaskType::Chat => Some(DataType::Chat),
+        TaskType::Dpo => Some(DataType::Dpo),
+        _ => None,
+    }
+}
+
+/// Fills a result's losses from its scores (test first, then synth).
+fn fill_scores(result: &mut EvaluationResult, names: &[&str], scores: &[SplitScore]) {
+    for (name, score) in names.iter().zip(scores) {
+        match *name {
+            "test" => {
+                result.test_loss = Some(score.loss);
+                result.test_tokens = score.tokens;
+                result.preference_accuracy = score.preference_accuracy;
+            }
+            _ => {
+                result.synth_loss = Some(score.loss);
+                result.synth_tokens = score.tokens;
+            }
+        }
+    }
+}
+
+fn evidence(result: &EvaluationResult, names: &[&str], scores: &[SplitScore]) -> serde_json::Value {
+    let splits: serde_json::Map<String, serde_json::Value> =
+        names.iter().zip(scores).map(|(n, s)| ((*n).to_owned(), json!(s))).collect();
+    json!({
+        "evaluation_id": result.evaluation_id,
+        "task_id": result.task_id,
+        "miner_id": result.miner_id,
+        "submission_id": result.submission_id,
+        "kind": EvaluationKind::try_from(result.kind).unwrap_or_default().as_str_name(),
+        "artifact_sha256": result.artifact_sha256,
+        "splits": splits,
+    })
+}
+
+/// Tells JetStream the message is still being worked on while `work` runs, so a long
+/// evaluation is not handed to another replica; a killed worker stops telling, and the
+/// message goes to another replica after `ack_wait`.
+async fn with_progress<T>(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => { let _ = message.ack_with(AckKind::Progress).await; }
+        }
+    }
+}
+
+/// Projects created tasks and evaluates each task's base model once.
+pub struct TaskHandler(pub Arc<Context>);
+
+impl Handler for TaskHandler {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let created = TaskCreated::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
+        let task = self.0.projection.record_task(&created).await?;
+        if TaskType::from_label(&task.task_type).and_then(data_type).is_none() {
+            return Ok(());
+        }
+        let ack_wait = self.0.settings.nats.ack_wait();
+        with_progress(message, ack_wait, evaluate_base(&self.0, &task)).await
+    }
+}
+
+/// The base model's evaluation of `task` (`EvaluationKind::BASE_MODEL`), published once.
+async fn evaluate_base(ctx: &Context, task: &TaskRecord) -> Result<(), HandlerError> {
+    let marker = format!("base.{}", task.task_id);
+    if ctx.projection.published(&marker).await?.is_some() {
+        return Ok(());
+    }
+    let mut result = EvaluationResult {
+        evaluation_id: format!("base-{}", task.task_id),
+        task_id: task.task_id.clone(),
+        kind: EvaluationKind::BaseModel as i32,
+        ..Default::default()
+    };
+    let outcome = match ctx.prepared(task).await? {
+        Err(refusal) => Err(refusal),
+        Ok(prepared) => {
+            result.artifact_sha256 = prepared.base.onnx_sha256.clone();
+            let (settings, prepared) = (ctx.settings.evaluator.clone(), prepared.clone());
+            tokio::task::spawn_blocking(move || {
+                let sums = match &prepared.reference {
+                    Some(reference) => reference.clone(),
+                    None => run_model(prepared.base.onnx.clone(), &prepared.base, &prepared.splits, &settings)?,
+                };
+                scores(&prepared.splits, &sums, prepared.reference.as_deref(), settings.dpo_beta)
+                    .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
+            })
+            .await
+            .map_err(transient)?
+        }
+    };
+    result.evaluated_at = Some(Timestamp::now());
+    let evidence = match outcome {
+        Ok((names, scores)) => {
+            result.status = EvaluationStatus::Valid as i32;
+            fill_scores(&mut result, &names, &scores);
+            Some(evidence(&result, &names, &scores))
+        }
+        Err(refusal) => {
+            tracing::warn!(task_id = %task.task_id, reason = %refusal, "the base model could not be evaluated");
+            result.status = refusal.status as i32;
+            result.error = Some(refusal.to_api());
+            None
+        }
+    };
+    let id = result.evaluation_id.clone();
+    ctx.publish(result, &id, &marker, evidence).await
+}
+
+/// Projects assignments (dispatch's signature checked) with the assigned miner's key.
+pub struct AssignmentHandler(pub Arc<Context>);
+
+impl Handler for AssignmentHandler {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let assignment = Assignment::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
+        if !safe_id(&assignment.task_id) || !safe_id(&assignment.miner_id) {
+            return Err(HandlerError::Poison("an assignment without a usable task or miner id".into()));
+        }
+        verify_assignment(&assignment, &self.0.dispatch_key)?;
+        let key = registered_key(&self.0.bus, &assignment.miner_id).await?.map(hex::encode).unwrap_or_default();
+        self.0.projection.record_assignment(&assignment, key).await
+    }
+}
+
+/// Checks, scores and publishes each submission once.
+pub struct SubmissionHandler(pub Arc<Context>);
+
+impl Handler for SubmissionHandler {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        let submission = Submission::decode(message.payload.as_ref())
+            .map_err(|e| HandlerError::Poison(format!("not a Submission: {e}")))?;
+        if !safe_id(&submission.submission_id) || !safe_id(&submission.task_id) || !safe_id(&submission.miner_id) {
+            return Err(HandlerError::Poison("a submission without usable ids".into()));
+        }
+        let marker = format!("done.{}", submission.submission_id);
+        if self.0.projection.published(&marker).await?.is_some() {
+            return Ok(());
+        }
+        let ack_wait = self.0.settings.nats.ack_wait();
+        with_progress(message, ack_wait, evaluate_submission(&self.0, message, submission, &marker)).await
+    }
+}
+
+async fn evaluate_submission(
+    ctx: &Context,
+    message: &jetstream::Message,
+    submission: Submission,
+    marker: &str,
+) -> Result<(), HandlerError> {
+    let Some(task) = ctx.projection.task(&submission.task_id).await? else {
+        return Err(HandlerError::Transient(format!("task {} is not known yet", submission.task_id)));
+    };
+    let arrived_ms = arrival_ms(message)?;
+    let cohort = ctx.projection.cohort(&submission.task_id).await?;
+    let artifact = submission.artifact.clone().unwrap_or_default();
+    let mut result = EvaluationResult {
+        evaluation_id: format!("eval-{}", submission.submission_id),
+        task_id: submission.task_id.clone(),
+        miner_id: submission.miner_id.clone(),
+        submission_id: submission.submission_id.clone(),
+        artifact_sha256: artifact.sha256.clone(),
+        kind: EvaluationKind::MinerSubmission as i32,
+        submitted_at: Some(Timestamp { unix_ms: arrived_ms }),
+        ..Default::default()
+    };
+    let max_bytes = ctx.settings.evaluator.max_artifact_bytes;
+    let outcome = match admit(&ctx.bus, message, &submission, &task, &cohort, arrived_ms, max_bytes).await? {
+        Err(refusal) => Err(refusal),
+        Ok(admitted) => match ctx.prepared(&task).await? {
+            Err(refusal) => Err(refusal),
+            Ok(prepared) => {
+                let settings = ctx.settings.evaluator.clone();
+                tokio::task::spawn_blocking(move || {
+                    check_artifact(&admitted.artifact, &prepared.base, &settings)?;
+                    let sums =
+                        run_model(admitted.artifact.to_vec().into(), &prepared.base, &prepared.splits, &settings)?;
+                    scores(&prepared.splits, &sums, prepared.reference.as_deref(), settings.dpo_beta)
+                        .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
+                })
+                .await
+                .map_err(transient)?
+            }
+        },
+    };
+    result.evaluated_at = Some(Timestamp::now());
+    let evidence = match outcome {
+        Ok((names, scores)) => {
+            result.status = EvaluationStatus::Valid as i32;
+            fill_scores(&mut result, &names, &scores);
+            tracing::info!(task_id = %result.task_id, miner_id = %result.miner_id, test_loss = ?result.test_loss, "evaluated");
+            Some(evidence(&result, &names, &scores))
+        }
+        Err(refusal) => {
+            tracing::warn!(task_id = %result.task_id, miner_id = %result.miner_id, reason = %refusal, "submission refused");
+            ctx.metrics.rejected(refusal.code.as_str_name());
+            result.status = refusal.status as i32;
+            result.error = Some(refusal.to_api());
+            None
+        }
+    };
+    ctx.publish(result, &submission.submission_id, marker, evidence).await
+}

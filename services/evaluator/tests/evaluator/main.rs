@@ -1,0 +1,5 @@
+//! The evaluator against a real nats-server and real ONNX Runtime.
+
+mod common;
+mod models;
+mod zoo;
