@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::subjects::buckets;
 use gradients_bus::{objects, topology, Bus};
@@ -25,8 +26,18 @@ impl OfferHandler for AcceptAll {
 /// The shipped config with the passwords filled in and one miner's block for `miner_id`;
 /// the port and store come from the test server.
 fn deploy_config(miner_id: &str) -> String {
+    deploy_config_for(&[miner_id])
+}
+
+/// The shipped config with the miner block repeated for each of `miner_ids`.
+fn deploy_config_for(miner_ids: &[&str]) -> String {
     let text = std::fs::read_to_string(workspace_root().join("deploy/nats/gradients.conf")).unwrap();
-    let mut text = text.replace("MINER_ID", miner_id).replace("port: 4222\n", "");
+    let start = text.find("      { user: MINER_ID").expect("the miner block");
+    let marker = "allow_responses: true } }\n";
+    let end = start + text[start..].find(marker).expect("its end") + marker.len();
+    let block = &text[start..end];
+    let blocks: String = miner_ids.iter().map(|id| block.replace("MINER_ID", id)).collect();
+    let mut text = format!("{}{blocks}{}", &text[..start], &text[end..]).replace("port: 4222\n", "");
     text = text.replace("jetstream {\n  store_dir: \"/var/lib/gradients/nats\"\n}", "");
     for (variable, password) in [
         ("$GRADIENTS_INTAKE_PASSWORD", "intake-secret"),
@@ -51,6 +62,11 @@ fn as_user(server: &NatsServer, user: &str, password: &str) -> NatsSettings {
 
 /// A miner's user can do its job through dispatch and nothing more.
 #[tokio::test]
+/// A miner's connection: its own user, replies under its own inbox prefix.
+fn as_miner(server: &NatsServer, miner_id: &str) -> NatsSettings {
+    NatsSettings { inbox_prefix: Some(format!("_INBOX_{miner_id}")), ..as_user(server, miner_id, "miner-secret") }
+}
+
 async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     gradients_telemetry::init_for_tests();
     let miner_identity = Identity::generate();
@@ -86,7 +102,7 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     tokio::spawn(gradients_dispatch::run(settings, shutdown.clone()));
 
     // The miner, as its own user, registers and answers offers.
-    let miner_nats = as_user(&server, &miner_identity.id(), "miner-secret");
+    let miner_nats = as_miner(&server, &miner_identity.id());
     let miner_bus = Bus::connect(&miner_nats, "miner").await.unwrap();
     let miner = MinerClient::new(miner_bus.clone(), miner_identity, Duration::from_secs(3));
     let capabilities = MinerCapabilities {
@@ -147,5 +163,297 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     }
     let forged = announce(miner_bus.clone()).await;
     assert!(!matches!(forged, Ok(Ok(_))), "the miner must not announce tasks");
+    shutdown.cancel();
+}
+
+/// Starts dispatch as its own user on `server`, keeping its files in `dir`.
+async fn start_dispatch(server: &NatsServer, dir: &std::path::Path, shutdown: &CancellationToken) {
+    let mut settings = Settings { nats: as_user(server, "dispatch", "dispatch-secret"), ..Default::default() };
+    settings.store.url = format!("sqlite://{}?mode=rwc", dir.join("dispatch.db").display());
+    settings.dispatch.http_addr = "127.0.0.1:0".into();
+    settings.dispatch.key_file = dir.join("dispatch.key");
+    tokio::spawn(gradients_dispatch::run(settings, shutdown.clone()));
+}
+
+/// Registers `miner`, retrying while dispatch starts.
+async fn register(miner: &MinerClient) {
+    let capabilities = MinerCapabilities {
+        max_model_params: u64::MAX,
+        task_types: vec![TaskType::Instruct as i32],
+        gpu: false,
+        max_concurrent_tasks: 1,
+    };
+    for _ in 0..50 {
+        if miner.register(capabilities.clone()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    miner.register(capabilities).await.expect("registered");
+}
+
+/// Whether `attempt` succeeds within three seconds (a permission violation never answers).
+async fn succeeds<T, E>(attempt: impl std::future::Future<Output = Result<T, E>>) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(3), attempt).await, Ok(Ok(_)))
+}
+
+/// Two miners under the shipped permissions: neither can read, overwrite or copy the
+/// other's artifact, submit under the other's id, or read the other's replies; each can
+/// still submit its own work.
+#[tokio::test]
+async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
+    gradients_telemetry::init_for_tests();
+    let (alice_key, bob_key) = (Identity::generate(), Identity::generate());
+    let (alice_id, bob_id) = (alice_key.id(), bob_key.id());
+    let server = NatsServer::start_with_config(&deploy_config_for(&[&alice_id, &bob_id])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let intake_nats = as_user(&server, "intake", "intake-secret");
+    let intake = Bus::connect(&intake_nats, "intake").await.unwrap();
+    topology::declare(&intake, &intake_nats).await.unwrap();
+    start_dispatch(&server, dir.path(), &shutdown).await;
+
+    let alice_bus = Bus::connect(&as_miner(&server, &alice_id), "alice").await.unwrap();
+    let bob_bus = Bus::connect(&as_miner(&server, &bob_id), "bob").await.unwrap();
+    let alice = MinerClient::new(alice_bus.clone(), alice_key, Duration::from_secs(3));
+    let bob = MinerClient::new(bob_bus.clone(), bob_key, Duration::from_secs(3));
+    register(&alice).await;
+    register(&bob).await;
+
+    // Bob listens on every inbox while Alice talks to dispatch: he hears nothing of hers.
+    let mut overheard = bob_bus.client.subscribe("_INBOX.>").await.unwrap();
+    let mut overheard_alice = bob_bus.client.subscribe(format!("_INBOX_{alice_id}.>")).await.unwrap();
+    let submission = alice.submit("t-rival", b"alice's fine-tuned model", b"{\"by\":\"alice\"}").await.unwrap();
+    alice.heartbeat(0).await.unwrap();
+    let artifact = submission.artifact.clone().unwrap();
+    assert_eq!(
+        (artifact.bucket.clone(), artifact.name.clone()),
+        buckets::artifact(&alice_id, &artifact.sha256, "onnx")
+    );
+    let silence = Duration::from_millis(500);
+    assert!(tokio::time::timeout(silence, overheard.next()).await.map(|m| m.is_none()).unwrap_or(true));
+    assert!(tokio::time::timeout(silence, overheard_alice.next()).await.map(|m| m.is_none()).unwrap_or(true));
+
+    // Bob cannot open Alice's bucket, read her object or write over it.
+    let opened = succeeds(bob_bus.jetstream.get_object_store(&artifact.bucket)).await;
+    assert!(!opened, "bob must not open alice's artifacts bucket");
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{}.$O.{}.M.x", artifact.bucket, artifact.bucket);
+    assert!(!succeeds(bob_bus.client.request(direct, "".into())).await, "no direct read of alice's objects");
+    let overwrite = succeeds(async {
+        bob_bus.jetstream.publish(format!("$O.{}.C.forged", artifact.bucket), "bob's junk".into()).await?.await
+    })
+    .await;
+    assert!(!overwrite, "bob must not write into alice's bucket");
+
+    // Bob cannot submit under Alice's id, not even her own signed submission (a copy).
+    let as_alice = OutgoingEvent {
+        subject: gradients_bus::subjects::submissions("t-rival", &alice_id),
+        id: "bob-as-alice".into(),
+        payload: submission.encode_to_vec().into(),
+        traceparent: None,
+    };
+    assert!(!succeeds(publish_event(&bob_bus.jetstream, as_alice)).await, "bob must not submit as alice");
+
+    // Each can still do its own work; a repeated upload reuses the object, never replaces it.
+    let own = bob.submit("t-rival", b"bob's own model", b"{\"by\":\"bob\"}").await.expect("bob submits his own");
+    assert_eq!(own.artifact.unwrap().bucket, buckets::artifacts(&bob_id));
+    let again = alice.submit("t-rival", b"alice's fine-tuned model", b"{\"by\":\"alice\"}").await.unwrap();
+    assert_eq!(again.artifact.unwrap(), artifact);
+    let store = objects::bucket(&intake, &artifact.bucket).await.unwrap();
+    let read = objects::read_verified(&store, &artifact, 1 << 20).await.unwrap();
+    assert_eq!(read.as_ref(), b"alice's fine-tuned model");
+    shutdown.cancel();
+}
+
+/// The auditor's identity as shipped: it gets proofs and checkpoints from the audit API
+/// (and checks them offline), reaches the ledger's query API and the stored checkpoints,
+/// and can publish no event, read no other stream and call no other API.
+#[tokio::test]
+async fn an_auditor_reads_and_proves_and_writes_nothing() {
+    use gradients_audit::client::AuditClient;
+    use gradients_audit::document::SignedCheckpoint;
+    use gradients_audit::protocol::ProofRequest;
+    use gradients_bus::subjects::{api, streams, AUDIT_CHECKPOINTS, LEDGER_ENTRIES};
+    use gradients_proto::v1::LedgerEntry;
+    use futures::StreamExt as _;
+
+    gradients_telemetry::init_for_tests();
+    let server = NatsServer::start_with_config(&deploy_config("m-none")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The audit service under its own user; the ledger's user publishes one entry.
+    let mut settings = Settings::default();
+    settings.nats = as_user(&server, "audit", "audit-secret");
+    settings.audit.store_url = format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display());
+    settings.audit.key_file = dir.path().join("audit.key");
+    settings.audit.http_addr = "127.0.0.1:0".into();
+    let shutdown = CancellationToken::new();
+    let audit = tokio::spawn(gradients_audit::run(settings.clone(), shutdown.clone()));
+    let ledger_nats = as_user(&server, "ledger", "ledger-secret");
+    let ledger = Bus::connect(&ledger_nats, "ledger").await.unwrap();
+    topology::declare(&ledger, &ledger_nats).await.unwrap();
+    let entry = LedgerEntry { entry_id: "entry-1".into(), ..Default::default() };
+    let event = OutgoingEvent {
+        subject: LEDGER_ENTRIES.into(),
+        id: "entry-1".into(),
+        payload: entry.encode_to_vec().into(),
+        traceparent: None,
+    };
+    publish_event(&ledger.jetstream, event.clone()).await.unwrap();
+
+    let auditor_nats =
+        NatsSettings { inbox_prefix: Some("_INBOX_auditor".into()), ..as_user(&server, "auditor", "auditor-secret") };
+    let auditor = Bus::connect(&auditor_nats, "auditor").await.unwrap();
+    let client = AuditClient::new(auditor.client.clone(), Duration::from_secs(2));
+    let mut proof = None;
+    for _ in 0..50 {
+        if let Ok(found) = client.proof(&ProofRequest { msg_id: Some("entry-1".into()), ..Default::default() }).await {
+            proof = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let proof = proof.expect("the auditor gets the entry's proof");
+    let key = Identity::load(&settings.audit.key_file).unwrap().public_key();
+    gradients_audit::offline::verify_inclusion(&proof, &key).expect("and it verifies offline");
+    // The stored checkpoint is readable from the audit's stream.
+    let stream = auditor.jetstream.get_stream(streams::AUDIT).await.expect("stream info of GRADIENTS_AUDIT");
+    let stored = stream.get_last_raw_message_by_subject(AUDIT_CHECKPOINTS).await.expect("the latest checkpoint");
+    let signed: SignedCheckpoint = serde_json::from_slice(&stored.payload).unwrap();
+    assert_eq!(signed, proof.checkpoint);
+    // The ledger's query API is open to the auditor, and the ledger's user may answer it
+    // (the reply goes to the auditor's own inbox).
+    let mut queries = ledger.client.subscribe(api::ledger(api::LEDGER_WEIGHTS)).await.unwrap();
+    ledger.client.flush().await.unwrap();
+    let answering = {
+        let client = ledger.client.clone();
+        tokio::spawn(async move {
+            while let Some(query) = queries.next().await {
+                client.publish(query.reply.expect("a reply subject"), "weights".into()).await.unwrap();
+                client.flush().await.unwrap();
+            }
+        })
+    };
+    let answer = auditor.client.request(api::ledger(api::LEDGER_WEIGHTS), "".into()).await;
+    assert_eq!(answer.expect("the auditor queries the ledger").payload.as_ref(), b"weights");
+    answering.abort();
+
+    // Nothing else: no event, no other API, no other stream, no consumer.
+    let forged = OutgoingEvent { id: "forged".into(), ..event };
+    assert!(publish_event(&auditor.jetstream, forged).await.is_err(), "an auditor publishes no event");
+    let submit =
+        tokio::time::timeout(Duration::from_secs(3), auditor.client.request(api::tasks(api::TASKS_SUBMIT), "".into()))
+            .await;
+    assert!(!matches!(submit, Ok(Ok(_))), "an auditor calls no task API");
+    assert!(auditor.jetstream.get_stream(streams::LEDGER).await.is_err(), "an auditor reads no other stream");
+    let consumer = stream.create_consumer(async_nats::jetstream::consumer::pull::Config::default()).await;
+    assert!(consumer.is_err(), "an auditor makes no consumer");
+    shutdown.cancel();
+    audit.await.unwrap().unwrap();
+}
+
+/// The shipped config with the customer block repeated for each of `customer_ids`.
+fn deploy_config_with_customers(customer_ids: &[&str]) -> String {
+    let text = deploy_config("m0000000000000000000000000000000000000000");
+    let start = text.find("      { user: CUSTOMER_ID").expect("the customer block");
+    let marker = "\"_INBOX_CUSTOMER_ID.>\"] } } }\n";
+    let end = start + text[start..].find(marker).expect("its end") + marker.len();
+    let block = &text[start..end];
+    let blocks: String = customer_ids.iter().map(|id| block.replace("CUSTOMER_ID", id)).collect();
+    format!("{}{blocks}{}", &text[..start], &text[end..])
+}
+
+/// A customer's connection: its own user, replies under its own inbox prefix.
+fn as_customer(server: &NatsServer, customer_id: &str) -> NatsSettings {
+    NatsSettings {
+        inbox_prefix: Some(format!("_INBOX_{customer_id}")),
+        ..as_user(server, customer_id, "customer-secret")
+    }
+}
+
+/// Two customers under the shipped permissions, intake as its own user: each uploads to
+/// its own bucket and submits; neither can open, read, write or purge the other's
+/// uploads, overhear the other's replies, create a stream, or see the other's task.
+#[tokio::test]
+async fn customers_cannot_read_or_purge_each_others_uploads() {
+    use gradients_intake::client::IntakeClient;
+    use gradients_intake::customer::CustomerKey;
+    use gradients_proto::v1::{ErrorCode, ListTasksRequest, SubmitTaskRequest};
+
+    gradients_telemetry::init_for_tests();
+    let (alice_key, bob_key) = (CustomerKey::generate(), CustomerKey::generate());
+    let (alice_id, bob_id) = (alice_key.id(), bob_key.id());
+    let server = NatsServer::start_with_config(&deploy_config_with_customers(&[&alice_id, &bob_id])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let mut settings = Settings { nats: as_user(&server, "intake", "intake-secret"), ..Default::default() };
+    settings.store.url = format!("sqlite://{}?mode=rwc", dir.path().join("intake.db").display());
+    settings.intake.http_addr = "127.0.0.1:0".into();
+    tokio::spawn(gradients_intake::run(settings, shutdown.clone()));
+
+    let alice_bus = Bus::connect(&as_customer(&server, &alice_id), "alice").await.unwrap();
+    let bob_bus = Bus::connect(&as_customer(&server, &bob_id), "bob").await.unwrap();
+    let alice = IntakeClient::new(alice_bus.clone(), alice_key, Duration::from_secs(5));
+    let bob = IntakeClient::new(bob_bus.clone(), bob_key, Duration::from_secs(5));
+    let rows: String = (0..40).map(|i| format!("{{\"instruction\": \"say {i}\", \"output\": \"{i}\"}}\n")).collect();
+
+    // Alice uploads to her own bucket and submits, while Bob listens on every inbox.
+    let mut overheard = bob_bus.client.subscribe("_INBOX.>").await.unwrap();
+    let mut overheard_alice = bob_bus.client.subscribe(format!("_INBOX_{alice_id}.>")).await.unwrap();
+    let mut upload = None;
+    for _ in 0..50 {
+        match alice.upload_dataset(rows.as_bytes()).await {
+            Ok(uploaded) => {
+                upload = Some(uploaded);
+                break;
+            }
+            // Intake may still be starting.
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let upload = upload.expect("alice uploads to her own bucket");
+    assert_eq!(upload.bucket, buckets::uploads(&alice_id));
+    let pending = alice.upload_dataset(rows.as_bytes()).await.unwrap();
+    let request = SubmitTaskRequest {
+        idempotency_key: "alice-1".into(),
+        name: "alice's task".into(),
+        r#type: TaskType::Instruct as i32,
+        base_model: "tiny-1m".into(),
+        hours_to_complete: 1.0,
+        dataset: Some(upload),
+        ..Default::default()
+    };
+    let task = alice.submit(&request).await.expect("alice's task is accepted").task.unwrap();
+    let silence = Duration::from_millis(500);
+    assert!(tokio::time::timeout(silence, overheard.next()).await.map(|m| m.is_none()).unwrap_or(true));
+    assert!(tokio::time::timeout(silence, overheard_alice.next()).await.map(|m| m.is_none()).unwrap_or(true));
+
+    // Bob cannot open, read, write into or purge Alice's bucket, nor make a stream.
+    let bucket = buckets::uploads(&alice_id);
+    assert!(!succeeds(bob_bus.jetstream.get_object_store(&bucket)).await, "bob must not open alice's uploads");
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{bucket}");
+    let by_sequence = bob_bus.client.request(direct, "{\"seq\": 1}".into());
+    assert!(!succeeds(by_sequence).await, "no read of alice's upload by sequence");
+    let purge = bob_bus.client.request(format!("$JS.API.STREAM.PURGE.OBJ_{bucket}"), "".into());
+    assert!(!succeeds(purge).await, "bob must not purge alice's uploads");
+    let write = succeeds(async { bob_bus.jetstream.publish(format!("$O.{bucket}.C.forged"), "junk".into()).await?.await })
+        .await;
+    assert!(!write, "bob must not write into alice's bucket");
+    let capture = bob_bus.client.request(
+        format!("$JS.API.STREAM.CREATE.OBJ_gradients-uploads-{bob_id}x"),
+        format!("{{\"name\": \"OBJ_gradients-uploads-{bob_id}x\", \"subjects\": [\"$O.gradients-uploads-cnew.>\"]}}")
+            .into(),
+    );
+    assert!(!succeeds(capture).await, "a customer may create no stream");
+
+    // Alice's pending upload is still there and whole; her own user can read it.
+    let store = objects::bucket(&alice_bus, &bucket).await.expect("alice opens her own bucket");
+    let read = objects::read_verified(&store, &pending, 1 << 20).await.expect("alice's upload untouched");
+    assert_eq!(read.as_ref(), rows.as_bytes());
+
+    // Through intake, Alice's task does not exist for Bob; it does for Alice.
+    assert_eq!(bob.get(&task.id).await.unwrap_err().code(), Some(ErrorCode::TaskNotFound));
+    assert_eq!(bob.cancel(&task.id, "stranger").await.unwrap_err().code(), Some(ErrorCode::TaskNotFound));
+    assert!(bob.list(&ListTasksRequest::default()).await.unwrap().tasks.is_empty());
+    assert_eq!(alice.get(&task.id).await.unwrap().task.unwrap().customer_id, alice_id);
     shutdown.cancel();
 }

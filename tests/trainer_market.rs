@@ -65,7 +65,7 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     let folder =
         gradients_taskgen::write_task_dir(&tasks, family, gradients_taskgen::TaskKind::Instruct, 120, 3, None).unwrap();
     let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
-    let intake = IntakeClient::new(bus.clone(), Duration::from_secs(10));
+    let intake = IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let data = std::fs::read(folder.join("data.jsonl")).unwrap();
     let dataset = common::until_ok(|| intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {
@@ -99,9 +99,12 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
 
     let mut submissions: Vec<Submission> = Vec::new();
     for _ in 0..300 {
-        let messages =
-            stream_messages(&bus.jetstream, streams::SUBMISSIONS, &gradients_bus::subjects::submissions(&task.id))
-                .await;
+        let messages = stream_messages(
+            &bus.jetstream,
+            streams::SUBMISSIONS,
+            &gradients_bus::subjects::submissions_of_task(&task.id),
+        )
+        .await;
         submissions = messages.iter().map(|m| Submission::decode(m.payload.as_ref()).unwrap()).collect();
         if submissions.len() >= 2 {
             break;
@@ -111,9 +114,10 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     assert_eq!(submissions.len(), 2, "both trainers submitted");
     assert_ne!(submissions[0].miner_id, submissions[1].miner_id);
 
-    let store = objects::bucket(&bus, buckets::ARTIFACTS).await.unwrap();
     let mut strategies = Vec::new();
     for submission in &submissions {
+        // Each miner's artifacts are in its own bucket, named by their content.
+        let store = objects::bucket(&bus, &buckets::artifacts(&submission.miner_id)).await.unwrap();
         let onnx = objects::read_verified(&store, submission.artifact.as_ref().unwrap(), 1 << 30).await.unwrap();
         let manifest = objects::read_verified(&store, submission.manifest.as_ref().unwrap(), 1 << 20).await.unwrap();
         let manifest = Manifest::from_json(&manifest).unwrap();

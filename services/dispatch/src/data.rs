@@ -1,7 +1,9 @@
 //! Granted data: a miner reads the train split of a task it was assigned, and nothing else.
 //! Every request carries the assignment (signed by dispatch: the grant) and is signed by
-//! the miner it names; the object asked for must be the one the grant names, before the
-//! grant's expiry. Synthetic and test splits are never named by a grant.
+//! the miner it names, dated within dispatch's clock-skew window and naming the miner's
+//! current registration (a captured request cannot be replayed later for its reply); the
+//! object asked for must be the one the grant names, before the grant's expiry. Synthetic
+//! and test splits are never named by a grant.
 
 use gradients_bus::objects;
 use gradients_miner::identity::{domains, verify_message};
@@ -9,9 +11,6 @@ use gradients_proto::v1::{ErrorCode, Timestamp, TrainDataRequest, TrainDataRespo
 
 use crate::error::Refusal;
 use crate::{registry, Context};
-
-/// How far a request's clock may be from ours.
-const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// Answers one chunk of granted data.
 pub async fn train(ctx: &Context, request: TrainDataRequest) -> Result<TrainDataResponse, Refusal> {
@@ -26,11 +25,8 @@ pub async fn train(ctx: &Context, request: TrainDataRequest) -> Result<TrainData
     })?;
     verify_message(&miner.public_key, domains::DATA_REQUEST, &request, &request.signature, |r| r.signature.clear())
         .map_err(|_| Refusal::new(ErrorCode::InvalidSignature, "the request is not signed by the assigned miner"))?;
+    registry::check_fresh(ctx, &miner, request.at.as_ref(), &request.registration)?;
     let now = Timestamp::now().unix_ms;
-    let at = request.at.map(|t| t.unix_ms).unwrap_or(0);
-    if (now - at).abs() > MAX_SKEW_MS {
-        return Err(Refusal::new(ErrorCode::InvalidSignature, "the request is stale"));
-    }
     let grant = assignment.grant.clone().ok_or_else(|| denied("the assignment carries no grant"))?;
     if grant.expires_at.map(|t| t.unix_ms).unwrap_or(0) < now {
         return Err(denied("the grant has expired"));

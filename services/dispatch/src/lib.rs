@@ -1,16 +1,20 @@
 //! Miner dispatch: how a task finds its miners.
 //!
 //! - A registry of miners (JetStream key-value, shared by replicas): registration proves
-//!   possession of an ed25519 key by signing a one-time challenge; signed heartbeats keep a
-//!   miner live; a silent miner expires.
+//!   possession of an ed25519 key by signing a one-time challenge (stateless and rate
+//!   limited: anonymous callers create nothing); signed, fresh heartbeats bound to the
+//!   registration keep a miner live; a silent miner expires.
 //! - On `tasks.created`, offers to eligible live miners on their own subjects, then signed
 //!   assignments with a grant to read the train split only; too few acceptances are retried
 //!   with back-off, then the task fails with a reason.
 //! - Granted data is served chunk by chunk to the assigned miner alone.
+//! - A cancelled task gets no (more) assignments.
 //! - At a task's deadline, it is closed for submissions.
 //!
 //! API: NATS micro service `gradients-dispatch`, `gradients.api.miners.*`.
 
+mod cancel;
+mod challenge;
 mod data;
 mod deadlines;
 mod error;
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 use async_nats::service::Request;
 use gradients_bus::api::{answer, ServiceSpec};
 use gradients_bus::service_loops::{CrashSwitch, ServiceLoops};
-use gradients_bus::subjects::{api, consumers, kv, streams, TASK_CREATED};
+use gradients_bus::subjects::{api, consumers, kv, streams, TASK_CREATED, TASK_STATUS_ALL};
 use gradients_bus::worker::{run_worker, ConsumerSpec};
 use gradients_bus::{topology, Bus, BusError};
 use gradients_config::Settings;
@@ -54,6 +58,8 @@ pub(crate) struct Context {
     pub identity: Identity,
     pub outbox: Relay,
     pub metrics: Metrics,
+    /// Bounds the challenges anonymous callers get from this process.
+    pub challenge_limit: challenge::RateLimit,
     /// Fired by a test's fault point; [`run`] then stops as if killed.
     pub crash: CrashSwitch,
 }
@@ -88,7 +94,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let challenges = topology::key_value(
         &bus,
         kv::CHALLENGES,
-        "Registration challenges",
+        "Registration challenges already used (each expires with its challenge)",
         settings.dispatch.challenge_ttl(),
         &settings.nats,
     )
@@ -103,6 +109,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         identity,
         outbox: relay.clone(),
         metrics: metrics.clone(),
+        challenge_limit: challenge::RateLimit::new(
+            settings.dispatch.challenge_rate_per_s,
+            settings.dispatch.challenge_burst,
+        ),
         crash: CrashSwitch::default(),
     });
 
@@ -125,6 +135,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone(), ctx.clone());
         loops.spawn(async move {
             run_worker(&bus, spec, &nats, metrics, stop, placement::Placer(ctx)).await.map_err(DispatchError::from)
+        });
+    }
+    {
+        let spec = ConsumerSpec {
+            stream: streams::TASKS,
+            durable: consumers::DISPATCH_STATUS,
+            filter_subject: TASK_STATUS_ALL.to_owned(),
+        };
+        let (bus, nats, metrics, stop, ctx) =
+            (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone(), ctx.clone());
+        loops.spawn(async move {
+            run_worker(&bus, spec, &nats, metrics, stop, cancel::Canceller(ctx)).await.map_err(DispatchError::from)
         });
     }
     {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use gradients_bus::subjects;
 use gradients_bus::worker::{Handler, HandlerError};
+use gradients_miner::freshness;
 use gradients_miner::identity::{domains, verify_message};
 use gradients_proto::v1::{
     Assignment, DataGrant, DatasetRef, Miner, Offer, OfferReply, Task, TaskCreated, TaskStatus, Timestamp,
@@ -37,6 +38,8 @@ pub mod state {
     pub const FAILED: &str = "failed";
     /// The deadline passed; no more submissions.
     pub const CLOSED: &str = "closed";
+    /// The customer cancelled it: no (more) offers or assignments.
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// Offer outcomes in `dispatch_offers`.
@@ -64,7 +67,7 @@ impl Handler for Placer {
         let round = message.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
         let row = record_task(ctx, &task).await.map_err(transient)?;
         if row.state != state::OFFERING {
-            return Ok(()); // Placed, failed or closed already: a redelivery.
+            return Ok(()); // Placed, failed, closed or cancelled already.
         }
         offer_round(ctx, &task, round).await?;
         let accepted = offer::Entity::find()
@@ -219,8 +222,15 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
                 let signed = verify_message(&miner.public_key, domains::OFFER_REPLY, &answer, &answer.signature, |a| {
                     a.signature.clear()
                 });
+                let fresh = freshness::check(
+                    answer.at.as_ref(),
+                    Timestamp::now().unix_ms,
+                    ctx.settings.dispatch.max_clock_skew_ms,
+                );
                 if signed.is_err() || answer.offer_id != offer_id || answer.miner_id != miner.miner_id {
                     (outcome::INVALID, "reply not signed by the miner for this offer".to_owned(), 0.0)
+                } else if let Err(stale) = fresh {
+                    (outcome::INVALID, format!("stale reply: {stale}"), 0.0)
                 } else if answer.accepted {
                     (outcome::ACCEPTED, String::new(), answer.estimated_seconds)
                 } else {
@@ -244,7 +254,8 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
 }
 
 /// Assigns the task to every miner that accepted, once: rows, signed assignments and the
-/// `dispatching -> training` event in one transaction.
+/// `dispatching -> training` event in one transaction. Only a task still `offering` moves:
+/// one cancelled while its offers were out gets no assignment.
 async fn assign(ctx: &Context, task: &Task, accepted: &[offer::Model]) -> Result<(), DbErr> {
     let now = Timestamp::now().unix_ms;
     let train = task.splits.as_ref().and_then(|s| s.train.clone()).and_then(|t: DatasetRef| t.object);

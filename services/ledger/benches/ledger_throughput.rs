@@ -37,6 +37,9 @@ async fn main() -> anyhow::Result<()> {
     settings.nats.url = vec![nats.url()];
     settings.store.url = db.url().to_owned();
     settings.ledger.http_addr = "127.0.0.1:0".to_owned();
+    // Assignments are signed by dispatch, as the ledger requires.
+    let dispatch = gradients_miner::Identity::generate();
+    settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
     let bus = Bus::connect(&settings.nats, "ledger-bench").await?;
     topology::declare(&bus, &settings.nats).await?;
 
@@ -57,13 +60,18 @@ async fn main() -> anyhow::Result<()> {
         publish(&bus, subjects::TASK_CREATED.into(), task_id.clone(), created.encode_to_vec()).await?;
         for m in 0..miners {
             let miner = format!("miner-{m}");
-            let assignment = Assignment {
+            let mut assignment = Assignment {
                 assignment_id: format!("{task_id}/{miner}"),
                 task_id: task_id.clone(),
                 miner_id: miner.clone(),
                 cohort_size: miners as u32,
                 ..Default::default()
             };
+            assignment.signature = dispatch.sign_message(
+                gradients_miner::identity::domains::ASSIGNMENT,
+                &assignment,
+                |a| a.signature.clear(),
+            );
             publish(&bus, subjects::assignments(&miner), assignment.assignment_id.clone(), assignment.encode_to_vec())
                 .await?;
             let result = EvaluationResult {

@@ -8,6 +8,7 @@
 //! service `gradients-ledger`. The ledger tables refuse UPDATE and DELETE in the database.
 
 mod api;
+mod assignment_check;
 pub mod client;
 mod convert;
 mod error;
@@ -55,6 +56,7 @@ pub(crate) struct Context {
 
 /// Runs the ledger until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
+    let dispatch_key = assignment_check::dispatch_key(&settings)?;
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.ledger.http_addr, metrics.clone()).await?;
 
@@ -97,7 +99,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         streams::ASSIGNMENTS,
         consumers::LEDGER_ASSIGNMENTS,
         ASSIGNMENTS_ALL,
-        record::AssignmentRecorder(finalizer.clone()),
+        assignment_check::VerifiedAssignments {
+            recorder: record::AssignmentRecorder(finalizer.clone()),
+            dispatch_key,
+            metrics: metrics.clone(),
+        },
     );
     workers.spawn(
         &mut loops,

@@ -232,7 +232,15 @@ async fn work(
     tracing::info!(task_id = %assignment.task_id, report = %output.report.summary(), "trained");
     let submission =
         client.submit(&assignment.task_id, &output.artifact.onnx, &output.artifact.manifest.to_json()).await?;
-    tracing::info!(task_id = %assignment.task_id, submission_id = %submission.submission_id, "submitted");
+    // The model went to the miner's own bucket under its sha256 (never over another object).
+    let artifact = submission.artifact.clone().unwrap_or_default();
+    tracing::info!(
+        task_id = %assignment.task_id,
+        submission_id = %submission.submission_id,
+        bucket = %artifact.bucket,
+        object = %artifact.name,
+        "submitted"
+    );
     Ok(())
 }
 

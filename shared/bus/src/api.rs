@@ -142,6 +142,7 @@ pub fn status_number(code: ErrorCode) -> usize {
         IdempotencyConflict | InvalidStateTransition => 409,
         DatasetTooLarge | RowTooLarge | TooManyRows => 413,
         InvalidSignature => 401,
+        RateLimited => 429,
         AccessDenied => 403,
         DeadlinePassed => 410,
         Unavailable => 503,

@@ -25,7 +25,7 @@ pub mod streams {
     pub const LEDGER: &str = "GRADIENTS_LEDGER";
     /// Subjects of [`LEDGER`].
     pub const LEDGER_SUBJECTS: &str = "gradients.ledger.>";
-    /// Signed submissions: `gradients.submissions.<task>`.
+    /// Signed submissions: `gradients.submissions.<task>.<miner>`.
     pub const SUBMISSIONS: &str = "GRADIENTS_SUBMISSIONS";
     /// Subjects of [`SUBMISSIONS`].
     pub const SUBMISSIONS_SUBJECTS: &str = "gradients.submissions.>";
@@ -51,9 +51,26 @@ pub fn miner_offers(miner_id: &str) -> String {
     format!("gradients.miners.{}.offer", token(miner_id))
 }
 
-/// Submissions of one task.
-pub fn submissions(task_id: &str) -> String {
-    format!("gradients.submissions.{}", token(task_id))
+/// Where `miner_id` submits for `task_id`: the miner id is the last token, so the deploy
+/// permissions pin each miner's user to `gradients.submissions.*.<its id>` and a consumer
+/// can check that the signed submission names the miner its subject names.
+pub fn submissions(task_id: &str, miner_id: &str) -> String {
+    format!("gradients.submissions.{}.{}", token(task_id), token(miner_id))
+}
+
+/// Every submission of one task (a filter: `gradients.submissions.<task>.*`).
+pub fn submissions_of_task(task_id: &str) -> String {
+    format!("gradients.submissions.{}.*", token(task_id))
+}
+
+/// Every submission of every task.
+pub const SUBMISSIONS_ALL: &str = "gradients.submissions.>";
+
+/// The miner id a submission subject names (its last token), if it is one.
+pub fn submission_miner(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix("gradients.submissions.")?;
+    let (task, miner) = rest.split_once('.')?;
+    (!task.is_empty() && !miner.is_empty() && !miner.contains('.')).then_some(miner)
 }
 
 /// Published once for every accepted task.
@@ -109,13 +126,6 @@ pub mod consumers {
     pub const LEDGER_EVALUATIONS: &str = "ledger-evaluations";
     /// Dispatch's intake of created tasks (offers and assignments).
     pub const DISPATCH_TASKS: &str = "dispatch-tasks";
-    /// The evaluator's work queue: every signed submission, shared by its replicas.
-    pub const EVALUATOR_SUBMISSIONS: &str = "evaluator-submissions";
-    /// The evaluator's record of created tasks (type, base model, deadline, splits); it
-    /// also evaluates each task's base model once.
-    pub const EVALUATOR_TASKS: &str = "evaluator-tasks";
-    /// The evaluator's record of assignments (who may submit, with which key).
-    pub const EVALUATOR_ASSIGNMENTS: &str = "evaluator-assignments";
     /// The audit's capture of the tasks stream.
     pub const AUDIT_TASKS: &str = "audit-tasks";
     /// The audit's capture of the assignments stream.
@@ -128,6 +138,15 @@ pub mod consumers {
     pub const AUDIT_LEDGER: &str = "audit-ledger";
     /// The audit's capture of the dead letters.
     pub const AUDIT_DEAD_LETTERS: &str = "audit-dead-letters";
+    /// Dispatch's intake of status changes: a cancelled task gets no (more) assignments.
+    pub const DISPATCH_STATUS: &str = "dispatch-status";
+    /// The evaluator's work queue: every signed submission, shared by its replicas.
+    pub const EVALUATOR_SUBMISSIONS: &str = "evaluator-submissions";
+    /// The evaluator's record of created tasks (type, base model, deadline, splits); it
+    /// also evaluates each task's base model once.
+    pub const EVALUATOR_TASKS: &str = "evaluator-tasks";
+    /// The evaluator's record of assignments (who may submit, with which key).
+    pub const EVALUATOR_ASSIGNMENTS: &str = "evaluator-assignments";
 
     /// A miner's own durable consumer of its assignments.
     pub fn miner_assignments(miner_id: &str) -> String {
@@ -222,8 +241,25 @@ pub mod buckets {
     pub const TRAIN: &str = "gradients-train";
     /// Synthetic and test splits: validators only, never miners.
     pub const VALIDATOR: &str = "gradients-validator";
-    /// Submitted models (ONNX) and their manifests.
-    pub const ARTIFACTS: &str = "gradients-artifacts";
+    /// The prefix of the per-miner artifact buckets (see [`artifacts`]).
+    pub const ARTIFACTS_PREFIX: &str = "gradients-artifacts-";
+
+    /// A miner's own bucket of submitted models and manifests,
+    /// `gradients-artifacts-<miner>`. Dispatch creates it at registration; the deploy
+    /// permissions let that miner's user write it and no other miner's user read it, so no
+    /// miner can copy, overwrite or delete another's work.
+    pub fn artifacts(miner_id: &str) -> String {
+        format!("{ARTIFACTS_PREFIX}{}", super::token(miner_id))
+    }
+
+    /// Where a miner's artifact with content `sha256` (lower-case hex) lives: its own
+    /// bucket, named `<sha256>.<extension>` (`onnx` for the model, `json` for the manifest),
+    /// so the name is tied to the miner and the content. Returns (bucket, object name).
+    /// Writers refuse to replace an existing name; readers check that a submission's
+    /// references are exactly these before reading a byte.
+    pub fn artifact(miner_id: &str, sha256: &str, extension: &str) -> (String, String) {
+        (artifacts(miner_id), format!("{}.{extension}", sha256.to_ascii_lowercase()))
+    }
     /// Base models by name (HF folder files, their ONNX export and an index of sha256s),
     /// readable by every party.
     pub const MODELS: &str = "gradients-models";
@@ -265,3 +301,14 @@ mod tests {
         assert_eq!(api::tasks(api::TASKS_SUBMIT), "gradients.api.tasks.submit");
     }
 }
+
+    /// A submission's subject names its miner last; hostile ids stay one token.
+    #[test]
+    fn submission_subjects_carry_the_miner() {
+        let subject = submissions("t1", "m.x*");
+        assert_eq!(subject, "gradients.submissions.t1.m_x_");
+        assert_eq!(submission_miner(&subject), Some("m_x_"));
+        assert_eq!(submission_miner("gradients.submissions.t1"), None);
+        assert_eq!(submission_miner("gradients.submissions.t1.m1.extra"), None);
+        assert_eq!(buckets::artifact("m1", "AB", "onnx"), ("gradients-artifacts-m1".into(), "ab.onnx".into()));
+    }

@@ -43,7 +43,6 @@ pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError>
         (buckets::UPLOADS, "Data sets uploaded by clients, before intake reads them", UPLOAD_MAX_AGE),
         (buckets::TRAIN, "Train splits; miners with a grant read these", Duration::ZERO),
         (buckets::VALIDATOR, "Synthetic and test splits; validators only", Duration::ZERO),
-        (buckets::ARTIFACTS, "Submitted models and manifests", Duration::ZERO),
         (buckets::MODELS, "Base models by name: HF files, ONNX export, sha256 index", Duration::ZERO),
         (buckets::EVIDENCE, "Per-row losses behind each evaluation", Duration::ZERO),
     ] {
@@ -90,6 +89,34 @@ pub async fn key_value(
     };
     bus.jetstream
         .create_key_value(config)
+/// Creates a miner's own artifacts bucket ([`buckets::artifacts`]) when missing, holding at
+/// most `max_bytes` (so one miner cannot fill the server). Dispatch calls it at registration:
+/// a miner's user may write its bucket but create none.
+pub async fn miner_artifacts(
+    bus: &Bus,
+    miner_id: &str,
+    max_bytes: i64,
+    settings: &NatsSettings,
+) -> Result<(), BusError> {
+    let bucket = buckets::artifacts(miner_id);
+    if bus.jetstream.get_object_store(&bucket).await.is_ok() {
+        return Ok(());
+    }
+    let config = object_store::Config {
+        bucket: bucket.clone(),
+        description: Some(format!("Models and manifests submitted by miner {miner_id}")),
+        max_bytes,
+        num_replicas: settings.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    bus.jetstream
+        .create_object_store(config)
+        .await
+        .map(|_| ())
+        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
+}
+
         .await
         .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), reason: e.to_string() })
 }

@@ -20,6 +20,17 @@ pub struct DispatchSettings {
     pub heartbeat_ttl_ms: u64,
     /// How long a registration challenge may be answered.
     pub challenge_ttl_ms: u64,
+    /// Challenges handed out per second by one dispatch process, on average; anonymous
+    /// callers beyond it are refused (`RATE_LIMITED`, retry later). Challenges are stateless,
+    /// so this bounds CPU and bandwidth, not storage.
+    pub challenge_rate_per_s: u32,
+    /// Challenges one process may hand out in a burst above the rate.
+    pub challenge_burst: u32,
+    /// How far the time (`at`) of a signed miner message may be from dispatch's clock, on
+    /// either side; older or later messages are refused as replays or forgeries.
+    pub max_clock_skew_ms: u64,
+    /// Most bytes a miner's own artifacts bucket may hold.
+    pub artifacts_max_bytes: i64,
     /// Hex public keys allowed to register; empty admits any key (an open market).
     pub allowed_miner_keys: Vec<String>,
     /// Most miners offered one task.
@@ -57,6 +68,10 @@ impl Default for DispatchSettings {
             key_file: PathBuf::from("dispatch.key"),
             heartbeat_ttl_ms: 30_000,
             challenge_ttl_ms: 60_000,
+            challenge_rate_per_s: 50,
+            challenge_burst: 200,
+            max_clock_skew_ms: 10_000,
+            artifacts_max_bytes: 16 * 1024 * 1024 * 1024,
             allowed_miner_keys: Vec::new(),
             max_miners_per_task: 4,
             min_miners_per_task: 1,
@@ -106,6 +121,27 @@ impl DispatchSettings {
                 "dispatch.min_miners_per_task",
                 self.min_miners_per_task,
                 "must be at least 1 and at most dispatch.max_miners_per_task",
+            ));
+        }
+        if self.challenge_rate_per_s == 0 || self.challenge_burst == 0 {
+            return Err(ConfigError::invalid(
+                "dispatch.challenge_rate_per_s",
+                self.challenge_rate_per_s,
+                "the rate and dispatch.challenge_burst must be at least 1",
+            ));
+        }
+        if self.max_clock_skew_ms == 0 || self.max_clock_skew_ms >= self.heartbeat_ttl_ms {
+            return Err(ConfigError::invalid(
+                "dispatch.max_clock_skew_ms",
+                self.max_clock_skew_ms,
+                "must be positive and less than dispatch.heartbeat_ttl_ms",
+            ));
+        }
+        if self.artifacts_max_bytes <= 0 {
+            return Err(ConfigError::invalid(
+                "dispatch.artifacts_max_bytes",
+                self.artifacts_max_bytes,
+                "must be positive",
             ));
         }
         if self.offer_rounds == 0 {

@@ -24,6 +24,9 @@ pub struct LedgerSettings {
     pub weights_interval_ms: u64,
     /// How many API requests one ledger process answers at once.
     pub max_concurrent_requests: usize,
+    /// Dispatch's public key (hex): the ledger records only assignments it signed. Empty:
+    /// read the key at `dispatch.key_file` (the ledger beside dispatch, as in the demo).
+    pub dispatch_public_key: String,
     /// Ranks, rewards and period weights; every constant of the scoring is here.
     pub scoring: ScoringConfig,
 }
@@ -37,6 +40,7 @@ impl Default for LedgerSettings {
             outbox_poll_ms: 1_000,
             weights_interval_ms: 60_000,
             max_concurrent_requests: 16,
+            dispatch_public_key: String::new(),
             scoring: ScoringConfig::default(),
         }
     }
@@ -58,6 +62,10 @@ impl LedgerSettings {
         }
         if self.max_concurrent_requests == 0 {
             return Err(ConfigError::invalid("ledger.max_concurrent_requests", 0, "must be at least 1"));
+        }
+        let key = &self.dispatch_public_key;
+        if !key.is_empty() && (key.len() != 64 || !key.chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(ConfigError::invalid("ledger.dispatch_public_key", key, "must be a 32-byte key in hex"));
         }
         self.scoring.validate().map_err(|e| ConfigError::Invalid {
             key: "ledger.scoring",

@@ -39,6 +39,10 @@ pub struct NatsSettings {
     pub request_timeout_ms: u64,
     /// Messages one worker handles at once (handlers are idempotent and order-tolerant).
     pub worker_concurrency: usize,
+    /// The prefix of this connection's reply subjects (`_INBOX` when unset). A party whose
+    /// NATS user may subscribe only to its own prefix (deploy/nats: a miner to
+    /// `_INBOX_<miner id>.>`) can read no reply meant for anyone else.
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsSettings {
@@ -57,6 +61,7 @@ impl Default for NatsSettings {
             retry_backoff_max_ms: 30_000,
             request_timeout_ms: 30_000,
             worker_concurrency: 8,
+            inbox_prefix: None,
         }
     }
 }
@@ -146,6 +151,12 @@ impl NatsSettings {
         }
         if self.max_deliver < 1 {
             return Err(ConfigError::invalid("nats.max_deliver", self.max_deliver, "must be at least 1"));
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            let bad = |c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace();
+            if prefix.is_empty() || prefix.chars().any(bad) {
+                return Err(ConfigError::invalid("nats.inbox_prefix", prefix, "must be one subject token"));
+            }
         }
         if self.worker_concurrency == 0 {
             return Err(ConfigError::invalid("nats.worker_concurrency", 0, "must be at least 1"));

@@ -1,9 +1,11 @@
 //! The client side of dispatch's protocol (see `proto/gradients/v1/dispatch.proto`).
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::object_store::{InfoErrorKind, ObjectStore};
 use bytes::Bytes;
 use futures::StreamExt;
 use gradients_bus::api::{call, CallError};
@@ -12,13 +14,14 @@ use gradients_bus::subjects::{api, buckets, consumers, streams};
 use gradients_bus::{objects, Bus, BusError};
 use gradients_proto::v1::{
     Assignment, ChallengeRequest, ChallengeResponse, DeregisterMinerRequest, DeregisterMinerResponse, Heartbeat,
-    HeartbeatResponse, MinerCapabilities, Offer, OfferReply, RegisterMinerRequest, RegisterMinerResponse, Submission,
-    Timestamp, TrainDataRequest, TrainDataResponse,
+    HeartbeatResponse, MinerCapabilities, ObjectRef, Offer, OfferReply, RegisterMinerRequest, RegisterMinerResponse,
+    Submission, Timestamp, TrainDataRequest, TrainDataResponse,
 };
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::{domains, verify_message, Identity, IdentityError};
+use crate::submission::{MANIFEST_EXTENSION, MODEL_EXTENSION};
 
 /// Why a miner operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +61,26 @@ pub struct MinerClient {
     bus: Bus,
     identity: Identity,
     timeout: Duration,
+    /// The nonce of the current registration; every signed request names it, so dispatch
+    /// refuses anything signed under an earlier registration (replays).
+    registration: Arc<RwLock<Vec<u8>>>,
 }
 
 impl MinerClient {
     /// A client acting as `identity`, giving up on requests after `timeout`.
     pub fn new(bus: Bus, identity: Identity, timeout: Duration) -> Self {
-        Self { bus, identity, timeout }
+        Self { bus, identity, timeout, registration: Arc::default() }
+    }
+
+    /// The nonce of the current registration (empty before [`MinerClient::register`]:
+    /// dispatch then refuses the miner's signed requests).
+    pub fn registration(&self) -> Vec<u8> {
+        self.registration.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The key this client signs with.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// This miner's id.
@@ -82,13 +99,23 @@ impl MinerClient {
             signature: Vec::new(),
         };
         request.signature = self.identity.sign_message(domains::REGISTER, &request, |r| r.signature.clear());
-        Ok(call(&self.bus.client, api::miners(api::MINERS_REGISTER), &request, self.timeout).await?)
+        let registered: RegisterMinerResponse =
+            call(&self.bus.client, api::miners(api::MINERS_REGISTER), &request, self.timeout).await?;
+        if let Ok(mut current) = self.registration.write() {
+            *current = request.nonce;
+        }
+        Ok(registered)
     }
 
     /// Says the miner is alive and how many tasks it is working on.
     pub async fn heartbeat(&self, active_tasks: u32) -> Result<HeartbeatResponse, MinerError> {
-        let mut beat =
-            Heartbeat { miner_id: self.miner_id(), active_tasks, at: Some(Timestamp::now()), signature: Vec::new() };
+        let mut beat = Heartbeat {
+            miner_id: self.miner_id(),
+            active_tasks,
+            at: Some(Timestamp::now()),
+            signature: Vec::new(),
+            registration: self.registration(),
+        };
         beat.signature = self.identity.sign_message(domains::HEARTBEAT, &beat, |b| b.signature.clear());
         Ok(call(&self.bus.client, api::miners(api::MINERS_HEARTBEAT), &beat, self.timeout).await?)
     }
@@ -113,8 +140,12 @@ impl MinerClient {
 
     /// Leaves the market: dispatch forgets the miner at once.
     pub async fn deregister(&self) -> Result<(), MinerError> {
-        let mut request =
-            DeregisterMinerRequest { miner_id: self.miner_id(), at: Some(Timestamp::now()), signature: Vec::new() };
+        let mut request = DeregisterMinerRequest {
+            miner_id: self.miner_id(),
+            at: Some(Timestamp::now()),
+            signature: Vec::new(),
+            registration: self.registration(),
+        };
         request.signature = self.identity.sign_message(domains::DEREGISTER, &request, |r| r.signature.clear());
         let _: DeregisterMinerResponse =
             call(&self.bus.client, api::miners(api::MINERS_DEREGISTER), &request, self.timeout).await?;
@@ -146,6 +177,7 @@ impl MinerClient {
                 }
                 Decision::Decline { reason } => answer.decline_reason = reason,
             }
+            answer.at = Some(Timestamp::now());
             answer.signature = self.identity.sign_message(domains::OFFER_REPLY, &answer, |a| a.signature.clear());
             if let Err(e) = self.bus.client.publish(reply, answer.encode_to_vec().into()).await {
                 tracing::warn!(error = %e, "could not answer an offer");
@@ -212,6 +244,7 @@ impl MinerClient {
         object: &gradients_proto::v1::ObjectRef,
     ) -> Result<Bytes, MinerError> {
         let mut data = Vec::new();
+        let registration = self.registration();
         loop {
             let mut request = TrainDataRequest {
                 assignment: Some(assignment.clone()),
@@ -220,6 +253,7 @@ impl MinerClient {
                 length: 0,
                 at: Some(Timestamp::now()),
                 signature: Vec::new(),
+                registration: registration.clone(),
             };
             request.signature = self.identity.sign_message(domains::DATA_REQUEST, &request, |r| r.signature.clear());
             let chunk: TrainDataResponse =
@@ -235,18 +269,18 @@ impl MinerClient {
         Ok(data.into())
     }
 
-    /// Uploads the model and its manifest and publishes the signed submission.
+    /// Uploads the model and its manifest to the miner's own bucket (named by content, see
+    /// [`buckets::artifact`]) and publishes the signed submission on the miner's own subject.
     pub async fn submit(&self, task_id: &str, artifact: &[u8], manifest: &[u8]) -> Result<Submission, MinerError> {
-        let store = objects::bucket(&self.bus, buckets::ARTIFACTS).await?;
+        let miner_id = self.miner_id();
+        let store = objects::bucket(&self.bus, &buckets::artifacts(&miner_id)).await?;
+        let artifact = self.put_once(&store, artifact, MODEL_EXTENSION).await?;
+        let manifest = self.put_once(&store, manifest, MANIFEST_EXTENSION).await?;
         let submission_id = uuid::Uuid::new_v4().to_string();
-        let base = format!("tasks/{task_id}/{}/{submission_id}", self.miner_id());
-        let artifact = objects::put_bytes(&store, buckets::ARTIFACTS, &format!("{base}/model.onnx"), artifact).await?;
-        let manifest =
-            objects::put_bytes(&store, buckets::ARTIFACTS, &format!("{base}/manifest.json"), manifest).await?;
         let mut submission = Submission {
             submission_id: submission_id.clone(),
             task_id: task_id.to_owned(),
-            miner_id: self.miner_id(),
+            miner_id: miner_id.clone(),
             artifact: Some(artifact),
             manifest: Some(manifest),
             submitted_at: Some(Timestamp::now()),
@@ -254,12 +288,30 @@ impl MinerClient {
         };
         submission.signature = self.identity.sign_message(domains::SUBMISSION, &submission, |s| s.signature.clear());
         let event = OutgoingEvent {
-            subject: gradients_bus::subjects::submissions(task_id),
+            subject: gradients_bus::subjects::submissions(task_id, &miner_id),
             id: submission_id,
             payload: submission.encode_to_vec().into(),
             traceparent: None,
         };
         publish_event(&self.bus.jetstream, event).await?;
         Ok(submission)
+    }
+
+    /// Stores `data` under its content name unless that name exists; never replaces an
+    /// object. An existing object of that name was written by this miner (no other user may
+    /// write the bucket) with these very bytes (the name is their sha256, and readers check
+    /// it), so a retried or repeated upload reuses it.
+    async fn put_once(&self, store: &ObjectStore, data: &[u8], extension: &str) -> Result<ObjectRef, MinerError> {
+        let sha256 = objects::sha256_hex(data);
+        let (bucket, name) = buckets::artifact(&self.miner_id(), &sha256, extension);
+        let existing = match store.info(&name).await {
+            Ok(info) => !info.deleted,
+            Err(e) if e.kind() == InfoErrorKind::NotFound => false,
+            Err(e) => return Err(MinerError::Transport(format!("{bucket}/{name}: {e}"))),
+        };
+        if existing {
+            return Ok(ObjectRef { bucket, name, sha256, size: data.len() as u64 });
+        }
+        Ok(objects::put_bytes(store, &bucket, &name, data).await?)
     }
 }

@@ -90,6 +90,14 @@ pub fn id_for(public_key: &[u8]) -> String {
     format!("m{}", hex::encode(&Sha256::digest(public_key)[..20]))
 }
 
+/// Whether `text` is a miner id as [`id_for`] makes them (`m` and 40 lower-case hex
+/// digits). Anything else is refused before it reaches a subject, a key or a bucket name.
+pub fn is_miner_id(text: &str) -> bool {
+    text.len() == 41
+        && text.starts_with('m')
+        && text[1..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// What is really signed: the domain (so a signature for one purpose never passes for
 /// another), a zero byte, the message.
 pub fn signed_bytes(domain: &str, message: &[u8]) -> Vec<u8> {
@@ -162,6 +170,10 @@ mod tests {
         assert_eq!(loaded.public_key(), identity.public_key());
         assert_eq!(loaded.id(), identity.id());
         assert!(identity.id().starts_with('m') && identity.id().len() == 41);
+        assert!(is_miner_id(&identity.id()));
+        for bad in [".", "", "m", "M0000000000000000000000000000000000000000", identity.id().to_uppercase().as_str()] {
+            assert!(!is_miner_id(bad), "{bad:?}");
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

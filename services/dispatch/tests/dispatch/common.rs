@@ -96,6 +96,15 @@ impl Sandbox {
     /// A registered miner answering offers with `decision` (or not listening, when None),
     /// heartbeating every 200 ms until the returned token is cancelled.
     pub async fn miner(&self, capabilities: MinerCapabilities, decision: Option<Decision>) -> TestMiner {
+        match decision {
+            Some(decision) => self.miner_with(capabilities, Some(Policy(decision, Duration::ZERO))).await,
+            None => self.miner_with::<Policy>(capabilities, None).await,
+        }
+    }
+
+    /// A registered miner answering offers with `handler` (or not listening, when None),
+    /// heartbeating every 200 ms until the returned token is cancelled.
+    pub async fn miner_with<H: OfferHandler>(&self, capabilities: MinerCapabilities, handler: Option<H>) -> TestMiner {
         let client = MinerClient::new(self.bus.clone(), Identity::generate(), Duration::from_secs(5));
         client.register(capabilities).await.expect("registered");
         let stop = CancellationToken::new();
@@ -103,9 +112,9 @@ impl Sandbox {
             let (client, stop) = (client.clone(), stop.clone());
             tokio::spawn(async move { client.heartbeat_loop(Duration::from_millis(200), || 0, stop).await });
         }
-        if let Some(decision) = decision {
+        if let Some(handler) = handler {
             let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move { client.serve_offers(Policy(decision), stop).await });
+            tokio::spawn(async move { client.serve_offers(handler, stop).await });
             // The subscription must be live before offers are sent.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -219,11 +228,12 @@ impl Drop for TestMiner {
     }
 }
 
-/// Answers every offer the same way.
-struct Policy(Decision);
+/// Answers every offer the same way, after thinking for the given time.
+pub struct Policy(pub Decision, pub Duration);
 
 impl OfferHandler for Policy {
     async fn decide(&self, _offer: &Offer) -> Decision {
+        tokio::time::sleep(self.1).await;
         self.0.clone()
     }
 }

@@ -2,6 +2,7 @@
 //! real miners built on the miner crate.
 
 mod common;
+mod security;
 
 use std::time::Duration;
 

@@ -29,6 +29,8 @@ pub struct Sandbox {
     pub client: LedgerClient,
     /// A direct connection to the ledger's database, for counting rows.
     pub store: DatabaseConnection,
+    /// Dispatch's key: [`Sandbox::assign`] signs with it, the ledger verifies with it.
+    pub dispatch: gradients_miner::Identity,
     replicas: Vec<(CancellationToken, JoinHandle<Result<(), LedgerError>>)>,
 }
 
@@ -47,12 +49,14 @@ impl Sandbox {
         settings.ledger.sweep_interval_ms = 200;
         settings.ledger.evaluation_grace_ms = 0;
         settings.ledger.weights_interval_ms = 300;
+        let dispatch = gradients_miner::Identity::generate();
+        settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
         tweak(&mut settings);
         let bus = Bus::connect(&settings.nats, "ledger-test").await.expect("connect");
         topology::declare(&bus, &settings.nats).await.expect("topology");
         let store = gradients_store::connect(&settings.store).await.expect("store");
         let client = LedgerClient::new(bus.clone(), Duration::from_secs(10));
-        let mut sandbox = Sandbox { nats, db, settings, bus, client, store, replicas: Vec::new() };
+        let mut sandbox = Sandbox { nats, db, settings, bus, client, store, dispatch, replicas: Vec::new() };
         for _ in 0..replicas {
             sandbox.start_replica();
         }
@@ -105,16 +109,19 @@ impl Sandbox {
         self.publish(gradients_bus::subjects::TASK_CREATED.to_owned(), task_id, created.encode_to_vec()).await;
     }
 
-    /// Assigns `miners` to a task as dispatch would (one cohort).
+    /// Assigns `miners` to a task as dispatch would (one cohort, signed by dispatch's key).
     pub async fn assign(&self, task_id: &str, miners: &[&str]) {
+        use gradients_miner::identity::domains;
         for miner in miners {
-            let assignment = Assignment {
+            let mut assignment = Assignment {
                 assignment_id: format!("{task_id}/{miner}"),
                 task_id: task_id.to_owned(),
                 miner_id: (*miner).to_owned(),
                 cohort_size: miners.len() as u32,
                 ..Default::default()
             };
+            assignment.signature =
+                self.dispatch.sign_message(domains::ASSIGNMENT, &assignment, |a| a.signature.clear());
             let subject = gradients_bus::subjects::assignments(miner);
             self.publish(subject, &assignment.assignment_id.clone(), assignment.encode_to_vec()).await;
         }

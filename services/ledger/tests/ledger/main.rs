@@ -1,6 +1,7 @@
 //! The ledger end to end against a real nats-server and real PostgreSQL and SQLite.
 
 mod common;
+mod forged;
 mod history;
 
 use std::collections::BTreeMap;

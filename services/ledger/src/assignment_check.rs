@@ -1,0 +1,87 @@
+//! The ledger trusts an assignment only when dispatch signed it and it came on the subject
+//! of the miner it names. An assignment decides who is paid for a task, so one published
+//! straight onto the bus (a compromised service, a misconfigured permission) must not
+//! reach the records: it is refused before [`AssignmentRecorder`] sees it, counted
+//! (`gradients_rejections_total{code="FORGED_ASSIGNMENT"}`), logged as an error, and parked
+//! on the dead-letter subject `gradients.dlq.ledger-assignments` with the reason in its
+//! headers, where an operator can list every refused event.
+
+use async_nats::jetstream;
+use gradients_bus::subjects;
+use gradients_bus::worker::{Handler, HandlerError};
+use gradients_config::Settings;
+use gradients_miner::identity::{domains, verify_message};
+use gradients_miner::Identity;
+use gradients_proto::v1::Assignment;
+use gradients_telemetry::Metrics;
+use prost::Message;
+
+use crate::error::LedgerError;
+use crate::record::AssignmentRecorder;
+
+/// The rejection code counted for a refused assignment.
+pub const FORGED_ASSIGNMENT: &str = "FORGED_ASSIGNMENT";
+
+/// Dispatch's public key: `ledger.dispatch_public_key`, else the key at `dispatch.key_file`
+/// (read the way the trainer reads it).
+pub fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, LedgerError> {
+    let configured = &settings.ledger.dispatch_public_key;
+    if !configured.is_empty() {
+        return hex::decode(configured)
+            .map_err(|e| LedgerError::DispatchKey(format!("ledger.dispatch_public_key: {e}")));
+    }
+    let path = &settings.dispatch.key_file;
+    Identity::load(path).map(|identity| identity.public_key().to_vec()).map_err(|e| {
+        LedgerError::DispatchKey(format!(
+            "ledger.dispatch_public_key is empty and dispatch's key {} cannot be read: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// [`AssignmentRecorder`] behind dispatch's signature.
+pub struct VerifiedAssignments {
+    /// Records what passes.
+    pub recorder: AssignmentRecorder,
+    /// Dispatch's public key.
+    pub dispatch_key: Vec<u8>,
+    /// Where refusals are counted.
+    pub metrics: Metrics,
+}
+
+impl VerifiedAssignments {
+    /// Why `payload`, received on `subject`, is not a genuine assignment, if it is not.
+    fn refusal(&self, subject: &str, payload: &[u8]) -> Option<String> {
+        let Ok(assignment) = Assignment::decode(payload) else {
+            return None; // Not an assignment at all: the recorder says so.
+        };
+        if verify_message(&self.dispatch_key, domains::ASSIGNMENT, &assignment, &assignment.signature, |a| {
+            a.signature.clear()
+        })
+        .is_err()
+        {
+            return Some(format!(
+                "assignment {:?} (task {:?}, miner {:?}) is not signed by dispatch: refused, nothing recorded or paid",
+                assignment.assignment_id, assignment.task_id, assignment.miner_id
+            ));
+        }
+        if subject != subjects::assignments(&assignment.miner_id) {
+            return Some(format!(
+                "assignment {:?} names miner {:?} but came on {subject}: refused",
+                assignment.assignment_id, assignment.miner_id
+            ));
+        }
+        None
+    }
+}
+
+impl Handler for VerifiedAssignments {
+    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+        if let Some(reason) = self.refusal(message.subject.as_str(), &message.payload) {
+            self.metrics.rejected(FORGED_ASSIGNMENT);
+            tracing::error!(alarm = FORGED_ASSIGNMENT, subject = %message.subject, %reason, "refused an assignment");
+            return Err(HandlerError::Poison(reason));
+        }
+        self.recorder.handle(message).await
+    }
+}
