@@ -44,6 +44,8 @@ fn deploy_config_for(miner_ids: &[&str]) -> String {
         ("$GRADIENTS_DISPATCH_PASSWORD", "dispatch-secret"),
         ("$GRADIENTS_LEDGER_PASSWORD", "ledger-secret"),
         ("$GRADIENTS_CUSTOMER_PASSWORD", "customer-secret"),
+        ("$GRADIENTS_AUDIT_PASSWORD", "audit-secret"),
+        ("$GRADIENTS_AUDITOR_PASSWORD", "auditor-secret"),
         ("$GRADIENTS_MINER_PASSWORD", "miner-secret"),
     ] {
         text = text.replace(variable, &format!("\"{password}\""));
@@ -263,4 +265,90 @@ async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
     let read = objects::read_verified(&store, &artifact, 1 << 20).await.unwrap();
     assert_eq!(read.as_ref(), b"alice's fine-tuned model");
     shutdown.cancel();
+}
+
+/// The auditor's identity as shipped: it gets proofs and checkpoints from the audit API
+/// (and checks them offline), reaches the ledger's query API and the stored checkpoints,
+/// and can publish no event, read no other stream and call no other API.
+#[tokio::test]
+async fn an_auditor_reads_and_proves_and_writes_nothing() {
+    use futures::StreamExt as _;
+    use gradients_audit::client::AuditClient;
+    use gradients_audit::document::SignedCheckpoint;
+    use gradients_audit::protocol::ProofRequest;
+    use gradients_bus::subjects::{api, streams, AUDIT_CHECKPOINTS, LEDGER_ENTRIES};
+    use gradients_proto::v1::LedgerEntry;
+
+    gradients_telemetry::init_for_tests();
+    let server = NatsServer::start_with_config(&deploy_config("m-none")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The audit service under its own user; the ledger's user publishes one entry.
+    let mut settings = Settings::default();
+    settings.nats = as_user(&server, "audit", "audit-secret");
+    settings.audit.store_url = format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display());
+    settings.audit.key_file = dir.path().join("audit.key");
+    settings.audit.http_addr = "127.0.0.1:0".into();
+    let shutdown = CancellationToken::new();
+    let audit = tokio::spawn(gradients_audit::run(settings.clone(), shutdown.clone()));
+    let ledger_nats = as_user(&server, "ledger", "ledger-secret");
+    let ledger = Bus::connect(&ledger_nats, "ledger").await.unwrap();
+    topology::declare(&ledger, &ledger_nats).await.unwrap();
+    let entry = LedgerEntry { entry_id: "entry-1".into(), ..Default::default() };
+    let event = OutgoingEvent {
+        subject: LEDGER_ENTRIES.into(),
+        id: "entry-1".into(),
+        payload: entry.encode_to_vec().into(),
+        traceparent: None,
+    };
+    publish_event(&ledger.jetstream, event.clone()).await.unwrap();
+
+    let auditor_nats =
+        NatsSettings { inbox_prefix: Some("_INBOX_auditor".into()), ..as_user(&server, "auditor", "auditor-secret") };
+    let auditor = Bus::connect(&auditor_nats, "auditor").await.unwrap();
+    let client = AuditClient::new(auditor.client.clone(), Duration::from_secs(2));
+    let mut proof = None;
+    for _ in 0..50 {
+        if let Ok(found) = client.proof(&ProofRequest { msg_id: Some("entry-1".into()), ..Default::default() }).await {
+            proof = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let proof = proof.expect("the auditor gets the entry's proof");
+    let key = Identity::load(&settings.audit.key_file).unwrap().public_key();
+    gradients_audit::offline::verify_inclusion(&proof, &key).expect("and it verifies offline");
+    // The stored checkpoint is readable from the audit's stream.
+    let stream = auditor.jetstream.get_stream(streams::AUDIT).await.expect("stream info of GRADIENTS_AUDIT");
+    let stored = stream.get_last_raw_message_by_subject(AUDIT_CHECKPOINTS).await.expect("the latest checkpoint");
+    let signed: SignedCheckpoint = serde_json::from_slice(&stored.payload).unwrap();
+    assert_eq!(signed, proof.checkpoint);
+    // The ledger's query API is open to the auditor, and the ledger's user may answer it
+    // (the reply goes to the auditor's own inbox).
+    let mut queries = ledger.client.subscribe(api::ledger(api::LEDGER_WEIGHTS)).await.unwrap();
+    ledger.client.flush().await.unwrap();
+    let answering = {
+        let client = ledger.client.clone();
+        tokio::spawn(async move {
+            while let Some(query) = queries.next().await {
+                client.publish(query.reply.expect("a reply subject"), "weights".into()).await.unwrap();
+                client.flush().await.unwrap();
+            }
+        })
+    };
+    let answer = auditor.client.request(api::ledger(api::LEDGER_WEIGHTS), "".into()).await;
+    assert_eq!(answer.expect("the auditor queries the ledger").payload.as_ref(), b"weights");
+    answering.abort();
+
+    // Nothing else: no event, no other API, no other stream, no consumer.
+    let forged = OutgoingEvent { id: "forged".into(), ..event };
+    assert!(publish_event(&auditor.jetstream, forged).await.is_err(), "an auditor publishes no event");
+    let submit =
+        tokio::time::timeout(Duration::from_secs(3), auditor.client.request(api::tasks(api::TASKS_SUBMIT), "".into()))
+            .await;
+    assert!(!matches!(submit, Ok(Ok(_))), "an auditor calls no task API");
+    assert!(auditor.jetstream.get_stream(streams::LEDGER).await.is_err(), "an auditor reads no other stream");
+    let consumer = stream.create_consumer(async_nats::jetstream::consumer::pull::Config::default()).await;
+    assert!(consumer.is_err(), "an auditor makes no consumer");
+    shutdown.cancel();
+    audit.await.unwrap().unwrap();
 }

@@ -136,11 +136,7 @@ where
 
 async fn get_checkpoint(ctx: &Context, request: CheckpointRequest) -> Result<SignedCheckpoint, ApiError> {
     if request.fresh {
-        let signed = checkpoint::make(&ctx.db, &ctx.identity).await?;
-        if let Err(e) = checkpoint::publish(&ctx.bus, &signed).await {
-            tracing::warn!(error = %e, "publishing a checkpoint; it is stored and served");
-        }
-        return Ok(signed);
+        return sign_now(ctx).await;
     }
     match request.tree_size {
         Some(size) => checkpoint::at(&ctx.db, size)
@@ -148,6 +144,15 @@ async fn get_checkpoint(ctx: &Context, request: CheckpointRequest) -> Result<Sig
             .ok_or_else(|| ApiError::NotFound(format!("no checkpoint of tree size {size}"))),
         None => checkpoint::latest(&ctx.db).await?.ok_or_else(|| ApiError::NotFound("no checkpoint yet".into())),
     }
+}
+
+/// Signs the log as it is now, stores and publishes the checkpoint.
+async fn sign_now(ctx: &Context) -> Result<SignedCheckpoint, ApiError> {
+    let signed = checkpoint::make(&ctx.db, &ctx.identity).await?;
+    if let Err(e) = checkpoint::publish(&ctx.bus, &signed).await {
+        tracing::warn!(error = %e, "publishing a checkpoint; it is stored and served");
+    }
+    Ok(signed)
 }
 
 async fn proof(ctx: &Context, request: ProofRequest) -> Result<InclusionProof, ApiError> {
@@ -170,7 +175,7 @@ async fn proof(ctx: &Context, request: ProofRequest) -> Result<InclusionProof, A
             .ok_or_else(|| ApiError::NotFound(format!("no checkpoint of tree size {size}")))?,
         None => match checkpoint::latest(&ctx.db).await? {
             Some(latest) if latest.checkpoint.tree_size > record.leaf_index => latest,
-            _ => checkpoint::make(&ctx.db, &ctx.identity).await?,
+            _ => sign_now(ctx).await?,
         },
     };
     let size = signed.checkpoint.tree_size;

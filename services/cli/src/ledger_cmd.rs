@@ -164,7 +164,7 @@ pub async fn run(settings: &Settings, command: LedgerCommand) -> anyhow::Result<
 }
 
 /// Reads `now`, `YYYY-MM-DD` (its start, or its end when `end_of_day`) or RFC 3339.
-fn parse_moment(text: Option<&str>, end_of_day: bool) -> anyhow::Result<Option<i64>> {
+pub(crate) fn parse_moment(text: Option<&str>, end_of_day: bool) -> anyhow::Result<Option<i64>> {
     let Some(text) = text else { return Ok(None) };
     if text == "now" {
         return Ok(None);

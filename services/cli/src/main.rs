@@ -3,6 +3,7 @@
 //! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
 //! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
+//! - `gradients audit proof|verify-proof|consistency|verify|export`: the audit log and its proofs.
 //! - `gradients miner keygen|list`: a miner's key, and the live miners.
 //! - `gradients data families|generate|corpus`: generated task folders and pretraining text.
 //! - `gradients model pretrain`: a small base model, trained by `gradients-trainer`.
@@ -10,6 +11,7 @@
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
+mod audit_cmd;
 mod data_cmd;
 mod ledger_cmd;
 mod miner_cmd;
@@ -57,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: ledger_cmd::LedgerCommand,
     },
+    /// The audit log: signed checkpoints, proofs (checked offline), verification, export.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Base models: `gradients model pretrain` (runs `gradients-trainer`).
     Model {
         #[command(subcommand)]
@@ -77,6 +84,8 @@ enum Service {
     Ledger,
     /// Miner dispatch: registry, offers, assignments, grants, deadlines.
     Dispatch,
+    /// The audit log: captures every stream, signs checkpoints, serves proofs.
+    Audit,
 }
 
 #[tokio::main]
@@ -107,12 +116,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Service::Dispatch => {
                     run_until_signal(name, &telemetry, |shutdown| gradients_dispatch::run(settings, shutdown)).await
                 }
+                Service::Audit => {
+                    run_until_signal(name, &telemetry, |shutdown| gradients_audit::run(settings, shutdown)).await
+                }
             };
             served.map_err(|e| anyhow::anyhow!(e))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Task { command } => task_cmd::run(&settings, command).await,
         Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
+        Command::Audit { command } => audit_cmd::run(&settings, command).await,
         Command::Miner { command } => miner_cmd::run(&settings, command).await,
         Command::Data { command } => data_cmd::run(command),
         Command::Model { command } => model_cmd::run(&cli.config, command),
@@ -124,5 +137,6 @@ fn service_name(service: Service) -> &'static str {
         Service::Intake => gradients_intake::SERVICE_NAME,
         Service::Ledger => gradients_ledger::SERVICE_NAME,
         Service::Dispatch => gradients_dispatch::SERVICE_NAME,
+        Service::Audit => gradients_audit::SERVICE_NAME,
     }
 }
