@@ -3,7 +3,7 @@
 //! a created task with its hidden splits, registered miners with their own artifact
 //! buckets, dispatch's signed assignments, and the miners' signed submissions.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
@@ -26,8 +26,10 @@ use crate::models;
 pub const BASE: &str = "tiny-test";
 
 pub struct Market {
-    pub nats: NatsServer,
-    pub dir: tempfile::TempDir,
+    /// Kept alive (stopped on drop).
+    _nats: NatsServer,
+    /// Kept alive (removed on drop).
+    _dir: tempfile::TempDir,
     pub settings: Settings,
     pub bus: Bus,
     pub dispatch: Identity,
@@ -80,11 +82,7 @@ impl Market {
         models::write_dir(&settings.evaluator.models_dir.join(BASE), &models::config(), &base);
         let bus = Bus::connect(&settings.nats, "evaluator-tests").await.unwrap();
         topology::declare(&bus, &settings.nats).await.unwrap();
-        Self { nats, dir, settings, bus, dispatch, shutdown: CancellationToken::new() }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+        Self { _nats: nats, _dir: dir, settings, bus, dispatch, shutdown: CancellationToken::new() }
     }
 
     /// Starts one evaluator replica that stops when `stop` is cancelled.
