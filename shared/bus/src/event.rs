@@ -49,6 +49,30 @@ pub async fn publish_event(js: &jetstream::Context, event: OutgoingEvent) -> Res
     Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
 }
 
+/// Publishes `events` with their ids and trace context, all sent before any acknowledgement
+/// is awaited (one round trip for the lot, not one each), and returns one result per event,
+/// in order. A failure of one does not stop the others.
+pub async fn publish_events(js: &jetstream::Context, events: Vec<OutgoingEvent>) -> Vec<Result<Published, BusError>> {
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let subject = event.subject.clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, event.id.as_str());
+        match &event.traceparent {
+            Some(traceparent) => headers.insert(TRACEPARENT, traceparent.as_str()),
+            None => gradients_telemetry::inject_current(&mut NatsHeaders(&mut headers)),
+        }
+        let sent = js.publish_with_headers(event.subject, headers, event.payload).await;
+        pending.push((subject, sent));
+    }
+    let acks = pending.into_iter().map(|(subject, sent)| async move {
+        let fail = |reason: String| BusError::Publish { subject: subject.clone(), reason };
+        let ack = sent.map_err(|e| fail(e.to_string()))?.await.map_err(|e| fail(e.to_string()))?;
+        Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
+    });
+    futures::future::join_all(acks).await
+}
+
 /// The `traceparent` of the current span, to store beside an event that is published later.
 pub fn current_traceparent() -> Option<String> {
     let mut headers = HeaderMap::new();

@@ -10,6 +10,7 @@
 //! - [`service_loops`]: a service's loops, stopped and drained together.
 
 pub mod api;
+pub mod batch_worker;
 mod connect;
 mod error;
 pub mod event;

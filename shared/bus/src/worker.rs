@@ -109,7 +109,7 @@ pub async fn run_worker<H: Handler>(
     Ok(())
 }
 
-async fn declare_consumer(
+pub(crate) async fn declare_consumer(
     bus: &Bus,
     spec: &ConsumerSpec,
     settings: &NatsSettings,
@@ -157,7 +157,7 @@ async fn handle_one<H: Handler>(
 }
 
 /// Acknowledges, retries or dead-letters a handled message, as its result says.
-async fn settle(
+pub(crate) async fn settle(
     bus: &Bus,
     spec: &ConsumerSpec,
     settings: &NatsSettings,

@@ -31,10 +31,19 @@ pub enum StoreError {
     Migrate(DbErr),
 }
 
+/// How long a pooled connection may sit idle before it is pinged on checkout.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
 /// Connects, tunes the backend and applies pending migrations.
 pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(settings.url.clone());
-    options.max_connections(settings.max_connections).connect_timeout(Duration::from_secs(10)).sqlx_logging(false);
+    options
+        .max_connections(settings.max_connections)
+        .connect_timeout(Duration::from_secs(10))
+        // A round trip per checkout was most of a small transaction's cost: only a connection
+        // idle long enough to have been dropped by the server (or a proxy) is pinged first.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
+        .sqlx_logging(false);
     let db = Database::connect(options)
         .await
         .map_err(|source| StoreError::Connect { url: redact(&settings.url), source })?;

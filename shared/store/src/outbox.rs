@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::event::{publish_events, OutgoingEvent};
 use gradients_bus::{Bus, BusError};
 use gradients_proto::v1::{TaskStatus, TaskStatusChanged, Timestamp};
 use gradients_telemetry::Metrics;
@@ -48,6 +48,26 @@ impl PendingEvent {
         .insert(txn)
         .await
         .map(|_| ())
+    }
+}
+
+impl PendingEvent {
+    /// Stores `events` in the outbox with one multi-row insert inside `txn` (nothing when
+    /// there are none), each with the current span's trace context.
+    pub async fn store_all(events: Vec<PendingEvent>, txn: &impl ConnectionTrait, now_ms: i64) -> Result<(), DbErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let traceparent = gradients_bus::event::current_traceparent();
+        let rows = events.into_iter().map(|event| outbox::ActiveModel {
+            id: Set(event.id),
+            subject: Set(event.subject),
+            payload: Set(event.payload),
+            traceparent: Set(traceparent.clone()),
+            created_at_ms: Set(now_ms),
+            published_at_ms: Set(None),
+        });
+        outbox::Entity::insert_many(rows).exec(txn).await.map(|_| ())
     }
 }
 
@@ -126,27 +146,42 @@ impl Relay {
             if rows.is_empty() {
                 return Ok(published);
             }
-            for row in rows {
-                let id = row.id.clone();
-                let subject = row.subject.clone();
-                let ack = publish_event(
-                    &self.bus.jetstream,
-                    OutgoingEvent {
-                        subject: row.subject,
-                        id: row.id,
-                        payload: row.payload.into(),
-                        traceparent: row.traceparent,
-                    },
-                )
-                .await?;
+            // The whole batch goes out before any ack is awaited; what JetStream confirmed is
+            // marked with one UPDATE, the rest stays for the next round.
+            let subjects: Vec<String> = rows.iter().map(|r| r.subject.clone()).collect();
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let events = rows
+                .into_iter()
+                .map(|row| OutgoingEvent {
+                    subject: row.subject,
+                    id: row.id,
+                    payload: row.payload.into(),
+                    traceparent: row.traceparent,
+                })
+                .collect();
+            let acks = publish_events(&self.bus.jetstream, events).await;
+            let mut confirmed = Vec::with_capacity(ids.len());
+            let mut failure = None;
+            for ((id, subject), ack) in ids.into_iter().zip(&subjects).zip(acks) {
+                match ack {
+                    Ok(ack) => {
+                        self.metrics.published(subject.split('.').nth(1).unwrap_or("other"));
+                        tracing::debug!(event_id = %id, %subject, sequence = ack.sequence, duplicate = ack.duplicate, "event published");
+                        confirmed.push(id);
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if !confirmed.is_empty() {
+                published += confirmed.len();
                 outbox::Entity::update_many()
                     .col_expr(outbox::Column::PublishedAtMs, Expr::value(Timestamp::now().unix_ms))
-                    .filter(outbox::Column::Id.eq(id.as_str()))
+                    .filter(outbox::Column::Id.is_in(confirmed))
                     .exec(&self.db)
                     .await?;
-                self.metrics.published(subject.split('.').nth(1).unwrap_or("other"));
-                tracing::debug!(event_id = %id, %subject, sequence = ack.sequence, duplicate = ack.duplicate, "event published");
-                published += 1;
+            }
+            if let Some(e) = failure {
+                return Err(e.into());
             }
         }
     }

@@ -4,6 +4,7 @@
 //! parallel.
 
 mod db;
+mod eventually;
 mod inspect;
 mod nats;
 mod ports;
@@ -11,6 +12,7 @@ mod ports;
 use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
+pub use eventually::eventually;
 pub use inspect::stream_messages;
 pub use nats::NatsServer;
 pub use ports::free_port;

@@ -1,0 +1,117 @@
+//! The pull-consumer worker loop for handlers that do their work a fetched batch at a time.
+//!
+//! Same consumer, same acknowledgement rules as [`crate::worker`], but the handler sees the
+//! whole batch, so it can write it in one transaction and answer for each message. Acks go
+//! out after the handler returns (its commits are done) as plain acks, not awaited round
+//! trips: the handler is idempotent, so a lost ack only repeats a message that changes
+//! nothing. Failed messages follow the single-message rules (nak with back-off, dead letter).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use gradients_config::NatsSettings;
+use gradients_telemetry::{Metrics, Outcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::worker::{declare_consumer, settle, ConsumerSpec, HandlerError};
+use crate::{Bus, BusError};
+
+/// Most messages one fetch hands to a batch handler.
+pub const MAX_BATCH: usize = 256;
+/// How long one pull waits for messages before checking for shutdown again.
+const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Handles a fetched batch of one kind of message.
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Handles `messages` (in stream order) and returns one result per message, in the same
+    /// order. Must be idempotent: a crash before the acks repeats the whole batch.
+    fn handle_batch(
+        &self,
+        messages: &[jetstream::Message],
+    ) -> impl Future<Output = Vec<Result<(), HandlerError>>> + Send;
+}
+
+/// Declares the durable consumer (idempotently) and hands its messages to `handler` a batch
+/// at a time until `shutdown`; on shutdown, the batch in hand is finished and nothing more
+/// is fetched.
+pub async fn run_batch_worker<H: BatchHandler>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    settings: &NatsSettings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Result<(), BusError> {
+    let consumer = declare_consumer(bus, &spec, settings).await?;
+    let fail = |reason: String| BusError::Consume { consumer: spec.durable.to_owned(), reason };
+    while !shutdown.is_cancelled() {
+        let fetched = consumer
+            .fetch()
+            .max_messages(MAX_BATCH)
+            .expires(FETCH_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        // A pull error ends the batch; what was received before it is handled.
+        let messages: Vec<jetstream::Message> = fetched
+            .take_while(|message| {
+                if let Err(e) = message {
+                    tracing::warn!(consumer = spec.durable, error = %e, "pull failed; retrying");
+                }
+                std::future::ready(message.is_ok())
+            })
+            .filter_map(|message| std::future::ready(message.ok()))
+            .collect()
+            .await;
+        let Some(last) = messages.last() else { continue };
+        if let Ok(info) = last.info() {
+            metrics.set_consumer_pending(spec.durable, info.pending);
+        }
+
+        let started = Instant::now();
+        let span = tracing::info_span!("handle_batch", consumer = spec.durable, messages = messages.len());
+        let results = tracing::Instrument::instrument(handler.handle_batch(&messages), span).await;
+        let elapsed_each = started.elapsed() / messages.len() as u32;
+        if results.len() != messages.len() {
+            // A handler bug; retrying the batch is the only safe answer.
+            tracing::error!(
+                consumer = spec.durable,
+                "batch handler answered for {} of {}",
+                results.len(),
+                messages.len()
+            );
+        }
+        let mut results = results.into_iter();
+        let settled = messages.iter().map(|message| {
+            let result = results.next().unwrap_or_else(|| {
+                Err(HandlerError::Transient("the batch handler gave no result for this message".into()))
+            });
+            let (spec, metrics) = (&spec, &metrics);
+            async move {
+                let outcome = match result {
+                    Ok(()) => {
+                        if let Err(e) = message.ack().await {
+                            tracing::warn!(error = %e, "ack not sent; the message may be redelivered");
+                        }
+                        Outcome::Ack
+                    }
+                    Err(error) => {
+                        let (delivered, sequence) = match message.info() {
+                            Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
+                            Err(_) => (1, 0),
+                        };
+                        settle(bus, spec, settings, message, Err(error), delivered, sequence).await
+                    }
+                };
+                metrics.handled(spec.durable, outcome, elapsed_each);
+            }
+        });
+        futures::future::join_all(settled).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(())
+}
