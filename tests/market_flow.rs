@@ -36,7 +36,11 @@ async fn a_task_goes_from_customer_to_ledger() {
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
-    let base = common::sandbox_settings(&nats, dir.path());
+    let mut base = common::sandbox_settings(&nats, dir.path());
+    // Evaluations are published here with the evaluator's key (the ledger verifies it).
+    let evaluator = Identity::generate();
+    base.evaluator.key_file = dir.path().join("evaluator.key");
+    evaluator.save(&base.evaluator.key_file).unwrap();
     let dispatch_key = gradients_dispatch::load_or_create_identity(&base).unwrap().public_key();
 
     // Each service owns its database (PostgreSQL for two, SQLite for one).
@@ -128,7 +132,7 @@ async fn a_task_goes_from_customer_to_ledger() {
     // Evaluations of the two submissions: the second miner's model is better.
     for (i, submission) in submissions.iter().enumerate() {
         let loss = 2.0 - i as f64;
-        let result = EvaluationResult {
+        let mut result = EvaluationResult {
             evaluation_id: format!("eval-{}", submission.submission_id),
             task_id: task.id.clone(),
             miner_id: submission.miner_id.clone(),
@@ -141,6 +145,8 @@ async fn a_task_goes_from_customer_to_ledger() {
             evaluated_at: Some(Timestamp::now()),
             ..Default::default()
         };
+        result.signature =
+            evaluator.sign_message(gradients_miner::identity::domains::EVALUATION, &result, |r| r.signature.clear());
         bus.jetstream
             .publish(gradients_bus::subjects::evaluations(&task.id), result.encode_to_vec().into())
             .await

@@ -6,13 +6,16 @@
 //! - `gradients audit proof|verify-proof|consistency|verify|export`: the audit log and its proofs.
 //! - `gradients miner keygen|list`: a miner's key, and the live miners.
 //! - `gradients data families|generate|corpus`: generated task folders and pretraining text.
-//! - `gradients model pretrain`: a small base model, trained by `gradients-trainer`.
+//! - `gradients model pretrain|publish|list`: a small base model, trained by
+//!   `gradients-trainer`; the `gradients-models` store of base models.
+//! - `gradients eval run|inspect`: score or inspect a local ONNX file as the evaluator does.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
 mod audit_cmd;
 mod data_cmd;
+mod eval_cmd;
 mod ledger_cmd;
 mod miner_cmd;
 mod model_cmd;
@@ -64,7 +67,13 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
-    /// Base models: `gradients model pretrain` (runs `gradients-trainer`).
+    /// Score a local ONNX file as the evaluator would, or inspect one.
+    Eval {
+        #[command(subcommand)]
+        command: eval_cmd::EvalCommand,
+    },
+    /// Base models: `pretrain` (runs `gradients-trainer`), `publish` and `list` (the
+    /// `gradients-models` store).
     Model {
         #[command(subcommand)]
         command: model_cmd::ModelCommand,
@@ -86,6 +95,8 @@ enum Service {
     Dispatch,
     /// The audit log: captures every stream, signs checkpoints, serves proofs.
     Audit,
+    /// The evaluator: checks and scores submissions with ONNX Runtime.
+    Evaluator,
 }
 
 #[tokio::main]
@@ -119,6 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Service::Audit => {
                     run_until_signal(name, &telemetry, |shutdown| gradients_audit::run(settings, shutdown)).await
                 }
+                Service::Evaluator => {
+                    run_until_signal(name, &telemetry, |shutdown| gradients_evaluator::run(settings, shutdown)).await
+                }
             };
             served.map_err(|e| anyhow::anyhow!(e))?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -128,7 +142,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Audit { command } => audit_cmd::run(&settings, command).await,
         Command::Miner { command } => miner_cmd::run(&settings, command).await,
         Command::Data { command } => data_cmd::run(command),
-        Command::Model { command } => model_cmd::run(&cli.config, command),
+        Command::Model { command: command @ model_cmd::ModelCommand::Pretrain { .. } } => {
+            model_cmd::run(&cli.config, command)
+        }
+        Command::Model { command } => model_cmd::run_store(&settings, command).await,
+        Command::Eval { command } => eval_cmd::run(&settings, command).await,
     }
 }
 
@@ -138,5 +156,6 @@ fn service_name(service: Service) -> &'static str {
         Service::Ledger => gradients_ledger::SERVICE_NAME,
         Service::Dispatch => gradients_dispatch::SERVICE_NAME,
         Service::Audit => gradients_audit::SERVICE_NAME,
+        Service::Evaluator => gradients_evaluator::SERVICE_NAME,
     }
 }

@@ -166,7 +166,12 @@ fn ledger_task_miner_weights_and_export() {
 
     let nats = NatsServer::start().expect("nats-server");
     let dir = tempfile::tempdir().unwrap();
-    let cli = Cli { env: sandbox_env(&nats, dir.path()) };
+    // The ledger accepts only evaluations signed with the evaluator's key.
+    let evaluator = gradients_miner::Identity::generate();
+    evaluator.save(&dir.path().join("evaluator.key")).unwrap();
+    let mut env = sandbox_env(&nats, dir.path());
+    env.push(("GRADIENTS__EVALUATOR__KEY_FILE".into(), dir.path().join("evaluator.key").display().to_string()));
+    let cli = Cli { env };
     let mut server =
         Serving(cli.command(&["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
     let started = Instant::now();
@@ -203,7 +208,7 @@ fn ledger_task_miner_weights_and_export() {
                 .unwrap()
                 .await
                 .unwrap();
-            let result = EvaluationResult {
+            let mut result = EvaluationResult {
                 evaluation_id: format!("e-{miner}"),
                 task_id: "t-cli".into(),
                 miner_id: miner.into(),
@@ -213,6 +218,8 @@ fn ledger_task_miner_weights_and_export() {
                 artifact_sha256: miner.into(),
                 ..Default::default()
             };
+            result.signature = evaluator
+                .sign_message(gradients_miner::identity::domains::EVALUATION, &result, |r| r.signature.clear());
             js.publish("gradients.evaluations.t-cli", result.encode_to_vec().into()).await.unwrap().await.unwrap();
         }
     });

@@ -40,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
     // Assignments are signed by dispatch, as the ledger requires.
     let dispatch = gradients_miner::Identity::generate();
     settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
+    // Evaluations are signed by the evaluator, as the ledger requires.
+    let evaluator = gradients_miner::Identity::generate();
+    settings.evaluator.public_key = hex::encode(evaluator.public_key());
     let bus = Bus::connect(&settings.nats, "ledger-bench").await?;
     topology::declare(&bus, &settings.nats).await?;
 
@@ -67,14 +70,12 @@ async fn main() -> anyhow::Result<()> {
                 cohort_size: miners as u32,
                 ..Default::default()
             };
-            assignment.signature = dispatch.sign_message(
-                gradients_miner::identity::domains::ASSIGNMENT,
-                &assignment,
-                |a| a.signature.clear(),
-            );
+            assignment.signature =
+                dispatch
+                    .sign_message(gradients_miner::identity::domains::ASSIGNMENT, &assignment, |a| a.signature.clear());
             publish(&bus, subjects::assignments(&miner), assignment.assignment_id.clone(), assignment.encode_to_vec())
                 .await?;
-            let result = EvaluationResult {
+            let mut result = EvaluationResult {
                 evaluation_id: format!("eval/{task_id}/{miner}"),
                 task_id: task_id.clone(),
                 miner_id: miner.clone(),
@@ -85,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
                 submitted_at: Some(Timestamp { unix_ms: now + m as i64 }),
                 ..Default::default()
             };
+            result.signature = evaluator
+                .sign_message(gradients_miner::identity::domains::EVALUATION, &result, |r| r.signature.clear());
             publish(&bus, subjects::evaluations(&task_id), result.evaluation_id.clone(), result.encode_to_vec())
                 .await?;
         }

@@ -16,6 +16,9 @@ pub enum LedgerError {
     /// The metrics and health endpoint could not start.
     #[error(transparent)]
     Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// The evaluator's public key (to verify evaluations) is not configured or unreadable.
+    #[error("the evaluator's key: {0}")]
+    EvaluatorKey(String),
     /// Dispatch's public key (to verify assignments) is not configured or unreadable.
     #[error("dispatch's key: {0}")]
     DispatchKey(String),

@@ -12,6 +12,7 @@ mod assignment_check;
 pub mod client;
 mod convert;
 mod error;
+mod evaluation_check;
 mod finalize;
 mod record;
 mod weights;
@@ -56,6 +57,7 @@ pub(crate) struct Context {
 
 /// Runs the ledger until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
+    let evaluator_key = evaluation_check::evaluator_key(&settings)?;
     let dispatch_key = assignment_check::dispatch_key(&settings)?;
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.ledger.http_addr, metrics.clone()).await?;
@@ -110,7 +112,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         streams::EVALUATIONS,
         consumers::LEDGER_EVALUATIONS,
         EVALUATIONS_ALL,
-        record::EvaluationRecorder(finalizer.clone()),
+        evaluation_check::VerifiedEvaluations {
+            recorder: record::EvaluationRecorder(finalizer.clone()),
+            evaluator_key,
+            metrics: metrics.clone(),
+        },
     );
     {
         let (finalizer, interval, stop) = (finalizer.clone(), settings.ledger.sweep_interval(), stop.clone());

@@ -51,6 +51,10 @@ impl Sandbox {
         settings.ledger.weights_interval_ms = 300;
         let dispatch = gradients_miner::Identity::generate();
         settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
+        // The evaluator's key: [`Sandbox::evaluation`] signs with it, the ledger verifies.
+        settings.evaluator.key_file =
+            std::env::temp_dir().join(format!("gradients-ledger-test-{}.key", uuid::Uuid::new_v4()));
+        gradients_miner::Identity::generate().save(&settings.evaluator.key_file).expect("evaluator key");
         tweak(&mut settings);
         let bus = Bus::connect(&settings.nats, "ledger-test").await.expect("connect");
         topology::declare(&bus, &settings.nats).await.expect("topology");
@@ -128,8 +132,13 @@ impl Sandbox {
     }
 
     /// Publishes an evaluation result under message id `msg_id`.
+    /// The result is signed with the evaluator's key, as the evaluator signs it.
     pub async fn evaluation(&self, msg_id: &str, result: &EvaluationResult) {
-        self.publish(gradients_bus::subjects::evaluations(&result.task_id), msg_id, result.encode_to_vec()).await;
+        let evaluator = gradients_miner::Identity::load(&self.settings.evaluator.key_file).expect("evaluator key");
+        let mut signed = result.clone();
+        signed.signature =
+            evaluator.sign_message(gradients_miner::identity::domains::EVALUATION, &signed, |r| r.signature.clear());
+        self.publish(gradients_bus::subjects::evaluations(&result.task_id), msg_id, signed.encode_to_vec()).await;
     }
 
     /// Rows in `ledger_entries`.
