@@ -29,7 +29,8 @@ pub struct DispatchSettings {
     /// How far the time (`at`) of a signed miner message may be from dispatch's clock, on
     /// either side; older or later messages are refused as replays or forgeries.
     pub max_clock_skew_ms: u64,
-    /// Most bytes a miner's own artifacts bucket may hold.
+    /// Most bytes a miner's own artifacts bucket may hold. JetStream reserves this much of
+    /// its storage for each registered miner, so size the server for the miners admitted.
     pub artifacts_max_bytes: i64,
     /// Hex public keys allowed to register; empty admits any key (an open market).
     pub allowed_miner_keys: Vec<String>,
@@ -71,7 +72,7 @@ impl Default for DispatchSettings {
             challenge_rate_per_s: 50,
             challenge_burst: 200,
             max_clock_skew_ms: 10_000,
-            artifacts_max_bytes: 16 * 1024 * 1024 * 1024,
+            artifacts_max_bytes: 1024 * 1024 * 1024,
             allowed_miner_keys: Vec::new(),
             max_miners_per_task: 4,
             min_miners_per_task: 1,
