@@ -21,6 +21,7 @@ pub mod log;
 pub mod merkle;
 pub mod offline;
 pub mod protocol;
+pub mod reconcile;
 pub mod store;
 pub mod tree;
 pub mod verify;

@@ -1,6 +1,7 @@
 //! `gradients audit ...`: what an auditor runs. `verify-proof` works offline with nothing but
 //! a proof file and the audit's public key; the rest asks the audit service over NATS
-//! (an auditor's read-only identity is enough, see deploy/nats).
+//! (an auditor's read-only identity is enough, see deploy/nats); `reconcile` also asks the
+//! ledger's query API.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,20 @@ pub enum AuditCommand {
         #[arg(long)]
         public_key: String,
     },
+    /// Recomputes every reward from the captured evaluations (`gradients_scoring`) and
+    /// compares with the ledger's captured entries, its API's answers and its published
+    /// weights; every difference is printed with both values and the events behind it.
+    Reconcile {
+        /// Only this task.
+        #[arg(long, conflicts_with = "since")]
+        task: Option<String>,
+        /// Only tasks paid from this moment (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Compare with the captured events only (no call to the ledger's API).
+        #[arg(long)]
+        offline_ledger: bool,
+    },
     /// Every record since a moment, each with its inclusion proof, one JSON document a line.
     Export {
         /// From this moment (RFC 3339 or YYYY-MM-DD, UTC), inclusive; default: everything.
@@ -94,6 +109,9 @@ pub enum ExportFormat {
 }
 
 pub async fn run(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    if let AuditCommand::Reconcile { task, since, offline_ledger } = command {
+        return reconcile(settings, task, since, offline_ledger).await;
+    }
     match command {
         AuditCommand::VerifyProof { file, public_key } => {
             let key = read_public_key(&public_key)?;
@@ -151,9 +169,37 @@ async fn online(client: &AuditClient, command: AuditCommand) -> anyhow::Result<E
             let exported = export(client, since_ms, out.as_deref()).await?;
             eprintln!("exported {exported} records with their proofs");
         }
-        AuditCommand::VerifyProof { .. } | AuditCommand::PublicKey => unreachable!("handled offline"),
+        AuditCommand::VerifyProof { .. } | AuditCommand::PublicKey | AuditCommand::Reconcile { .. } => {
+            unreachable!("handled in run")
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn reconcile(
+    settings: &Settings,
+    task_id: Option<String>,
+    since: Option<String>,
+    offline_ledger: bool,
+) -> anyhow::Result<ExitCode> {
+    use gradients_audit::reconcile::{reconcile, Scope};
+    let bus = Bus::connect(&settings.nats, "gradients-cli").await?;
+    let timeout = settings.nats.request_timeout();
+    let client = AuditClient::new(bus.client.clone(), timeout);
+    let scope = Scope { task_id, since_ms: parse_moment(since.as_deref(), false)?.unwrap_or(0) };
+    let ledger = (!offline_ledger).then_some((&bus.client, timeout));
+    let report = reconcile(&client, ledger, &scope, &settings.ledger.scoring, &settings.models).await?;
+    for difference in &report.differences {
+        println!("DIFFERENCE: {difference}");
+    }
+    println!(
+        "checked {} tasks, {} ledger entries, {} weights publications: {} differences",
+        report.tasks,
+        report.entries,
+        report.weights,
+        report.differences.len()
+    );
+    Ok(if report.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Writes every record captured since `since_ms`, each with its proof against one fresh

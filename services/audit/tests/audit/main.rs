@@ -371,3 +371,162 @@ async fn sigkill_mid_stream_resumes_without_gap_or_duplicate() {
     second.kill().ok();
     second.wait().ok();
 }
+
+/// Reconcile recomputes a scripted market's rewards from the captured evaluations with
+/// `gradients_scoring`: an honest ledger's entries and weights agree; a weights publication
+/// with one wrong weight is reported with both values, and a wrong entry score too.
+#[tokio::test]
+async fn reconcile_reports_a_wrong_weight_and_a_wrong_score() {
+    use gradients_audit::reconcile::{reconcile, Scope};
+    use gradients_proto::v1::{
+        EvaluationKind, EvaluationStatus, LedgerEntryKind, MinerWeight, Task, TaskType, Timestamp,
+    };
+    use gradients_scoring::{MinerResult, Outcome, ScoredTask};
+
+    let mut sandbox = Sandbox::start(Backend::Sqlite, 1).await;
+    let scoring = sandbox.settings.ledger.scoring.clone();
+    let models = sandbox.settings.models.clone();
+    let task = Task {
+        id: "t1".into(),
+        r#type: TaskType::Instruct as i32,
+        base_model: "tiny-1m".into(),
+        hours_to_complete: 2.0,
+        ..Default::default()
+    };
+    sandbox
+        .publish(
+            subjects::TASK_CREATED,
+            "created-t1",
+            TaskCreated { event_id: "created-t1".into(), task: Some(task), ..Default::default() }.encode_to_vec(),
+        )
+        .await;
+    for miner in ["m1", "m2", "m3"] {
+        let assignment = Assignment {
+            assignment_id: format!("a-{miner}"),
+            task_id: "t1".into(),
+            miner_id: miner.into(),
+            ..Default::default()
+        };
+        sandbox.publish(&subjects::assignments(miner), &format!("a-{miner}"), assignment.encode_to_vec()).await;
+    }
+    let evaluations = [("m1", 1.0, 1.1), ("m2", 2.0, 2.2)];
+    for (miner, test, synth) in evaluations {
+        let evaluation = EvaluationResult {
+            evaluation_id: format!("eval-{miner}"),
+            task_id: "t1".into(),
+            miner_id: miner.into(),
+            status: EvaluationStatus::Valid as i32,
+            kind: EvaluationKind::MinerSubmission as i32,
+            test_loss: Some(test),
+            synth_loss: Some(synth),
+            artifact_sha256: format!("sha-{miner}"),
+            submitted_at: Some(Timestamp { unix_ms: 1_000 }),
+            ..Default::default()
+        };
+        sandbox.publish(&subjects::evaluations("t1"), &format!("eval-{miner}"), evaluation.encode_to_vec()).await;
+    }
+    // The honest ledger's answer, by the rules: scores, work and weights.
+    let results: Vec<MinerResult> = vec![
+        MinerResult {
+            miner_id: "m1".into(),
+            outcome: Outcome::Valid { test_loss: 1.0, synth_loss: Some(1.1) },
+            artifact_sha256: "sha-m1".into(),
+            submitted_at_ms: 1_000,
+        },
+        MinerResult {
+            miner_id: "m2".into(),
+            outcome: Outcome::Valid { test_loss: 2.0, synth_loss: Some(2.2) },
+            artifact_sha256: "sha-m2".into(),
+            submitted_at_ms: 1_000,
+        },
+        MinerResult {
+            miner_id: "m3".into(),
+            outcome: Outcome::Failed { reason: "no evaluated submission by the deadline".into() },
+            artifact_sha256: String::new(),
+            submitted_at_ms: i64::MAX,
+        },
+    ];
+    let scores = gradients_scoring::score_task(gradients_scoring::TaskType::Instruct, &results, &scoring);
+    let work = gradients_scoring::task_work(2.0, models["tiny-1m"], "tiny-1m", &scoring);
+    let paid_at = Timestamp::now().unix_ms;
+    for score in &scores {
+        let entry = LedgerEntry {
+            entry_id: format!("entry-{}", score.miner_id),
+            task_id: "t1".into(),
+            miner_id: score.miner_id.clone(),
+            kind: if score.score < 0.0 { LedgerEntryKind::Penalty } else { LedgerEntryKind::TaskScore } as i32,
+            score: score.score,
+            task_weight: work,
+            rank: score.rank.unwrap_or(0),
+            recorded_at: Some(Timestamp { unix_ms: paid_at }),
+            ..Default::default()
+        };
+        sandbox.publish(subjects::LEDGER_ENTRIES, &entry.entry_id.clone(), entry.encode_to_vec()).await;
+    }
+    let history = [ScoredTask {
+        task_id: "t1".into(),
+        task_type: gradients_scoring::TaskType::Instruct,
+        finished_at_ms: paid_at,
+        work,
+        scores: scores.iter().map(|s| (s.miner_id.clone(), s.score)).collect(),
+    }];
+    let weights: Vec<MinerWeight> = gradients_scoring::period_weights(&history, paid_at + 1, &scoring)
+        .into_iter()
+        .map(|w| MinerWeight { miner_id: w.miner_id, weight: w.weight })
+        .collect();
+    assert!(!weights.is_empty(), "someone earned something");
+    let honest = WeightsPublished {
+        event_id: "w-honest".into(),
+        weights: weights.clone(),
+        at: Some(Timestamp { unix_ms: paid_at + 1 }),
+        ..Default::default()
+    };
+    sandbox.publish(subjects::LEDGER_WEIGHTS, "w-honest", honest.encode_to_vec()).await;
+    sandbox.wait_for_records(10).await;
+
+    let clean = reconcile(&sandbox.client, None, &Scope::default(), &scoring, &models).await.unwrap();
+    assert!(clean.differences.is_empty(), "an honest ledger reconciles: {:#?}", clean.differences);
+    assert_eq!((clean.tasks, clean.entries, clean.weights), (1, 3, 1));
+
+    // The ledger is fed a wrong weight for m1.
+    let mut wrong = weights.clone();
+    let m1 = wrong.iter_mut().find(|w| w.miner_id == "m1").expect("m1 has a weight");
+    let (right_weight, wrong_weight) = (m1.weight, m1.weight * 0.5);
+    m1.weight = wrong_weight;
+    let bad = WeightsPublished {
+        event_id: "w-wrong".into(),
+        weights: wrong,
+        at: Some(Timestamp { unix_ms: paid_at + 2 }),
+        ..Default::default()
+    };
+    sandbox.publish(subjects::LEDGER_WEIGHTS, "w-wrong", bad.encode_to_vec()).await;
+    // And a correction that pays m2 as if it had won.
+    let correction = LedgerEntry {
+        entry_id: "entry-m2-fix".into(),
+        task_id: "t1".into(),
+        miner_id: "m2".into(),
+        kind: LedgerEntryKind::Correction as i32,
+        score: 3.0,
+        task_weight: work,
+        corrects_entry_id: "entry-m2".into(),
+        recorded_at: Some(Timestamp { unix_ms: paid_at + 3 }),
+        ..Default::default()
+    };
+    sandbox.publish(subjects::LEDGER_ENTRIES, "entry-m2-fix", correction.encode_to_vec()).await;
+    sandbox.wait_for_records(12).await;
+    let found = reconcile(&sandbox.client, None, &Scope::default(), &scoring, &models).await.unwrap();
+    let weight = found
+        .differences
+        .iter()
+        .find(|d| d.field == "weight" && d.source.contains("w-wrong"))
+        .expect("the wrong weight is reported");
+    assert_eq!(weight.miner_id, "m1");
+    assert_eq!(
+        (weight.ledger.as_str(), weight.recomputed.as_str()),
+        (wrong_weight.to_string().as_str(), right_weight.to_string().as_str())
+    );
+    let score = found.differences.iter().find(|d| d.field == "score").expect("the wrong score is reported");
+    assert_eq!((score.miner_id.as_str(), score.ledger.as_str(), score.recomputed.as_str()), ("m2", "3", "0"));
+    assert!(score.evidence.iter().any(|e| e.starts_with("eval-m2")), "{:?}", score.evidence);
+    sandbox.stop().await;
+}
