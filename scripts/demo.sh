@@ -54,6 +54,10 @@ for _ in $(seq 1 100); do
 done
 python3 -c "import urllib.request; print('readyz:', urllib.request.urlopen('http://127.0.0.1:$http_port/readyz').read().decode())"
 
+step "a customer key: every task request is signed with it; tasks belong to its customer id"
+export GRADIENTS__INTAKE__CUSTOMER_KEY_FILE="$work/customer.key"
+"$gradients" customer keygen --out "$work/customer.key"
+
 step "submitting examples/tasks/capitals (120 rows, instruct, columns question/answer)"
 "$gradients" task submit --dir examples/tasks/capitals --idempotency-key demo-capitals
 task_id=$("$gradients" task submit --dir examples/tasks/capitals --idempotency-key demo-capitals --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')

@@ -59,7 +59,8 @@ async fn a_task_goes_from_customer_to_ledger() {
     tokio::spawn(gradients_ledger::run(with_db(&databases[2]), shutdown.clone()));
 
     let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
-    let intake = IntakeClient::new(bus.clone(), Duration::from_secs(10));
+    let intake =
+        IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let ledger = LedgerClient::new(bus.clone(), Duration::from_secs(10));
 
     // Two miners join the market.
@@ -91,7 +92,7 @@ async fn a_task_goes_from_customer_to_ledger() {
 
     // The customer submits the capitals example.
     let data = std::fs::read(workspace_root().join("examples/tasks/capitals/data.jsonl")).unwrap();
-    let dataset = intake.upload_dataset(&data).await.unwrap();
+    let dataset = common::until_ok(|| intake.upload_dataset(&data)).await.unwrap();
     let request = SubmitTaskRequest {
         idempotency_key: "e2e-capitals".into(),
         name: "capitals".into(),

@@ -65,7 +65,8 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     let folder =
         gradients_taskgen::write_task_dir(&tasks, family, gradients_taskgen::TaskKind::Instruct, 120, 3, None).unwrap();
     let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
-    let intake = IntakeClient::new(bus.clone(), Duration::from_secs(10));
+    let intake =
+        IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let data = std::fs::read(folder.join("data.jsonl")).unwrap();
     let dataset = common::until_ok(|| intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {

@@ -1,7 +1,8 @@
 //! `gradients`: the one command for operators and customers.
 //!
 //! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
-//! - `gradients task submit|get|list|cancel` talks to the intake API over NATS.
+//! - `gradients task submit|get|list|cancel` talks to the intake API over NATS, signed with
+//!   the key `gradients customer keygen` makes.
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
 //! - `gradients audit proof|verify-proof|consistency|verify|export`: the audit log and its proofs.
 //! - `gradients miner keygen|list`: a miner's key, and the live miners.
@@ -14,6 +15,7 @@
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
 mod audit_cmd;
+mod customer_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod ledger_cmd;
@@ -47,10 +49,18 @@ enum Command {
         #[command(subcommand)]
         service: Service,
     },
-    /// Submit and follow fine-tuning tasks.
+    /// Submit and follow fine-tuning tasks (signed with your customer key).
     Task {
+        /// The customer key to sign with (default: `intake.customer_key_file`).
+        #[arg(long, global = true, value_name = "FILE")]
+        key: Option<PathBuf>,
         #[command(subcommand)]
         command: task_cmd::TaskCommand,
+    },
+    /// Customer identities: `gradients customer keygen`.
+    Customer {
+        #[command(subcommand)]
+        command: customer_cmd::CustomerCommand,
     },
     /// Miner identities and the live miner registry.
     Miner {
@@ -137,7 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             served.map_err(|e| anyhow::anyhow!(e))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Task { command } => task_cmd::run(&settings, command).await,
+        Command::Task { key, command } => task_cmd::run(&settings, key, command).await,
+        Command::Customer { command } => customer_cmd::run(command),
         Command::Ledger { command } => ledger_cmd::run(&settings, command).await,
         Command::Audit { command } => audit_cmd::run(&settings, command).await,
         Command::Miner { command } => miner_cmd::run(&settings, command).await,

@@ -1,4 +1,5 @@
-//! `gradients task ...`: submit, get, list and cancel tasks over the intake API.
+//! `gradients task ...`: submit, get, list and cancel tasks over the intake API, each
+//! request signed with the customer's key (see `gradients customer keygen`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use clap::{Args, Subcommand};
 use gradients_bus::api::CallError;
 use gradients_bus::Bus;
 use gradients_config::Settings;
-use gradients_intake::client::IntakeClient;
+use gradients_intake::client::{IntakeClient, UploadError};
+use gradients_intake::customer::CustomerKey;
 use gradients_proto::v1::{ListTasksRequest, SubmitTaskRequest, Task, TaskStatus, TaskType};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -100,10 +102,15 @@ pub struct SubmitArgs {
     format: Format,
 }
 
-/// Runs a task command; the exit code is 1 when the service refused the request.
-pub async fn run(settings: &Settings, command: TaskCommand) -> anyhow::Result<ExitCode> {
+/// Runs a task command, signed with the customer key at `key` (default:
+/// `intake.customer_key_file`); the exit code is 1 when the service refused the request.
+pub async fn run(settings: &Settings, key: Option<PathBuf>, command: TaskCommand) -> anyhow::Result<ExitCode> {
+    let key_file = key.unwrap_or_else(|| settings.intake.customer_key_file.clone());
+    let key = CustomerKey::load(&key_file).with_context(|| {
+        format!("reading the customer key {} (make one with `gradients customer keygen`)", key_file.display())
+    })?;
     let bus = Bus::connect(&settings.nats, "gradients-cli").await?;
-    let client = IntakeClient::new(bus, settings.nats.request_timeout());
+    let client = IntakeClient::new(bus, key, settings.nats.request_timeout());
     match command {
         TaskCommand::Submit(args) => submit(&client, *args).await,
         TaskCommand::Get { task_id, format } => show_task(client.get(&task_id).await.map(|r| r.task), format.json),
@@ -169,7 +176,14 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
 
     let progress = spinner(args.format.json);
     progress.set_message(format!("uploading {} ({} bytes)", data_path.display(), data.len()));
-    let dataset = client.upload_dataset(&data).await?;
+    let dataset = match client.upload_dataset(&data).await {
+        Ok(dataset) => dataset,
+        Err(UploadError::Call(refusal)) => {
+            progress.finish_and_clear();
+            return refused(refusal, args.format.json);
+        }
+        Err(UploadError::Bus(e)) => return Err(e.into()),
+    };
     progress.set_message("validating and splitting");
     let request = SubmitTaskRequest {
         idempotency_key: args.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

@@ -37,9 +37,15 @@ impl Cli {
     }
 }
 
-/// The environment that points `gradients` at a private server and database.
+/// The environment that points `gradients` at a private server and database, signing as
+/// a customer whose key is made in `dir`.
 fn sandbox_env(nats: &NatsServer, dir: &Path) -> Vec<(String, String)> {
+    let key = dir.join("customer.key");
+    if !key.exists() {
+        gradients_intake::customer::CustomerKey::generate().save(&key).expect("a customer key");
+    }
     vec![
+        ("GRADIENTS__INTAKE__CUSTOMER_KEY_FILE".into(), key.display().to_string()),
         ("GRADIENTS__NATS__URL".into(), nats.url()),
         ("GRADIENTS__STORE__URL".into(), format!("sqlite://{}?mode=rwc", dir.join("cli.db").display())),
         ("GRADIENTS__INTAKE__HTTP_ADDR".into(), "127.0.0.1:0".into()),

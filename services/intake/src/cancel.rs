@@ -1,7 +1,8 @@
-//! `cancel`: a customer withdraws a task that has not finished.
+//! `cancel`: a customer withdraws its own task that has not finished (an operator, any).
 
 use gradients_proto::v1::{CancelTaskRequest, CancelTaskResponse, ErrorCode, TaskStatus, Timestamp};
 
+use crate::auth::{Caller, Role};
 use crate::error::RequestError;
 use crate::tasks::{self, Transition};
 use crate::Context;
@@ -9,17 +10,28 @@ use crate::Context;
 /// How often a cancel re-reads a task that another writer moved under it.
 const MAX_ATTEMPTS: usize = 5;
 
-/// Cancels the task unless it already ended. Cancelling a cancelled task is answered
-/// with the task as it is (a retried cancel must not fail).
-pub async fn cancel(ctx: &Context, request: CancelTaskRequest) -> Result<CancelTaskResponse, RequestError> {
+/// Longest cancel reason accepted.
+const MAX_REASON_CHARS: usize = 500;
+
+/// Cancels the task unless it already ended; only its owner or an operator may, and to
+/// anyone else the task does not exist. Cancelling a cancelled task is answered with the
+/// task as it is (a retried cancel must not fail).
+pub async fn cancel(
+    ctx: &Context,
+    caller: &Caller,
+    request: CancelTaskRequest,
+) -> Result<CancelTaskResponse, RequestError> {
     if request.task_id.is_empty() {
         return Err(RequestError::bad(ErrorCode::InvalidArgument, "task_id is empty"));
     }
-    let reason = if request.reason.trim().is_empty() { "cancelled by the customer" } else { request.reason.trim() };
+    crate::submit::check_text("reason", &request.reason, MAX_REASON_CHARS)?;
+    let reason = match (request.reason.trim(), caller.role) {
+        ("", Role::Operator) => "cancelled by an operator",
+        ("", Role::Customer) => "cancelled by the customer",
+        (given, _) => given,
+    };
     for _ in 0..MAX_ATTEMPTS {
-        let row = tasks::find(&ctx.db, &request.task_id)
-            .await?
-            .ok_or_else(|| RequestError::NotFound(request.task_id.clone()))?;
+        let row = tasks::find_visible(&ctx.db, caller, &request.task_id).await?;
         let current = TaskStatus::from_label(&row.status).unwrap_or_default();
         if current == TaskStatus::Cancelled {
             return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)) });

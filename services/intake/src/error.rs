@@ -44,7 +44,19 @@ pub enum RequestError {
     /// The task is not in a state that allows this.
     #[error("task is {}; it cannot become {}", .from.label(), .to.label())]
     InvalidTransition { from: TaskStatus, to: TaskStatus },
-    /// The database failed.
+    /// The request is unsigned, or its signature does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A signed request outside the freshness window, or one already received.
+    #[error("{0}")]
+    Stale(String),
+    /// The caller may not do this (a key not admitted, a bucket not its own).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests of this kind in progress; the caller retries later.
+    #[error("{0}")]
+    Busy(String),
+    /// The database failed. Its text is logged, never sent: it can quote the request.
     #[error("storage: {0}")]
     Store(#[from] DbErr),
     /// The bus failed.
@@ -66,6 +78,12 @@ impl RequestError {
             Self::Upload(ObjectError::TooLarge { .. }) => ErrorCode::DatasetTooLarge,
             Self::Upload(ObjectError::Incomplete { .. }) => ErrorCode::UploadIncomplete,
             Self::Upload(ObjectError::ChecksumMismatch { .. }) => ErrorCode::ChecksumMismatch,
+            Self::Upload(ObjectError::NotPlain { .. }) => ErrorCode::UploadNotPlain,
+            Self::Upload(ObjectError::Stalled { .. }) => ErrorCode::UploadStalled,
+            Self::Unauthenticated(_) => ErrorCode::InvalidSignature,
+            Self::Stale(_) => ErrorCode::StaleMessage,
+            Self::Forbidden(_) => ErrorCode::AccessDenied,
+            Self::Busy(_) => ErrorCode::RateLimited,
             Self::Upload(ObjectError::Bus(_)) | Self::Bus(_) | Self::Store(_) => ErrorCode::Unavailable,
             Self::Dataset(e) => ErrorCode::from_str_name(e.code()).unwrap_or(ErrorCode::InvalidArgument),
             Self::NotFound(_) => ErrorCode::TaskNotFound,
@@ -77,15 +95,24 @@ impl RequestError {
     /// Whether the client sent something wrong (as opposed to the service failing).
     /// Only these are counted as rejections, and only these discard the upload.
     pub fn is_rejection(&self) -> bool {
-        !matches!(self.code(), ErrorCode::Unavailable | ErrorCode::Internal)
+        !matches!(self.code(), ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::RateLimited)
     }
 
-    /// The typed error sent to the client.
-    pub fn to_api(&self) -> ApiError {
+    /// The typed error sent to the client. A failure of the service itself is described
+    /// by what failed and `reference` (logged beside the full error), never by the text
+    /// of the database or the bus, which can quote the request or the schema.
+    pub fn to_api(&self, reference: &str) -> ApiError {
         let (row, column) = match self {
             Self::Dataset(e) => (e.row().unwrap_or(0), e.column().unwrap_or_default().to_owned()),
             _ => (0, String::new()),
         };
-        ApiError { code: self.code() as i32, message: self.to_string(), row, column }
+        let message = match self {
+            Self::Store(_) => format!("intake's storage failed; retry later (reference {reference})"),
+            Self::Bus(_) | Self::Upload(ObjectError::Bus(_)) => {
+                format!("intake could not reach NATS; retry later (reference {reference})")
+            }
+            _ => self.to_string(),
+        };
+        ApiError { code: self.code() as i32, message, row, column }
     }
 }

@@ -1,23 +1,32 @@
 //! Task intake: the front door of the market.
 //!
-//! A customer uploads a data set to the `gradients-uploads` object store and calls
-//! `gradients.api.tasks.submit`. Intake checks the request, reads the upload (size and
-//! sha256), validates every row for the task type, splits the rows deterministically from
-//! the task id into train (for miners), synthetic and test (for validators only), stores
-//! the task with its `tasks.created` event in one transaction (the outbox), answers, and
-//! publishes the event. A retry with the same idempotency key returns the same task.
+//! A customer signs every request with its ed25519 key ([`customer`], checked by
+//! [`auth`]); tasks belong to the customer that submitted them. It uploads a data set to
+//! its own bucket `gradients-uploads-<customer id>` (named by `gradients.api.tasks.upload`)
+//! and calls `gradients.api.tasks.submit`. Intake checks the request, reads the upload
+//! (a plain object of the caller's bucket, size and sha256, every wait bounded), validates
+//! every row for the task type, splits the rows deterministically from the task id into
+//! train (for miners), synthetic and test (for validators only), stores the task with its
+//! `tasks.created` event in one transaction (the outbox), answers, and publishes the
+//! event. A retry with the same idempotency key returns the same task.
 //!
 //! [`run`] is the whole service; the `gradients-intake` binary and `gradients serve intake`
 //! call it, and tests run it in-process against a real NATS server and database.
 
 mod api;
+pub mod auth;
 mod cancel;
 pub mod client;
+pub mod customer;
 mod error;
 mod projection;
+mod readiness;
+mod slots;
 mod submit;
 mod tasks;
+mod upload;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::VERSION;
 pub use error::{IntakeError, RequestError};
-pub use submit::task_id_for_key;
+pub use submit::task_id_for;
 
 /// The service's name in metrics, logs and the NATS connection.
 pub const SERVICE_NAME: &str = "intake";
@@ -51,6 +60,12 @@ pub(crate) struct Context {
     pub metrics: Metrics,
     /// Fired by a test's fault point; [`run`] then stops as if killed.
     pub crash: CrashSwitch,
+    /// Checks who signed each request.
+    pub auth: auth::Authenticator,
+    /// Bounds the submits in progress, in all and per customer.
+    pub submits: slots::SubmitSlots,
+    /// API requests being handled now (readiness: all slots taken means no answer).
+    pub in_flight: AtomicUsize,
 }
 
 /// Runs intake until `shutdown` is cancelled, then drains: stops taking requests, lets
@@ -63,6 +78,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     topology::declare(&bus, &settings.nats).await?;
     let db = gradients_store::connect(&settings.store).await?;
     let relay = outbox::Relay::new(db.clone(), bus.clone(), metrics.clone());
+    let auth = auth::Authenticator::new(&bus, &settings).await?;
+    let submits =
+        slots::SubmitSlots::new(settings.intake.max_concurrent_submits, settings.intake.max_submits_per_customer);
     let ctx = Arc::new(Context {
         settings: settings.clone(),
         bus: bus.clone(),
@@ -70,6 +88,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         outbox: relay.clone(),
         metrics: metrics.clone(),
         crash: CrashSwitch::default(),
+        auth,
+        submits,
+        in_flight: AtomicUsize::new(0),
     });
 
     let mut loops = ServiceLoops::new(&shutdown);
@@ -95,10 +116,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         });
     }
     {
-        let ctx = ctx.clone();
+        let (ctx, stop) = (ctx.clone(), stop.clone());
         loops.spawn(async move { api::serve(ctx, stop).await.map_err(IntakeError::from) });
     }
-    health.readiness.set_ready(true);
+    {
+        let (ctx, readiness) = (ctx.clone(), health.readiness.clone());
+        loops.spawn(async move {
+            readiness::watch(&ctx, &readiness, stop).await;
+            Ok(())
+        });
+    }
     tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
 
     let panicked = |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });

@@ -1,6 +1,9 @@
-//! `submit`: check the request, read and validate the upload, split it, store the task
-//! with its events, answer. Idempotent by key: the task id is derived from the key, so a
-//! retry (or a concurrent twin) finds the same task and never makes a second one.
+//! `submit`: check the request, read and validate the caller's upload, split it, store the
+//! task with its events, answer. Idempotent by key: the task id is derived from the
+//! customer and its key, so a retry (or a concurrent twin) finds the same task and never
+//! makes a second one. Split objects are named by their content: two different requests
+//! racing with one key write different objects, the loser removes its own, and the stored
+//! task always names the objects holding exactly its rows.
 
 use std::collections::BTreeMap;
 
@@ -8,51 +11,60 @@ use gradients_bus::objects;
 use gradients_bus::subjects::{self, buckets};
 use gradients_data::{ColumnMap, Limits, SplitPlan};
 use gradients_proto::v1::{
-    ErrorCode, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp,
+    ErrorCode, ObjectRef, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp,
 };
 use gradients_store::entity::task;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::auth::Caller;
 use crate::error::RequestError;
 use crate::tasks::{self, PendingEvent};
-use crate::Context;
+use crate::{upload, Context};
 
 /// Longest task name and idempotency key accepted.
 const MAX_NAME_CHARS: usize = 200;
 
-/// Handles one submit request. Once the request is settled (accepted, replayed or
-/// rejected) the upload is removed: the splits hold the data, and nothing of a rejected
-/// task is kept. After a failure of our own the upload stays, for the client's retry.
-pub async fn submit(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskResponse, RequestError> {
+/// Handles one submit request, in one of the process's submit slots. Once the request
+/// is settled (accepted, replayed or rejected) the upload is removed: the splits hold the
+/// data, and nothing of a rejected task is kept. After a failure of our own the upload
+/// stays, for the client's retry.
+pub async fn submit(
+    ctx: &Context,
+    caller: &Caller,
+    request: SubmitTaskRequest,
+) -> Result<SubmitTaskResponse, RequestError> {
+    let _slot = ctx.submits.try_take(&caller.customer_id)?;
     let upload = request.dataset.clone();
-    let result = accept(ctx, request).await;
+    let result = accept(ctx, caller, request).await;
     let settled = match &result {
         Ok(_) => true,
         Err(e) => e.is_rejection(),
     };
     if let (true, Some(upload)) = (settled, upload) {
-        if upload.bucket == buckets::UPLOADS && !upload.name.is_empty() {
-            let removed = async {
-                objects::delete(&objects::bucket(&ctx.bus, buckets::UPLOADS).await?, buckets::UPLOADS, &upload.name)
-                    .await
-            };
-            if let Err(e) = removed.await {
-                tracing::warn!(error = %e, object = %upload.name, "could not remove the upload; it expires on its own");
-            }
-        }
+        upload::remove(ctx, caller, &upload).await;
     }
     result
 }
 
-async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskResponse, RequestError> {
-    let checked = check_request(ctx, &request)?;
+/// One split as written: where, and its bytes' sha256.
+struct WrittenSplit {
+    reference: ObjectRef,
+    rows: usize,
+}
+
+async fn accept(
+    ctx: &Context,
+    caller: &Caller,
+    request: SubmitTaskRequest,
+) -> Result<SubmitTaskResponse, RequestError> {
+    let checked = check_request(ctx, caller, &request)?;
     let key = if request.idempotency_key.is_empty() {
         uuid::Uuid::new_v4().to_string()
     } else {
         request.idempotency_key.clone()
     };
-    let task_id = task_id_for_key(&key);
+    let task_id = task_id_for(&caller.customer_id, &key);
     let fingerprint = fingerprint(&request);
     tracing::Span::current().record("task_id", task_id.as_str());
 
@@ -60,11 +72,10 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         return replay(existing, &key, &fingerprint);
     }
 
-    let uploads = objects::bucket(&ctx.bus, buckets::UPLOADS).await?;
-    let limits = &ctx.settings.intake.limits;
     let dataset_ref = request.dataset.clone().unwrap_or_default();
-    let data = objects::read_verified(&uploads, &dataset_ref, limits.max_bytes).await?;
-    let dataset = gradients_data::parse(checked.task_type, &checked.columns, &data, &data_limits(limits))?;
+    let data = upload::read(ctx, &dataset_ref).await?;
+    let limits = data_limits(&ctx.settings.intake.limits);
+    let dataset = gradients_data::parse(checked.task_type, &checked.columns, &data, &limits)?;
     let split_settings = &ctx.settings.intake.split;
     let plan = SplitPlan {
         test_fraction: split_settings.test_fraction,
@@ -74,25 +85,25 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
     };
     let splits = gradients_data::split(&dataset, task_id.as_bytes(), &plan);
 
-    // Split objects are named by task id and their bytes depend only on the task id and
-    // the data, so a concurrent twin writes the very same objects: no clean-up is needed.
-    let train = gradients_data::to_jsonl(&splits.train);
-    let synth = gradients_data::to_jsonl(&splits.synth);
-    let test = gradients_data::to_jsonl(&splits.test);
     let train_bucket = objects::bucket(&ctx.bus, buckets::TRAIN).await?;
     let validator_bucket = objects::bucket(&ctx.bus, buckets::VALIDATOR).await?;
-    let train_ref =
-        objects::put_bytes(&train_bucket, buckets::TRAIN, &buckets::split_object(&task_id, "train"), &train).await?;
-    let synth_ref =
-        objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "synth"), &synth)
-            .await?;
-    let test_ref =
-        objects::put_bytes(&validator_bucket, buckets::VALIDATOR, &buckets::split_object(&task_id, "test"), &test)
-            .await?;
+    let mut written = Vec::with_capacity(3);
+    for (store, bucket, part, rows) in [
+        (&train_bucket, buckets::TRAIN, "train", &splits.train),
+        (&validator_bucket, buckets::VALIDATOR, "synth", &splits.synth),
+        (&validator_bucket, buckets::VALIDATOR, "test", &splits.test),
+    ] {
+        let bytes = gradients_data::to_jsonl(rows);
+        let name = buckets::split_object(&task_id, part, &objects::sha256_hex(&bytes));
+        let reference = objects::put_bytes(store, bucket, &name, &bytes).await?;
+        written.push(WrittenSplit { reference, rows: rows.len() });
+    }
+    let [train_ref, synth_ref, test_ref] = [&written[0], &written[1], &written[2]];
 
     let now = Timestamp::now().unix_ms;
     let row = task::Model {
         id: task_id.clone(),
+        customer_id: caller.customer_id.clone(),
         idempotency_key: key.clone(),
         request_sha256: fingerprint.clone(),
         name: request.name.trim().to_owned(),
@@ -106,15 +117,15 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
         dataset_sha256: dataset_ref.sha256.to_ascii_lowercase(),
         dataset_size: dataset_ref.size as i64,
         dataset_rows: dataset.len() as i64,
-        train_sha256: train_ref.sha256,
-        train_size: train_ref.size as i64,
-        train_rows: splits.train.len() as i64,
-        synth_sha256: synth_ref.sha256,
-        synth_size: synth_ref.size as i64,
-        synth_rows: splits.synth.len() as i64,
-        test_sha256: test_ref.sha256,
-        test_size: test_ref.size as i64,
-        test_rows: splits.test.len() as i64,
+        train_sha256: train_ref.reference.sha256.clone(),
+        train_size: train_ref.reference.size as i64,
+        train_rows: train_ref.rows as i64,
+        synth_sha256: synth_ref.reference.sha256.clone(),
+        synth_size: synth_ref.reference.size as i64,
+        synth_rows: synth_ref.rows as i64,
+        test_sha256: test_ref.reference.sha256.clone(),
+        test_size: test_ref.reference.size as i64,
+        test_rows: test_ref.rows as i64,
         created_at_ms: now,
         deadline_ms: now + (request.hours_to_complete * 3_600_000.0) as i64,
         updated_at_ms: now,
@@ -141,8 +152,10 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
     match tasks::insert(&ctx.db, row, events).await {
         Ok(()) => {}
         Err(e) if gradients_store::is_unique_violation(&e) => {
-            // A concurrent request with the same key won the race.
+            // A concurrent request with the same key won the race: its row names its own
+            // split objects; ours are removed unless they are the very same objects.
             let existing = tasks::find(&ctx.db, &task_id).await?.ok_or(RequestError::Store(e))?;
+            remove_losing_splits(ctx, &existing, &written).await;
             return replay(existing, &key, &fingerprint);
         }
         Err(e) => return Err(e.into()),
@@ -155,6 +168,7 @@ async fn accept(ctx: &Context, request: SubmitTaskRequest) -> Result<SubmitTaskR
     ctx.outbox.wake();
     tracing::info!(
         task_id,
+        customer_id = %caller.customer_id,
         rows = dataset.len(),
         train = splits.train.len(),
         synth = splits.synth.len(),
@@ -170,7 +184,43 @@ struct CheckedRequest {
     columns: ColumnMap,
 }
 
-fn check_request(ctx: &Context, request: &SubmitTaskRequest) -> Result<CheckedRequest, RequestError> {
+/// Removes the split objects this attempt wrote that the winning task does not name.
+/// A failure is logged: the winner's task is intact either way, and what is left is
+/// unreferenced.
+async fn remove_losing_splits(ctx: &Context, winner: &task::Model, written: &[WrittenSplit]) {
+    let winner_shas = [&winner.train_sha256, &winner.synth_sha256, &winner.test_sha256];
+    for (split, winner_sha) in written.iter().zip(winner_shas) {
+        if &split.reference.sha256 == winner_sha {
+            continue;
+        }
+        let bucket = &split.reference.bucket;
+        let removed =
+            async { objects::delete(&objects::bucket(&ctx.bus, bucket).await?, bucket, &split.reference.name).await };
+        if let Err(e) = removed.await {
+            tracing::warn!(error = %e, object = %split.reference.name, "could not remove a losing attempt's split");
+        }
+    }
+}
+
+/// Refuses text a field must not hold: control characters (NUL and the like break
+/// storage, logs and terminals) and more than `max_chars` characters.
+pub(crate) fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), RequestError> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(RequestError::bad(
+            ErrorCode::InvalidArgument,
+            format!("{field} holds the control character U+{:04X}; use printable text", c as u32),
+        ));
+    }
+    if value.chars().count() > max_chars {
+        return Err(RequestError::bad(
+            ErrorCode::InvalidArgument,
+            format!("{field} is longer than {max_chars} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_request(ctx: &Context, caller: &Caller, request: &SubmitTaskRequest) -> Result<CheckedRequest, RequestError> {
     let intake = &ctx.settings.intake;
     let task_type = match TaskType::try_from(request.r#type) {
         Ok(TaskType::Instruct) => gradients_data::TaskType::Instruct,
@@ -201,34 +251,32 @@ fn check_request(ctx: &Context, request: &SubmitTaskRequest) -> Result<CheckedRe
             format!("hours_to_complete is {hours}; it must be between {} and {}", intake.min_hours, intake.max_hours),
         ));
     }
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    check_text("name", &request.name, MAX_NAME_CHARS)?;
+    if request.name.trim().is_empty() {
         return Err(RequestError::bad(
             ErrorCode::InvalidArgument,
             format!("name must have 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
-    if request.idempotency_key.chars().count() > MAX_NAME_CHARS {
-        return Err(RequestError::bad(
-            ErrorCode::InvalidArgument,
-            format!("idempotency_key is longer than {MAX_NAME_CHARS} characters"),
-        ));
+    check_text("idempotency_key", &request.idempotency_key, MAX_NAME_CHARS)?;
+    for (role, column) in &request.columns {
+        check_text("columns", role, MAX_NAME_CHARS)?;
+        check_text("columns", column, MAX_NAME_CHARS)?;
     }
     check_reward_functions(intake, task_type, &request.reward_functions)?;
     let dataset = request
         .dataset
         .as_ref()
         .ok_or_else(|| RequestError::bad(ErrorCode::InvalidArgument, "dataset is missing: upload it first"))?;
-    if dataset.bucket != buckets::UPLOADS || dataset.name.is_empty() {
-        return Err(RequestError::bad(
-            ErrorCode::InvalidArgument,
-            format!("dataset must name an object in the {} bucket", buckets::UPLOADS),
-        ));
+    upload::check_own(caller, dataset)?;
+    if dataset.name.is_empty() {
+        return Err(RequestError::bad(ErrorCode::InvalidArgument, "dataset.name is empty: name the uploaded object"));
     }
     if dataset.sha256.len() != 64 || !dataset.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RequestError::bad(ErrorCode::InvalidArgument, "dataset.sha256 must be 64 hex digits"));
     }
     let columns = ColumnMap::with_overrides(&request.columns)?;
+    columns.check_for(task_type)?;
     Ok(CheckedRequest { task_type, columns })
 }
 
@@ -264,9 +312,11 @@ fn replay(existing: task::Model, key: &str, fingerprint: &str) -> Result<SubmitT
     Ok(SubmitTaskResponse { task: Some(tasks::to_proto(&existing)), created: false })
 }
 
-/// The task id an idempotency key stands for.
-pub fn task_id_for_key(key: &str) -> String {
-    uuid::Uuid::new_v5(&TASK_ID_NAMESPACE, key.as_bytes()).to_string()
+/// The task id a customer's idempotency key stands for. Keys are the customer's own:
+/// two customers using one key get two tasks, and neither learns of the other.
+pub fn task_id_for(customer_id: &str, key: &str) -> String {
+    let scoped = format!("{customer_id}\0{key}");
+    uuid::Uuid::new_v5(&TASK_ID_NAMESPACE, scoped.as_bytes()).to_string()
 }
 
 /// Namespace of task ids (a fixed random UUID; changing it changes every id).

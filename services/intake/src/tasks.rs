@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::auth::Caller;
+use crate::error::RequestError;
 use gradients_bus::subjects::buckets;
 use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
 use gradients_store::entity::task;
@@ -17,6 +19,24 @@ use gradients_store::sea_orm::{
 /// Finds a task by id.
 pub async fn find(db: &DatabaseConnection, task_id: &str) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find_by_id(task_id.to_owned()).one(db).await
+}
+
+/// The task `caller` asks for, when it exists and the caller may see it. Another
+/// customer's task is answered exactly like a missing one: its existence is not told.
+/// An id that is not a UUID never reaches the database (it could hold any byte).
+pub async fn find_visible(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    task_id: &str,
+) -> Result<task::Model, RequestError> {
+    let not_found = || RequestError::NotFound(task_id.chars().take(64).collect());
+    if uuid::Uuid::parse_str(task_id).is_err() {
+        return Err(not_found());
+    }
+    match find(db, task_id).await? {
+        Some(row) if caller.sees(&row.customer_id) => Ok(row),
+        _ => Err(not_found()),
+    }
 }
 
 /// Stores a new task and its events atomically.
@@ -70,14 +90,25 @@ pub async fn transition(db: &DatabaseConnection, change: &Transition<'_>, announ
     Ok(true)
 }
 
+/// Which page of which tasks `list` reads.
+pub struct Page<'a> {
+    /// Only this customer's tasks; `None` for every task (operators).
+    pub owner: Option<&'a str>,
+    /// Only tasks in this state.
+    pub status: Option<TaskStatus>,
+    /// At most this many.
+    pub size: u64,
+    /// Where the previous page ended; empty for the first.
+    pub token: &'a str,
+}
+
 /// One page of tasks, newest first, and the token of the next page.
-pub async fn list(
-    db: &DatabaseConnection,
-    status: Option<TaskStatus>,
-    page_size: u64,
-    page_token: &str,
-) -> Result<(Vec<task::Model>, String), PageTokenError> {
+pub async fn list(db: &DatabaseConnection, page: Page<'_>) -> Result<(Vec<task::Model>, String), PageTokenError> {
+    let (status, page_size, page_token) = (page.status, page.size, page.token);
     let mut query = task::Entity::find();
+    if let Some(owner) = page.owner {
+        query = query.filter(task::Column::CustomerId.eq(owner));
+    }
     if let Some(status) = status {
         query = query.filter(task::Column::Status.eq(status.label()));
     }
@@ -123,7 +154,7 @@ pub fn to_proto(row: &task::Model) -> Task {
     let split = |bucket: &str, part: &str, sha256: &str, size: i64, rows: i64| DatasetRef {
         object: Some(ObjectRef {
             bucket: bucket.to_owned(),
-            name: buckets::split_object(&row.id, part),
+            name: buckets::split_object(&row.id, part, sha256),
             sha256: sha256.to_owned(),
             size: size as u64,
         }),
@@ -140,7 +171,7 @@ pub fn to_proto(row: &task::Model) -> Task {
         status: TaskStatus::from_label(&row.status).unwrap_or_default() as i32,
         status_reason: row.status_reason.clone(),
         dataset: Some(ObjectRef {
-            bucket: buckets::UPLOADS.to_owned(),
+            bucket: buckets::uploads(&row.customer_id),
             name: String::new(),
             sha256: row.dataset_sha256.clone(),
             size: row.dataset_size as u64,
@@ -154,5 +185,6 @@ pub fn to_proto(row: &task::Model) -> Task {
         created_at: Some(Timestamp { unix_ms: row.created_at_ms }),
         deadline: Some(Timestamp { unix_ms: row.deadline_ms }),
         idempotency_key: row.idempotency_key.clone(),
+        customer_id: row.customer_id.clone(),
     }
 }

@@ -230,8 +230,20 @@ pub async fn call<R: Message + Default>(
     request: &impl Message,
     timeout: Duration,
 ) -> Result<R, CallError> {
+    call_with_headers(client, subject, request.encode_to_vec().into(), HeaderMap::new(), timeout).await
+}
+
+/// [`call`] with an encoded body and headers (a signed request: the signature covers the
+/// exact bytes sent).
+pub async fn call_with_headers<R: Message + Default>(
+    client: &async_nats::Client,
+    subject: String,
+    body: bytes::Bytes,
+    headers: HeaderMap,
+    timeout: Duration,
+) -> Result<R, CallError> {
     use async_nats::RequestErrorKind;
-    let sent = async_nats::Request::new().payload(request.encode_to_vec().into()).timeout(Some(timeout));
+    let sent = async_nats::Request::new().payload(body).headers(headers).timeout(Some(timeout));
     let reply = client.send_request(subject.clone(), sent).await.map_err(|e| match e.kind() {
         RequestErrorKind::NoResponders => CallError::NoResponders(subject.clone()),
         RequestErrorKind::TimedOut => CallError::Timeout(subject.clone()),

@@ -3,6 +3,8 @@
 //! Messages never carry data sets or models, only an [`ObjectRef`] naming the bucket, the
 //! object, its size and its sha256; readers check both before trusting a byte.
 
+use std::time::Duration;
+
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use bytes::Bytes;
 use gradients_proto::v1::ObjectRef;
@@ -26,6 +28,14 @@ pub enum ObjectError {
     /// The content does not hash to the declared sha256.
     #[error("sha256 of the object is {actual}, not the declared {expected}")]
     ChecksumMismatch { expected: String, actual: String },
+    /// The name is not a plain object of the bucket: a link (to another object or bucket,
+    /// which the reader must never follow) or metadata claiming another bucket.
+    #[error("object {name} in {bucket} is not a plain object: {reason}")]
+    NotPlain { bucket: String, name: String, reason: String },
+    /// The object's bytes stopped arriving: metadata naming chunks that were never
+    /// written, or a server that stopped answering.
+    #[error("object {name} in {bucket}: no data arrived for {waited_ms} ms")]
+    Stalled { bucket: String, name: String, waited_ms: u64 },
     /// The bus failed.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -60,17 +70,40 @@ pub async fn put_bytes(store: &ObjectStore, bucket: &str, name: &str, data: &[u8
     })
 }
 
-/// Reads the object `reference` names, refusing it unless its size and sha256 match and it
-/// is at most `limit` bytes. Size is checked before any byte is read.
+/// How long [`read_verified`] waits for the next piece of an object (its metadata, or the
+/// next chunk) before giving up with [`ObjectError::Stalled`].
+pub const READ_STALL: Duration = Duration::from_secs(30);
+
+/// [`read_verified_within`] with the default [`READ_STALL`].
 pub async fn read_verified(store: &ObjectStore, reference: &ObjectRef, limit: u64) -> Result<Bytes, ObjectError> {
+    read_verified_within(store, reference, limit, READ_STALL).await
+}
+
+/// Reads the object `reference` names, refusing it unless it is a plain object of that
+/// bucket (never a link: following one would hand the reader bytes from a bucket its
+/// writer cannot read), its size and sha256 match and it is at most `limit` bytes. Size
+/// is checked before any byte is read; every wait (metadata, each chunk) is bounded by
+/// `stall`, so metadata naming chunks that never arrive cannot hang the reader.
+pub async fn read_verified_within(
+    store: &ObjectStore,
+    reference: &ObjectRef,
+    limit: u64,
+    stall: Duration,
+) -> Result<Bytes, ObjectError> {
     let not_found = || ObjectError::NotFound { bucket: reference.bucket.clone(), name: reference.name.clone() };
     let bus_error = |reason: String| ObjectError::Bus(BusError::Object { bucket: reference.bucket.clone(), reason });
-    let info = match store.info(&reference.name).await {
+    let stalled = || ObjectError::Stalled {
+        bucket: reference.bucket.clone(),
+        name: reference.name.clone(),
+        waited_ms: stall.as_millis() as u64,
+    };
+    let info = match tokio::time::timeout(stall, store.info(&reference.name)).await.map_err(|_| stalled())? {
         Ok(info) if !info.deleted => info,
         Ok(_) => return Err(not_found()),
         Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Err(not_found()),
         Err(e) => return Err(bus_error(e.to_string())),
     };
+    check_plain(&info, reference)?;
     let size = info.size as u64;
     if size > limit {
         return Err(ObjectError::TooLarge { size, limit });
@@ -78,9 +111,31 @@ pub async fn read_verified(store: &ObjectStore, reference: &ObjectRef, limit: u6
     if size != reference.size {
         return Err(ObjectError::Incomplete { expected: reference.size, actual: size });
     }
-    let mut object = store.get(&reference.name).await.map_err(|e| bus_error(e.to_string()))?;
+    let mut object = match tokio::time::timeout(stall, store.get(&reference.name)).await.map_err(|_| stalled())? {
+        Ok(object) => object,
+        Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(bus_error(e.to_string())),
+    };
+    // `get` reads the metadata again and follows links: the object may have been replaced
+    // by a link since it was checked, so what was opened is checked once more.
+    check_plain(&object.info, reference)?;
+    if object.info.size as u64 != size {
+        return Err(ObjectError::Incomplete { expected: reference.size, actual: object.info.size as u64 });
+    }
     let mut data = Vec::with_capacity(size as usize);
-    object.read_to_end(&mut data).await.map_err(|e| bus_error(e.to_string()))?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = tokio::time::timeout(stall, object.read(&mut buffer)).await.map_err(|_| stalled())?;
+        let n = read.map_err(|e| bus_error(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buffer[..n]);
+        if data.len() as u64 > reference.size {
+            // More chunks than the metadata declares: never buffer beyond what was promised.
+            return Err(ObjectError::Incomplete { expected: reference.size, actual: data.len() as u64 });
+        }
+    }
     if data.len() as u64 != reference.size {
         return Err(ObjectError::Incomplete { expected: reference.size, actual: data.len() as u64 });
     }
@@ -89,6 +144,29 @@ pub async fn read_verified(store: &ObjectStore, reference: &ObjectRef, limit: u6
         return Err(ObjectError::ChecksumMismatch { expected: reference.sha256.clone(), actual });
     }
     Ok(data.into())
+}
+
+/// Refuses links and metadata that names another bucket or object than the one asked for.
+fn check_plain(info: &object_store::ObjectInfo, reference: &ObjectRef) -> Result<(), ObjectError> {
+    let refuse = |reason: String| ObjectError::NotPlain {
+        bucket: reference.bucket.clone(),
+        name: reference.name.clone(),
+        reason,
+    };
+    if let Some(link) = info.options.as_ref().and_then(|o| o.link.as_ref()) {
+        return Err(refuse(format!(
+            "a link to {} in {}",
+            link.name.as_deref().unwrap_or("the whole bucket"),
+            link.bucket
+        )));
+    }
+    if info.bucket != reference.bucket {
+        return Err(refuse(format!("its metadata names the bucket {}", info.bucket)));
+    }
+    if info.name != reference.name {
+        return Err(refuse(format!("its metadata names the object {}", info.name)));
+    }
+    Ok(())
 }
 
 /// Removes an object; a missing one is not an error (deletes are retried).

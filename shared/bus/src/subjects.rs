@@ -160,6 +160,9 @@ pub mod api {
     pub const INTAKE_SERVICE: &str = "gradients-intake";
     /// The group all task endpoints live under.
     pub const TASKS_GROUP: &str = "gradients.api.tasks";
+    /// `gradients.api.tasks.upload`: names (and on first use creates) the caller's own
+    /// uploads bucket.
+    pub const TASKS_UPLOAD: &str = "upload";
     /// `gradients.api.tasks.submit`
     pub const TASKS_SUBMIT: &str = "submit";
     /// `gradients.api.tasks.get`
@@ -235,8 +238,8 @@ pub mod api {
 
 /// JetStream object stores.
 pub mod buckets {
-    /// Where clients upload data sets before submitting; objects expire after a day.
-    pub const UPLOADS: &str = "gradients-uploads";
+    /// The start of every customer's own uploads bucket (see [`uploads`]).
+    pub const UPLOADS_PREFIX: &str = "gradients-uploads-";
     /// Train splits: readable by miners that hold a grant for the task.
     pub const TRAIN: &str = "gradients-train";
     /// Synthetic and test splits: validators only, never miners.
@@ -266,9 +269,18 @@ pub mod buckets {
     /// The evaluator's per-row losses behind each evaluation, readable by auditors.
     pub const EVIDENCE: &str = "gradients-evidence";
 
-    /// Object name of one split of one task, e.g. `tasks/<id>/train.jsonl`.
-    pub fn split_object(task_id: &str, split: &str) -> String {
-        format!("tasks/{task_id}/{split}.jsonl")
+    /// Where one customer uploads data sets before submitting
+    /// (`gradients-uploads-<customer id>`); objects expire after a day. Intake creates it;
+    /// the deploy permissions let only that customer's NATS user write or read it.
+    pub fn uploads(customer_id: &str) -> String {
+        format!("{UPLOADS_PREFIX}{customer_id}")
+    }
+
+    /// Object name of one split of one task, named by its content:
+    /// `tasks/<id>/<split>-<sha256>.jsonl`. Two attempts at one task with different data
+    /// write different objects, so the one that loses cannot overwrite the winner's.
+    pub fn split_object(task_id: &str, split: &str, sha256: &str) -> String {
+        format!("tasks/{task_id}/{split}-{sha256}.jsonl")
     }
 }
 
@@ -277,6 +289,9 @@ pub mod kv {
     /// The miner registry: miner id -> `Miner`; an entry not refreshed by a heartbeat
     /// within the bucket's max age expires (the miner is no longer live).
     pub const MINERS: &str = "gradients-miners";
+    /// Nonces of signed customer requests seen within the freshness window: a request
+    /// replayed inside the window finds its nonce here and is refused.
+    pub const INTAKE_NONCES: &str = "gradients-intake-nonces";
     /// Outstanding registration challenges (one-time nonces), short-lived.
     pub const CHALLENGES: &str = "gradients-challenges";
     /// The evaluator's projection: tasks, assignments and published evaluations, shared
@@ -300,7 +315,6 @@ mod tests {
         assert_eq!(task_status("a.b>*c d"), "gradients.tasks.status.a_b__c_d");
         assert_eq!(api::tasks(api::TASKS_SUBMIT), "gradients.api.tasks.submit");
     }
-}
 
     /// A submission's subject names its miner last; hostile ids stay one token.
     #[test]
@@ -312,3 +326,4 @@ mod tests {
         assert_eq!(submission_miner("gradients.submissions.t1.m1.extra"), None);
         assert_eq!(buckets::artifact("m1", "AB", "onnx"), ("gradients-artifacts-m1".into(), "ab.onnx".into()));
     }
+}

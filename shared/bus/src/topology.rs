@@ -9,9 +9,6 @@ use gradients_config::NatsSettings;
 use crate::subjects::{buckets, streams};
 use crate::{Bus, BusError};
 
-/// How long an abandoned upload stays before JetStream removes it.
-const UPLOAD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
 /// The streams of the system, each with the subjects it captures.
 fn stream_configs(settings: &NatsSettings) -> Vec<stream::Config> {
     let base = |name: &str, subjects: &str, description: &str| stream::Config {
@@ -40,7 +37,6 @@ pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError>
         ensure_stream(&bus.jetstream, config).await?;
     }
     for (bucket, description, max_age) in [
-        (buckets::UPLOADS, "Data sets uploaded by clients, before intake reads them", UPLOAD_MAX_AGE),
         (buckets::TRAIN, "Train splits; miners with a grant read these", Duration::ZERO),
         (buckets::VALIDATOR, "Synthetic and test splits; validators only", Duration::ZERO),
         (buckets::MODELS, "Base models by name: HF files, ONNX export, sha256 index", Duration::ZERO),
@@ -89,6 +85,10 @@ pub async fn key_value(
     };
     bus.jetstream
         .create_key_value(config)
+        .await
+        .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), reason: e.to_string() })
+}
+
 /// Creates a miner's own artifacts bucket ([`buckets::artifacts`]) when missing, holding at
 /// most `max_bytes` (so one miner cannot fill the server). Dispatch calls it at registration:
 /// a miner's user may write its bucket but create none.
@@ -115,10 +115,6 @@ pub async fn miner_artifacts(
         .await
         .map(|_| ())
         .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
-}
-
-        .await
-        .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), reason: e.to_string() })
 }
 
 async fn ensure_object_store(

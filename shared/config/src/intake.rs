@@ -1,5 +1,6 @@
 //! The task intake service: its API limits, the data set rules and the split.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,6 +27,26 @@ pub struct IntakeSettings {
     pub outbox_poll_ms: u64,
     /// How many API requests one intake process handles at once.
     pub max_concurrent_requests: usize,
+    /// How many of those may be submits (which read uploads); kept below
+    /// `max_concurrent_requests` so `get`, `list` and `cancel` are always answered.
+    pub max_concurrent_submits: usize,
+    /// How many submits one customer may have in progress at once in one process.
+    pub max_submits_per_customer: usize,
+    /// How long a read of an upload may wait for its next piece (metadata or chunk).
+    pub upload_stall_ms: u64,
+    /// The most bytes one customer's uploads bucket holds (abandoned uploads expire after
+    /// a day); at least `limits.max_bytes`.
+    pub upload_bucket_max_bytes: u64,
+    /// How far a signed request's time may be from intake's clock, either way.
+    pub request_max_skew_ms: u64,
+    /// Public keys (ed25519, hex) of operators: they see and cancel every task.
+    pub operator_keys: Vec<String>,
+    /// Public keys (ed25519, hex) of the customers allowed to call intake; empty: any key
+    /// (each is its own customer). Operators are always allowed.
+    pub customer_keys: Vec<String>,
+    /// The key the `gradients task` commands sign requests with (made by
+    /// `gradients customer keygen`).
+    pub customer_key_file: PathBuf,
     /// Fault points for tests that simulate a crash. Never read from files or the environment.
     #[serde(skip)]
     pub faults: IntakeFaults,
@@ -47,6 +68,14 @@ impl Default for IntakeSettings {
             split: SplitSettings::default(),
             outbox_poll_ms: 1_000,
             max_concurrent_requests: 16,
+            max_concurrent_submits: 8,
+            max_submits_per_customer: 2,
+            upload_stall_ms: 10_000,
+            upload_bucket_max_bytes: 1024 * 1024 * 1024,
+            request_max_skew_ms: 60_000,
+            operator_keys: Vec::new(),
+            customer_keys: Vec::new(),
+            customer_key_file: PathBuf::from("customer.key"),
             faults: IntakeFaults::default(),
         }
     }
@@ -106,6 +135,16 @@ impl IntakeSettings {
         ms(self.outbox_poll_ms)
     }
 
+    /// See [`IntakeSettings::upload_stall_ms`].
+    pub fn upload_stall(&self) -> Duration {
+        ms(self.upload_stall_ms)
+    }
+
+    /// See [`IntakeSettings::request_max_skew_ms`].
+    pub fn request_max_skew(&self) -> Duration {
+        ms(self.request_max_skew_ms)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !(self.min_hours > 0.0 && self.min_hours <= self.max_hours) {
             return Err(ConfigError::invalid(
@@ -144,8 +183,42 @@ impl IntakeSettings {
                 "test_fraction + synth_fraction must leave rows to train on",
             ));
         }
-        if self.max_concurrent_requests == 0 {
-            return Err(ConfigError::invalid("intake.max_concurrent_requests", 0, "must be at least 1"));
+        if self.max_concurrent_requests < 2 {
+            return Err(ConfigError::invalid(
+                "intake.max_concurrent_requests",
+                self.max_concurrent_requests,
+                "must be at least 2 (submits may take all but one)",
+            ));
+        }
+        if self.max_concurrent_submits == 0 || self.max_concurrent_submits >= self.max_concurrent_requests {
+            return Err(ConfigError::invalid(
+                "intake.max_concurrent_submits",
+                self.max_concurrent_submits,
+                "must be at least 1 and below intake.max_concurrent_requests",
+            ));
+        }
+        if self.max_submits_per_customer == 0 {
+            return Err(ConfigError::invalid("intake.max_submits_per_customer", 0, "must be at least 1"));
+        }
+        if self.upload_stall_ms == 0 {
+            return Err(ConfigError::invalid("intake.upload_stall_ms", 0, "must be positive"));
+        }
+        if self.upload_bucket_max_bytes < limits.max_bytes {
+            return Err(ConfigError::invalid(
+                "intake.upload_bucket_max_bytes",
+                self.upload_bucket_max_bytes,
+                "must be at least intake.limits.max_bytes",
+            ));
+        }
+        if self.request_max_skew_ms == 0 {
+            return Err(ConfigError::invalid("intake.request_max_skew_ms", 0, "must be positive"));
+        }
+        for (key, keys) in
+            [("intake.operator_keys", &self.operator_keys), ("intake.customer_keys", &self.customer_keys)]
+        {
+            if let Some(bad) = keys.iter().find(|k| k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit())) {
+                return Err(ConfigError::invalid(key, bad, "each must be a 32-byte ed25519 public key in hex"));
+            }
         }
         Ok(())
     }

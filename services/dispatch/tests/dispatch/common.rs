@@ -133,7 +133,7 @@ impl Sandbox {
         let train = objects::put_bytes(
             &train_store,
             buckets::TRAIN,
-            &buckets::split_object(task_id, "train"),
+            &buckets::split_object(task_id, "train", &objects::sha256_hex(train_bytes.as_bytes())),
             train_bytes.as_bytes(),
         )
         .await
@@ -141,7 +141,7 @@ impl Sandbox {
         let test = objects::put_bytes(
             &test_store,
             buckets::VALIDATOR,
-            &buckets::split_object(task_id, "test"),
+            &buckets::split_object(task_id, "test", &objects::sha256_hex(test_bytes.as_bytes())),
             test_bytes.as_bytes(),
         )
         .await

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gradients_bus::objects;
-use gradients_bus::subjects::{api, buckets};
+use gradients_bus::subjects::api;
 use gradients_proto::v1::{ErrorCode, SubmitTaskRequest, TaskType};
 use gradients_testkit::Backend;
 
@@ -96,9 +96,34 @@ async fn request_for(sandbox: &Sandbox, what: &str) -> SubmitTaskRequest {
             let mut request = with_data(good.clone()).await;
             // Point at an object that was never uploaded, and take back the one that was.
             let dataset = request.dataset.as_mut().unwrap();
-            let store = objects::bucket(&sandbox.bus, buckets::UPLOADS).await.unwrap();
-            objects::delete(&store, buckets::UPLOADS, &dataset.name).await.unwrap();
+            let store = objects::bucket(&sandbox.bus, &dataset.bucket).await.unwrap();
+            objects::delete(&store, &dataset.bucket, &dataset.name).await.unwrap();
             dataset.name = "upload-that-does-not-exist".into();
+            request
+        }
+        "duplicate json key" => {
+            let mut data = instruct_rows(25);
+            data.extend_from_slice(b"{\"instruction\": \"x\", \"output\": \"shown\", \"output\": \"trained\"}\n");
+            with_data(data).await
+        }
+        "zero-width value" => {
+            let mut data = instruct_rows(25);
+            data.extend_from_slice("{\"instruction\": \"x\", \"output\": \"\u{200B}\u{FEFF}\"}\n".as_bytes());
+            with_data(data).await
+        }
+        "two roles on one column" => {
+            let mut request = with_data(good).await;
+            request.columns.insert("output".into(), "instruction".into());
+            request
+        }
+        "nul in the name" => {
+            let mut request = with_data(good).await;
+            request.name = "evil\0name".into();
+            request
+        }
+        "nul in the idempotency key" => {
+            let mut request = with_data(good).await;
+            request.idempotency_key = "evil\0key".into();
             request
         }
         other => panic!("no case {other}"),
@@ -124,11 +149,17 @@ fn cases() -> Vec<Case> {
         case("grpo without reward functions", ErrorCode::UnknownRewardFunction, 0, ""),
         case("unknown column role", ErrorCode::UnknownColumnRole, 0, ""),
         case("upload never made", ErrorCode::UploadNotFound, 0, ""),
+        case("duplicate json key", ErrorCode::DuplicateKey, 26, "output"),
+        case("zero-width value", ErrorCode::EmptyValue, 26, "output"),
+        case("two roles on one column", ErrorCode::ColumnRoleConflict, 0, "instruction"),
+        case("nul in the name", ErrorCode::InvalidArgument, 0, ""),
+        case("nul in the idempotency key", ErrorCode::InvalidArgument, 0, ""),
     ]
 }
 
-/// Sixteen kinds of bad submission, plus a malformed protobuf request: each refused with
-/// its code (and row/column where it has one); no task, event, split or upload remains.
+/// Twenty-one kinds of bad submission, plus a malformed protobuf request: each refused
+/// with its code (and row/column where it has one), a NUL byte with a message naming the
+/// field and never the database's text; no task, event, split or upload remains.
 #[tokio::test]
 async fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
     for backend in Backend::ALL {
@@ -141,13 +172,22 @@ async fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
             assert_eq!(error.row, case.row, "{backend} {}: row in {:?}", case.what, error.message);
             assert_eq!(error.column, case.column, "{backend} {}: column in {:?}", case.what, error.message);
             assert!(!error.message.is_empty());
+            if case.what.starts_with("nul in the ") {
+                let field = if case.what.ends_with("name") { "name" } else { "idempotency_key" };
+                assert!(error.message.starts_with(&format!("{field} holds")), "{backend}: {}", error.message);
+            }
+            for raw in ["invalid byte sequence", "SQL", "syntax", "0x00"] {
+                assert!(!error.message.contains(raw), "{backend} {}: raw text {:?}", case.what, error.message);
+            }
         }
 
-        // A request body that is not a protobuf message at all.
+        // A signed request body that is not a protobuf message at all.
+        let subject = api::tasks(api::TASKS_SUBMIT);
+        let garbage = b"\xff\xff\xff\xff not protobuf";
         let reply = sandbox
             .bus
             .client
-            .request(api::tasks(api::TASKS_SUBMIT), bytes::Bytes::from_static(b"\xff\xff\xff\xff not protobuf"))
+            .request_with_headers(subject.clone(), sandbox.customer.sign_request(&subject, garbage), garbage[..].into())
             .await
             .expect("an answer");
         let headers = reply.headers.expect("error headers");
@@ -159,7 +199,7 @@ async fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
         assert!(sandbox.client.list(&Default::default()).await.unwrap().tasks.is_empty(), "{backend}: no task stored");
         assert_eq!(sandbox.task_stream_messages().await, 0, "{backend}: no event published");
         assert!(sandbox.split_objects().await.is_empty(), "{backend}: no split written");
-        let left = sandbox.objects_in(buckets::UPLOADS).await;
+        let left = sandbox.objects_in(&sandbox.uploads()).await;
         assert!(left.is_empty(), "{backend}: refused uploads removed, found {left:?}");
     }
 }

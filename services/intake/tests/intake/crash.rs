@@ -24,7 +24,11 @@ async fn killed_between_store_and_publish_announces_once_after_restart() {
         .await;
         let request = sandbox.upload_request("crashy", &instruct_rows(40)).await;
         // A short timeout: the killed intake will never answer this one.
-        let client = gradients_intake::client::IntakeClient::new(sandbox.bus.clone(), Duration::from_secs(2));
+        let client = gradients_intake::client::IntakeClient::new(
+            sandbox.bus.clone(),
+            sandbox.customer.clone(),
+            Duration::from_secs(2),
+        );
         let pending = tokio::spawn({
             let request = request.clone();
             async move { client.submit(&request).await }

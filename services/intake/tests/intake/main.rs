@@ -6,4 +6,6 @@ mod common;
 mod api;
 mod bad_input;
 mod crash;
+mod race;
+mod security;
 mod submit;

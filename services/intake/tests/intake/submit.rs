@@ -20,7 +20,8 @@ async fn submit_stores_splits_and_announces_once() {
         assert!(response.created);
         let task = response.task.expect("task");
         assert_eq!(task.status, TaskStatus::Accepted as i32, "{backend}");
-        assert_eq!(task.id, gradients_intake::task_id_for_key("first"));
+        assert_eq!(task.id, sandbox.task_id("first"));
+        assert_eq!(task.customer_id, sandbox.customer.id());
         let splits = task.splits.clone().expect("splits");
         let (train, synth, test) = (splits.train.unwrap(), splits.synth.unwrap(), splits.test.unwrap());
         assert_eq!((train.rows, synth.rows, test.rows), (85, 5, 10), "{backend}");
@@ -37,7 +38,7 @@ async fn submit_stores_splits_and_announces_once() {
             let rows = gradients_data::from_jsonl(&bytes).expect("canonical rows");
             assert!(rows.len() == 85 || rows.len() == 10);
         }
-        assert!(sandbox.objects_in(buckets::UPLOADS).await.is_empty(), "the upload is removed once split");
+        assert!(sandbox.objects_in(&sandbox.uploads()).await.is_empty(), "the upload is removed once split");
 
         // Announced once, with the task id as the message id.
         let created = sandbox.wait_for_messages(streams::TASKS, subjects::TASK_CREATED, 1).await;
@@ -78,7 +79,9 @@ async fn split_is_stable_for_a_task_id() {
     let a = first.client.submit(&first.upload_request("stable", &data).await).await.unwrap().task.unwrap();
     let b = first.client.submit(&first.upload_request("other-key", &data).await).await.unwrap().task.unwrap();
     let second = Sandbox::start(Backend::Sqlite).await;
-    let again = second.client.submit(&second.upload_request("stable", &reversed).await).await.unwrap().task.unwrap();
+    let same_customer = second.client_for(&first.customer);
+    let request = second.upload_request_as(&same_customer, "stable", &reversed).await;
+    let again = same_customer.submit(&request).await.unwrap().task.unwrap();
 
     assert_eq!(a.id, again.id);
     assert_eq!(split_hashes(a.clone()), split_hashes(again));

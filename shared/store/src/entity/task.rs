@@ -7,10 +7,14 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
-    /// UUID; derived from the idempotency key, so a retried submit finds the same row.
+    /// UUID; derived from the customer and its idempotency key, so a retried submit
+    /// finds the same row.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    #[sea_orm(unique)]
+    /// The customer that submitted it (`c` + 40 hex digits of its key's sha256); empty for
+    /// tasks stored before customers had identities.
+    pub customer_id: String,
+    /// The customer's key; unique per customer (with `customer_id`).
     pub idempotency_key: String,
     /// sha256 of the submit request's significant fields: a key reused for a different
     /// request is refused.

@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20261125_000001_intake;
 mod m20261125_000002_ledger;
 mod m20261125_000003_dispatch;
+mod m20261125_000101_task_customers;
 mod m20261125_000201_history_indexes;
 mod schema;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_intake::Migration),
             Box::new(m20261125_000002_ledger::Migration),
             Box::new(m20261125_000003_dispatch::Migration),
+            Box::new(m20261125_000101_task_customers::Migration),
             Box::new(m20261125_000201_history_indexes::Migration),
         ]
     }

@@ -12,6 +12,7 @@ use gradients_bus::subjects::{buckets, streams};
 use gradients_bus::Bus;
 use gradients_config::Settings;
 use gradients_intake::client::IntakeClient;
+use gradients_intake::customer::CustomerKey;
 use gradients_intake::IntakeError;
 use gradients_proto::v1::{ErrorCode, SubmitTaskRequest, TaskType};
 use gradients_testkit::{Backend, NatsServer, ScratchDb};
@@ -25,7 +26,11 @@ pub struct Sandbox {
     pub db: ScratchDb,
     pub settings: Settings,
     pub bus: Bus,
+    /// The customer most tests act as.
+    pub customer: CustomerKey,
     pub client: IntakeClient,
+    /// A key configured in `intake.operator_keys`.
+    pub operator: CustomerKey,
     intake: Option<(CancellationToken, JoinHandle<Result<(), IntakeError>>)>,
 }
 
@@ -46,10 +51,13 @@ impl Sandbox {
         settings.store.url = db.url().to_owned();
         settings.intake.http_addr = "127.0.0.1:0".to_owned();
         settings.intake.limits.min_rows = 20;
+        let operator = CustomerKey::generate();
+        settings.intake.operator_keys = vec![hex::encode(operator.public_key())];
         tweak(&mut settings);
         let bus = Bus::connect(&settings.nats, "intake-test").await.expect("connect");
-        let client = IntakeClient::new(bus.clone(), Duration::from_secs(10));
-        let mut sandbox = Sandbox { nats, db, settings, bus, client, intake: None };
+        let customer = CustomerKey::generate();
+        let client = IntakeClient::new(bus.clone(), customer.clone(), Duration::from_secs(10));
+        let mut sandbox = Sandbox { nats, db, settings, bus, customer, client, operator, intake: None };
         sandbox.start_intake().await;
         sandbox
     }
@@ -75,9 +83,14 @@ impl Sandbox {
         tokio::time::timeout(Duration::from_secs(20), handle).await.expect("intake ends").expect("intake task")
     }
 
-    async fn wait_until_answering(&self) {
+    async fn wait_until_answering(&mut self) {
         for _ in 0..200 {
-            match self.client.get("no-such-task").await {
+            if self.intake.as_ref().is_some_and(|(_, handle)| handle.is_finished()) {
+                let (_, handle) = self.intake.take().expect("intake was started");
+                panic!("intake stopped while starting: {:?}", handle.await);
+            }
+            // As the operator: allowed whatever `intake.customer_keys` says.
+            match self.client_for(&self.operator).get("no-such-task").await {
                 Err(CallError::Service(e)) if e.code == ErrorCode::TaskNotFound as i32 => return,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -85,9 +98,29 @@ impl Sandbox {
         panic!("intake did not start answering");
     }
 
+    /// A client acting as the holder of `key`.
+    pub fn client_for(&self, key: &CustomerKey) -> IntakeClient {
+        IntakeClient::new(self.bus.clone(), key.clone(), Duration::from_secs(10))
+    }
+
+    /// The sandbox customer's uploads bucket.
+    pub fn uploads(&self) -> String {
+        buckets::uploads(&self.customer.id())
+    }
+
+    /// The task id the sandbox customer's `key` stands for.
+    pub fn task_id(&self, key: &str) -> String {
+        gradients_intake::task_id_for(&self.customer.id(), key)
+    }
+
     /// Uploads `data` and builds an instruct submit request for it under `key`.
     pub async fn upload_request(&self, key: &str, data: &[u8]) -> SubmitTaskRequest {
-        let dataset = self.client.upload_dataset(data).await.expect("upload");
+        self.upload_request_as(&self.client, key, data).await
+    }
+
+    /// [`Sandbox::upload_request`] as the customer of `client`.
+    pub async fn upload_request_as(&self, client: &IntakeClient, key: &str, data: &[u8]) -> SubmitTaskRequest {
+        let dataset = client.upload_dataset(data).await.expect("upload");
         SubmitTaskRequest {
             idempotency_key: key.to_owned(),
             name: format!("test {key}"),
@@ -122,9 +155,11 @@ impl Sandbox {
         stream.info().await.expect("info").state.messages
     }
 
-    /// Names of the objects in `bucket`.
+    /// Names of the objects in `bucket` (none when it does not exist).
     pub async fn objects_in(&self, bucket: &str) -> Vec<String> {
-        let store = self.bus.jetstream.get_object_store(bucket).await.expect("bucket");
+        let Ok(store) = self.bus.jetstream.get_object_store(bucket).await else {
+            return Vec::new();
+        };
         let mut list = store.list().await.expect("list");
         let mut names = Vec::new();
         while let Some(info) = list.next().await {
@@ -157,7 +192,9 @@ impl Drop for Sandbox {
 pub fn instruct_rows(n: usize) -> Vec<u8> {
     let mut out = String::new();
     for i in 0..n {
-        let row = serde_json::json!({ "instruction": format!("Add {i} and {}.", i * 7 % 13), "input": "", "output": format!("{}", i + i * 7 % 13) });
+        let row = serde_json::json!({
+            "instruction": format!("Add {i} and {}.", i * 7 % 13), "input": "", "output": format!("{}", i + i * 7 % 13)
+        });
         out.push_str(&row.to_string());
         out.push('\n');
     }

@@ -1,0 +1,54 @@
+//! `/readyz` tells the truth: intake is ready while it can answer a request, that is while
+//! its NATS connection is up, its database answers within a second, and not every one of
+//! its request slots is taken (requests stuck on a slow upload or a slow database would
+//! otherwise leave a "ready" process that answers nobody). Checked every second.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use gradients_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+
+/// How often readiness is re-evaluated.
+const INTERVAL: Duration = Duration::from_secs(1);
+/// How long the database may take to answer a ping.
+const DATABASE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Keeps `readiness` up to date until `stop`, then marks the process not ready.
+pub async fn watch(ctx: &Context, readiness: &Readiness, stop: CancellationToken) {
+    let mut ready = None;
+    loop {
+        let problem = check(ctx).await;
+        let now_ready = problem.is_none();
+        if ready != Some(now_ready) {
+            match &problem {
+                None => tracing::info!("intake ready"),
+                Some(why) => tracing::warn!(why, "intake not ready"),
+            }
+            readiness.set_ready(now_ready);
+            ready = Some(now_ready);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(INTERVAL) => {}
+        }
+    }
+    readiness.set_ready(false);
+}
+
+/// Why intake cannot answer now, if it cannot.
+async fn check(ctx: &Context) -> Option<&'static str> {
+    if ctx.bus.client.connection_state() != State::Connected {
+        return Some("not connected to NATS");
+    }
+    if !matches!(tokio::time::timeout(DATABASE_LIMIT, ctx.db.ping()).await, Ok(Ok(()))) {
+        return Some("the database does not answer");
+    }
+    if ctx.in_flight.load(Ordering::SeqCst) >= ctx.settings.intake.max_concurrent_requests {
+        return Some("every request slot is taken");
+    }
+    None
+}
