@@ -34,7 +34,7 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
-            http_addr: "127.0.0.1:9450".to_owned(),
+            http_addr: "127.0.0.1:9460".to_owned(),
             store_url: "sqlite://gradients-audit.db?mode=rwc".to_owned(),
             max_connections: 8,
             key_file: PathBuf::from("audit.key"),
