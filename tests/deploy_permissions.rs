@@ -80,15 +80,14 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     let intake = Bus::connect(&intake_nats, "intake").await.unwrap();
     topology::declare(&intake, &intake_nats).await.unwrap();
     let train_store = objects::bucket(&intake, buckets::TRAIN).await.unwrap();
-    let train =
-        objects::put_bytes(&train_store, buckets::TRAIN, &buckets::split_object("t-perm", "train"), b"{\"a\":1}\n")
-            .await
-            .unwrap();
+    let train_bytes = b"{\"a\":1}\n";
+    let train_name = buckets::split_object("t-perm", "train", &objects::sha256_hex(train_bytes));
+    let train = objects::put_bytes(&train_store, buckets::TRAIN, &train_name, train_bytes).await.unwrap();
     let validator_store = objects::bucket(&intake, buckets::VALIDATOR).await.unwrap();
     let test = objects::put_bytes(
         &validator_store,
         buckets::VALIDATOR,
-        &buckets::split_object("t-perm", "test"),
+        &buckets::split_object("t-perm", "test", &objects::sha256_hex(b"{\"secret\":1}\n")),
         b"{\"secret\":1}\n",
     )
     .await
@@ -351,4 +350,113 @@ async fn an_auditor_reads_and_proves_and_writes_nothing() {
     assert!(consumer.is_err(), "an auditor makes no consumer");
     shutdown.cancel();
     audit.await.unwrap().unwrap();
+}
+
+/// The shipped config with the customer block repeated for each of `customer_ids`.
+fn deploy_config_with_customers(customer_ids: &[&str]) -> String {
+    let text = deploy_config("m0000000000000000000000000000000000000000");
+    let start = text.find("      { user: CUSTOMER_ID").expect("the customer block");
+    let marker = "\"_INBOX_CUSTOMER_ID.>\"] } } }\n";
+    let end = start + text[start..].find(marker).expect("its end") + marker.len();
+    let block = &text[start..end];
+    let blocks: String = customer_ids.iter().map(|id| block.replace("CUSTOMER_ID", id)).collect();
+    format!("{}{blocks}{}", &text[..start], &text[end..])
+}
+
+/// A customer's connection: its own user, replies under its own inbox prefix.
+fn as_customer(server: &NatsServer, customer_id: &str) -> NatsSettings {
+    NatsSettings {
+        inbox_prefix: Some(format!("_INBOX_{customer_id}")),
+        ..as_user(server, customer_id, "customer-secret")
+    }
+}
+
+/// Two customers under the shipped permissions, intake as its own user: each uploads to
+/// its own bucket and submits; neither can open, read, write or purge the other's
+/// uploads, overhear the other's replies, create a stream, or see the other's task.
+#[tokio::test]
+async fn customers_cannot_read_or_purge_each_others_uploads() {
+    use gradients_intake::client::IntakeClient;
+    use gradients_intake::customer::CustomerKey;
+    use gradients_proto::v1::{ErrorCode, ListTasksRequest, SubmitTaskRequest};
+
+    gradients_telemetry::init_for_tests();
+    let (alice_key, bob_key) = (CustomerKey::generate(), CustomerKey::generate());
+    let (alice_id, bob_id) = (alice_key.id(), bob_key.id());
+    let server = NatsServer::start_with_config(&deploy_config_with_customers(&[&alice_id, &bob_id])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let mut settings = Settings { nats: as_user(&server, "intake", "intake-secret"), ..Default::default() };
+    settings.store.url = format!("sqlite://{}?mode=rwc", dir.path().join("intake.db").display());
+    settings.intake.http_addr = "127.0.0.1:0".into();
+    tokio::spawn(gradients_intake::run(settings, shutdown.clone()));
+
+    let alice_bus = Bus::connect(&as_customer(&server, &alice_id), "alice").await.unwrap();
+    let bob_bus = Bus::connect(&as_customer(&server, &bob_id), "bob").await.unwrap();
+    let alice = IntakeClient::new(alice_bus.clone(), alice_key, Duration::from_secs(5));
+    let bob = IntakeClient::new(bob_bus.clone(), bob_key, Duration::from_secs(5));
+    let rows: String = (0..40).map(|i| format!("{{\"instruction\": \"say {i}\", \"output\": \"{i}\"}}\n")).collect();
+
+    // Alice uploads to her own bucket and submits, while Bob listens on every inbox.
+    let mut overheard = bob_bus.client.subscribe("_INBOX.>").await.unwrap();
+    let mut overheard_alice = bob_bus.client.subscribe(format!("_INBOX_{alice_id}.>")).await.unwrap();
+    let mut upload = None;
+    for _ in 0..50 {
+        match alice.upload_dataset(rows.as_bytes()).await {
+            Ok(uploaded) => {
+                upload = Some(uploaded);
+                break;
+            }
+            // Intake may still be starting.
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let upload = upload.expect("alice uploads to her own bucket");
+    assert_eq!(upload.bucket, buckets::uploads(&alice_id));
+    let pending = alice.upload_dataset(rows.as_bytes()).await.unwrap();
+    let request = SubmitTaskRequest {
+        idempotency_key: "alice-1".into(),
+        name: "alice's task".into(),
+        r#type: TaskType::Instruct as i32,
+        base_model: "tiny-1m".into(),
+        hours_to_complete: 1.0,
+        dataset: Some(upload),
+        ..Default::default()
+    };
+    let task = alice.submit(&request).await.expect("alice's task is accepted").task.unwrap();
+    let silence = Duration::from_millis(500);
+    assert!(tokio::time::timeout(silence, overheard.next()).await.map(|m| m.is_none()).unwrap_or(true));
+    assert!(tokio::time::timeout(silence, overheard_alice.next()).await.map(|m| m.is_none()).unwrap_or(true));
+
+    // Bob cannot open, read, write into or purge Alice's bucket, nor make a stream.
+    let bucket = buckets::uploads(&alice_id);
+    assert!(!succeeds(bob_bus.jetstream.get_object_store(&bucket)).await, "bob must not open alice's uploads");
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{bucket}");
+    let by_sequence = bob_bus.client.request(direct, "{\"seq\": 1}".into());
+    assert!(!succeeds(by_sequence).await, "no read of alice's upload by sequence");
+    let purge = bob_bus.client.request(format!("$JS.API.STREAM.PURGE.OBJ_{bucket}"), "".into());
+    assert!(!succeeds(purge).await, "bob must not purge alice's uploads");
+    let write =
+        succeeds(async { bob_bus.jetstream.publish(format!("$O.{bucket}.C.forged"), "junk".into()).await?.await })
+            .await;
+    assert!(!write, "bob must not write into alice's bucket");
+    let capture = bob_bus.client.request(
+        format!("$JS.API.STREAM.CREATE.OBJ_gradients-uploads-{bob_id}x"),
+        format!("{{\"name\": \"OBJ_gradients-uploads-{bob_id}x\", \"subjects\": [\"$O.gradients-uploads-cnew.>\"]}}")
+            .into(),
+    );
+    assert!(!succeeds(capture).await, "a customer may create no stream");
+
+    // Alice's pending upload is still there and whole (read as intake reads it).
+    let intake_bus = Bus::connect(&as_user(&server, "intake", "intake-secret"), "intake-check").await.unwrap();
+    let store = objects::bucket(&intake_bus, &bucket).await.expect("intake opens customers' buckets");
+    let read = objects::read_verified(&store, &pending, 1 << 20).await.expect("alice's upload untouched");
+    assert_eq!(read.as_ref(), rows.as_bytes());
+
+    // Through intake, Alice's task does not exist for Bob; it does for Alice.
+    assert_eq!(bob.get(&task.id).await.unwrap_err().code(), Some(ErrorCode::TaskNotFound));
+    assert_eq!(bob.cancel(&task.id, "stranger").await.unwrap_err().code(), Some(ErrorCode::TaskNotFound));
+    assert!(bob.list(&ListTasksRequest::default()).await.unwrap().tasks.is_empty());
+    assert_eq!(alice.get(&task.id).await.unwrap().task.unwrap().customer_id, alice_id);
+    shutdown.cancel();
 }
