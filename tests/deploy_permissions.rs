@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gradients_bus::event::{publish_event, OutgoingEvent};
-use gradients_bus::subjects::buckets;
+use gradients_bus::subjects::{buckets, streams};
 use gradients_bus::{objects, topology, Bus};
 use gradients_config::{NatsSettings, Settings};
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
@@ -245,6 +245,11 @@ async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
     })
     .await;
     assert!(!overwrite, "bob must not write into alice's bucket");
+
+    // Nor learn who was assigned or submitted what from the streams' subject lists.
+    for stream in [streams::ASSIGNMENTS, streams::SUBMISSIONS] {
+        assert!(!succeeds(bob_bus.jetstream.get_stream(stream)).await, "bob must not read {stream}'s info");
+    }
 
     // Bob cannot submit under Alice's id, not even her own signed submission (a copy).
     let as_alice = OutgoingEvent {

@@ -190,22 +190,20 @@ impl MinerClient {
     /// repeated `assignment_id` as the same assignment.
     pub async fn next_assignment(&self, dispatch_key: &[u8], wait: Duration) -> Result<Option<Assignment>, MinerError> {
         let miner_id = self.miner_id();
-        let stream = self
+        let durable = consumers::miner_assignments(&miner_id);
+        // Created (or found: the same config again is accepted) without reading the stream's
+        // info, which would list every miner's assignment subjects: the miner's user may not.
+        let consumer: consumer::Consumer<pull::Config> = self
             .bus
             .jetstream
-            .get_stream(streams::ASSIGNMENTS)
-            .await
-            .map_err(|e| MinerError::Transport(e.to_string()))?;
-        let durable = consumers::miner_assignments(&miner_id);
-        let consumer = stream
-            .get_or_create_consumer(
-                &durable,
+            .create_consumer_on_stream(
                 pull::Config {
                     durable_name: Some(durable.clone()),
                     filter_subject: gradients_bus::subjects::assignments(&miner_id),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ..Default::default()
                 },
+                streams::ASSIGNMENTS,
             )
             .await
             .map_err(|e| MinerError::Transport(e.to_string()))?;
@@ -225,6 +223,14 @@ impl MinerClient {
         }) {
             let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
             return Err(MinerError::ForgedAssignment(assignment.assignment_id, e));
+        }
+        if assignment.miner_id != miner_id {
+            // Dispatch's, but another miner's: never work on it (nor count it as ours).
+            let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+            return Err(MinerError::Transport(format!(
+                "assignment {} names miner {}, not this miner",
+                assignment.assignment_id, assignment.miner_id
+            )));
         }
         message.double_ack().await.map_err(|e| MinerError::Transport(e.to_string()))?;
         Ok(Some(assignment))

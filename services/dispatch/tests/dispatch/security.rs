@@ -1,7 +1,8 @@
 //! Attacks on dispatch, each reproduced as a hostile client would send it (written from the
 //! wire contract), against a real nats-server and database: replayed and future-dated
-//! signed messages, malformed miner ids, an anonymous flood of challenges, and a task
-//! cancelled while its offers are out.
+//! signed messages (heartbeats, deregistrations, data requests, offer replies), malformed
+//! miner ids, an anonymous flood of challenges, and a task cancelled while its offers are
+//! out.
 
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use gradients_miner::identity::{domains, Identity};
 use gradients_miner::{Decision, MinerClient};
 use gradients_proto::v1::{
     ChallengeRequest, ChallengeResponse, DeregisterMinerRequest, DeregisterMinerResponse, ErrorCode, Heartbeat,
-    HeartbeatResponse, ListMinersRequest, ListMinersResponse, RegisterMinerRequest, RegisterMinerResponse, TaskStatus,
-    TaskStatusChanged, TaskType, Timestamp, TrainDataRequest, TrainDataResponse,
+    HeartbeatResponse, ListMinersRequest, ListMinersResponse, Offer, OfferReply, RegisterMinerRequest,
+    RegisterMinerResponse, TaskStatus, TaskStatusChanged, TaskType, Timestamp, TrainDataRequest, TrainDataResponse,
 };
 use gradients_testkit::Backend;
 use prost::Message;
@@ -273,4 +274,39 @@ async fn a_task_cancelled_while_offers_are_out_gets_no_assignments() {
         assert!(sandbox.offers("t-early").await.is_empty(), "{backend}: never offered");
         assert_eq!(sandbox.wait_for_state("t-early", state::CANCELLED).await.state, state::CANCELLED);
     }
+}
+
+/// A signed acceptance dated a minute ago (a replayed or held-back reply) is recorded as
+/// invalid, not as an acceptance, and assigns nothing.
+#[tokio::test]
+async fn stale_offer_replies_are_not_acceptances() {
+    use futures::StreamExt;
+    let sandbox = Sandbox::start(Backend::Sqlite, 1, |s| s.dispatch.offer_rounds = 1).await;
+    let miner = sandbox.miner(capable(), None).await; // registered and live, answering by hand
+    let identity = miner.client.identity().clone();
+    let mut offers = sandbox.bus.client.subscribe(subjects::miner_offers(&miner.id())).await.unwrap();
+    sandbox.bus.client.flush().await.unwrap();
+    let bus = sandbox.bus.clone();
+    tokio::spawn(async move {
+        while let Some(message) = offers.next().await {
+            let offer = Offer::decode(message.payload.as_ref()).unwrap();
+            let mut reply = OfferReply {
+                offer_id: offer.offer_id,
+                miner_id: identity.id(),
+                accepted: true,
+                estimated_seconds: 1.0,
+                at: Some(Timestamp { unix_ms: Timestamp::now().unix_ms - 60_000 }),
+                ..Default::default()
+            };
+            reply.signature = identity.sign_message(domains::OFFER_REPLY, &reply, |r| r.signature.clear());
+            bus.client.publish(message.reply.unwrap(), reply.encode_to_vec().into()).await.unwrap();
+        }
+    });
+    sandbox.task("t-stale-reply", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
+    sandbox.wait_for_state("t-stale-reply", state::FAILED).await;
+    let answered = sandbox.offers("t-stale-reply").await;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].outcome, "invalid");
+    assert!(answered[0].reason.contains("stale reply"), "{}", answered[0].reason);
+    assert!(sandbox.assignments().await.is_empty());
 }
