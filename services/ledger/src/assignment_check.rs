@@ -77,11 +77,18 @@ impl VerifiedAssignments {
 
 impl Handler for VerifiedAssignments {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
-        if let Some(reason) = self.refusal(message.subject.as_str(), &message.payload) {
-            self.metrics.rejected(FORGED_ASSIGNMENT);
-            tracing::error!(alarm = FORGED_ASSIGNMENT, subject = %message.subject, %reason, "refused an assignment");
+        if let Some(reason) = crate::batch::Screen::refusal(self, message) {
             return Err(HandlerError::Poison(reason));
         }
         self.recorder.handle(message).await
+    }
+}
+
+impl crate::batch::Screen for VerifiedAssignments {
+    fn refusal(&self, message: &jetstream::Message) -> Option<String> {
+        let reason = VerifiedAssignments::refusal(self, message.subject.as_str(), &message.payload)?;
+        self.metrics.rejected(FORGED_ASSIGNMENT);
+        tracing::error!(alarm = FORGED_ASSIGNMENT, subject = %message.subject, %reason, "refused an assignment");
+        Some(reason)
     }
 }

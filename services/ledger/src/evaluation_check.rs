@@ -71,12 +71,19 @@ fn refusal(evaluator_key: &[u8], subject: &str, payload: &[u8]) -> Option<String
 
 impl Handler for VerifiedEvaluations {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
-        if let Some(reason) = refusal(&self.evaluator_key, message.subject.as_str(), &message.payload) {
-            self.metrics.rejected(FORGED_EVALUATION);
-            tracing::error!(alarm = FORGED_EVALUATION, subject = %message.subject, %reason, "refused an evaluation");
+        if let Some(reason) = crate::batch::Screen::refusal(self, message) {
             return Err(HandlerError::Poison(reason));
         }
         self.recorder.handle(message).await
+    }
+}
+
+impl crate::batch::Screen for VerifiedEvaluations {
+    fn refusal(&self, message: &jetstream::Message) -> Option<String> {
+        let reason = refusal(&self.evaluator_key, message.subject.as_str(), &message.payload)?;
+        self.metrics.rejected(FORGED_EVALUATION);
+        tracing::error!(alarm = FORGED_EVALUATION, subject = %message.subject, %reason, "refused an evaluation");
+        Some(reason)
     }
 }
 

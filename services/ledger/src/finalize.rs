@@ -10,19 +10,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gradients_bus::subjects;
 use gradients_config::LedgerSettings;
-use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntry, LedgerEntryKind};
+use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntryKind};
 use gradients_scoring::{MinerResult, MinerScore, Outcome, ScoreReason};
 use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result};
 use gradients_store::outbox::{PendingEvent, Relay};
 use gradients_store::sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
+    TryInsertResult,
 };
 use gradients_telemetry::Metrics;
 use prost::Message;
 
-use crate::convert;
 use crate::record::kind_label;
+use crate::{convert, readiness};
 
 /// Why a task was finalized.
 pub const BECAUSE_ALL_EVALUATED: &str = "all_evaluated";
@@ -57,50 +57,77 @@ pub struct Finalizer {
 impl Finalizer {
     /// Finalizes `task_id` if it is complete or past its deadline (plus grace) at `now_ms`.
     pub async fn try_finalize(&self, task_id: &str, now_ms: i64) -> Result<Finalized, DbErr> {
-        if task_result::Entity::find_by_id(task_id.to_owned()).one(&self.db).await?.is_some() {
+        let states = readiness::task_states(&self.db, &[task_id.to_owned()]).await?;
+        let Some(state) = states.first() else { return Ok(Finalized::NotYet) };
+        if state.finalized {
             return Ok(Finalized::Already);
         }
-        let Some(task) = task::Entity::find_by_id(task_id.to_owned()).one(&self.db).await? else {
-            return Ok(Finalized::NotYet);
-        };
-        let assigned = assignment::Entity::find().filter(assignment::Column::TaskId.eq(task_id)).all(&self.db).await?;
-        // Readiness needs only who was evaluated; the payloads are read once it is ready.
-        let miner_kind = kind_label(EvaluationKind::MinerSubmission);
-        let evaluated: BTreeSet<String> = evaluation::Entity::find()
-            .select_only()
-            .column(evaluation::Column::MinerId)
-            .filter(evaluation::Column::TaskId.eq(task_id))
-            .filter(evaluation::Column::Kind.eq(miner_kind.as_str()))
-            .into_tuple::<String>()
-            .all(&self.db)
-            .await?
-            .into_iter()
+        let Some(because) = self.because(state, now_ms) else { return Ok(Finalized::NotYet) };
+        let done = self.finalize_many(&[(state.task_id.clone(), because)], now_ms).await?;
+        Ok(done.first().map_or(Finalized::Already, |(_, entries)| Finalized::Now(*entries)))
+    }
+
+    /// Finalizes every task among `task_ids` that is ready at `now_ms`, in one transaction;
+    /// returns how many this call finalized (another replica may have taken some).
+    pub async fn finalize_ready(&self, task_ids: &[String], now_ms: i64) -> Result<usize, DbErr> {
+        let states = readiness::task_states(&self.db, task_ids).await?;
+        let ready: Vec<(String, &'static str)> = states
+            .iter()
+            .filter(|s| !s.finalized)
+            .filter_map(|s| self.because(s, now_ms).map(|because| (s.task_id.clone(), because)))
             .collect();
-        let cohort = assigned.iter().map(|a| a.cohort_size).max().unwrap_or(0);
-        let complete =
-            cohort > 0 && assigned.len() as i64 >= cohort && assigned.iter().all(|a| evaluated.contains(&a.miner_id));
-        let expired = now_ms >= task.deadline_ms.saturating_add(self.settings.evaluation_grace_ms as i64);
-        if !complete && !expired {
-            return Ok(Finalized::NotYet);
+        Ok(self.finalize_many(&ready, now_ms).await?.len())
+    }
+
+    /// Why `state` can be finalized now, if it can.
+    fn because(&self, state: &readiness::TaskState, now_ms: i64) -> Option<&'static str> {
+        if state.complete() {
+            Some(BECAUSE_ALL_EVALUATED)
+        } else if state.expired(now_ms, self.settings.evaluation_grace_ms) {
+            Some(BECAUSE_DEADLINE)
+        } else {
+            None
         }
+    }
+
+    /// Scores and writes `ready` tasks in one transaction; returns (task, entries) for each
+    /// task this call finalized.
+    async fn finalize_many(
+        &self,
+        ready: &[(String, &'static str)],
+        now_ms: i64,
+    ) -> Result<Vec<(String, usize)>, DbErr> {
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ready.iter().map(|(id, _)| id.clone()).collect();
+        let tasks = task::Entity::find().filter(task::Column::TaskId.is_in(ids.clone())).all(&self.db).await?;
+        let assigned =
+            assignment::Entity::find().filter(assignment::Column::TaskId.is_in(ids.clone())).all(&self.db).await?;
         let evaluations = evaluation::Entity::find()
-            .filter(evaluation::Column::TaskId.eq(task_id))
+            .filter(evaluation::Column::TaskId.is_in(ids))
             .order_by_asc(evaluation::Column::EvaluationId)
             .all(&self.db)
             .await?;
-        let because = if complete { BECAUSE_ALL_EVALUATED } else { BECAUSE_DEADLINE };
-        let plan = self.plan(&task, &assigned, &evaluations, because, now_ms);
-        let count = plan.entries.len();
-        match self.commit(plan, now_ms).await {
-            Ok(()) => {
-                self.outbox.wake();
-                self.metrics.published("ledger_finalized");
-                tracing::info!(task_id, because, entries = count, "task finalized");
-                Ok(Finalized::Now(count))
-            }
-            Err(e) if gradients_store::is_unique_violation(&e) => Ok(Finalized::Already),
-            Err(e) => Err(e),
+        let plans: Vec<Plan> = ready
+            .iter()
+            .filter_map(|(id, because)| {
+                let task = tasks.iter().find(|t| &t.task_id == id)?;
+                let assigned: Vec<assignment::Model> = assigned.iter().filter(|a| &a.task_id == id).cloned().collect();
+                let evaluations: Vec<evaluation::Model> =
+                    evaluations.iter().filter(|e| &e.task_id == id).cloned().collect();
+                Some(self.plan(task, &assigned, &evaluations, because, now_ms))
+            })
+            .collect();
+        let done = self.commit_many(plans, now_ms).await?;
+        if !done.is_empty() {
+            self.outbox.wake();
         }
+        for (task_id, entries) in &done {
+            self.metrics.published("ledger_finalized");
+            tracing::info!(task_id, entries, "task finalized");
+        }
+        Ok(done)
     }
 
     /// Scores the task and lays out every row to write. Pure but for the clock passed in.
@@ -184,22 +211,55 @@ impl Finalizer {
         Plan { result, entries }
     }
 
-    async fn commit(&self, plan: Plan, now_ms: i64) -> Result<(), DbErr> {
+    /// Writes the plans in one transaction. Each result row goes in with `ON CONFLICT DO
+    /// NOTHING RETURNING`: only the tasks whose result this call inserted get their entries
+    /// and events, so a task finalized at the same moment by another replica is written once.
+    async fn commit_many(&self, plans: Vec<Plan>, now_ms: i64) -> Result<Vec<(String, usize)>, DbErr> {
         let txn = self.db.begin().await?;
-        plan.result.clone().into_active_model().insert(&txn).await?;
-        for row in &plan.entries {
-            row.clone().into_active_model().insert(&txn).await?;
-            let event: LedgerEntry = convert::entry_to_proto(row);
-            PendingEvent {
+        let mut inserted = BTreeSet::new();
+        for chunk in plans.chunks(ROWS_PER_INSERT) {
+            let results = chunk.iter().map(|p| p.result.clone().into_active_model());
+            if let TryInsertResult::Inserted(keys) = task_result::Entity::insert_many(results)
+                .on_conflict_do_nothing()
+                .exec_with_returning_keys(&txn)
+                .await?
+            {
+                inserted.extend(keys);
+            }
+        }
+        let mine: Vec<&Plan> = plans.iter().filter(|p| inserted.contains(&p.result.task_id)).collect();
+        let entries: Vec<&entry::Model> = mine.iter().flat_map(|p| &p.entries).collect();
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let rows = chunk.iter().map(|row| (*row).clone().into_active_model());
+            entry::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        }
+        let events: Vec<PendingEvent> = entries
+            .iter()
+            .map(|row| PendingEvent {
                 id: row.entry_id.clone(),
                 subject: subjects::LEDGER_ENTRIES.to_owned(),
-                payload: event.encode_to_vec(),
-            }
-            .store(&txn, now_ms)
-            .await?;
+                payload: convert::entry_to_proto(row).encode_to_vec(),
+            })
+            .collect();
+        for chunk in chunked(events, ROWS_PER_INSERT) {
+            PendingEvent::store_all(chunk, &txn, now_ms).await?;
         }
-        txn.commit().await
+        txn.commit().await?;
+        Ok(mine.iter().map(|p| (p.result.task_id.clone(), p.entries.len())).collect())
     }
+}
+
+/// Rows per multi-row INSERT: far inside both databases' limits on bound parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// `items` in owned chunks of at most `size`.
+fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(size).collect());
+    }
+    chunks
 }
 
 /// The rows one finalization writes.

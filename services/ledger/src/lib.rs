@@ -9,20 +9,23 @@
 
 mod api;
 mod assignment_check;
+mod batch;
 pub mod client;
 mod convert;
 mod error;
 mod evaluation_check;
 mod finalize;
+mod readiness;
 mod record;
 mod weights;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use gradients_bus::batch_worker::{run_batch_worker, BatchHandler};
 use gradients_bus::service_loops::ServiceLoops;
 use gradients_bus::subjects::{consumers, streams, ASSIGNMENTS_ALL, EVALUATIONS_ALL, TASK_CREATED};
-use gradients_bus::worker::{run_worker, ConsumerSpec, Handler};
+use gradients_bus::worker::ConsumerSpec;
 use gradients_bus::{topology, Bus, BusError};
 use gradients_config::Settings;
 use gradients_proto::v1::Timestamp;
@@ -35,6 +38,7 @@ use gradients_store::sea_orm::{
 use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
+use batch::Batched;
 pub use error::{LedgerError, QueryError};
 pub use finalize::{entry_id, Finalized, Finalizer, BECAUSE_ALL_EVALUATED, BECAUSE_DEADLINE};
 
@@ -94,29 +98,35 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         streams::TASKS,
         consumers::LEDGER_TASKS,
         TASK_CREATED,
-        record::TaskRecorder(finalizer.clone()),
+        Batched::<batch::Tasks, _>::new(finalizer.clone(), batch::Unscreened),
     );
     workers.spawn(
         &mut loops,
         streams::ASSIGNMENTS,
         consumers::LEDGER_ASSIGNMENTS,
         ASSIGNMENTS_ALL,
-        assignment_check::VerifiedAssignments {
-            recorder: record::AssignmentRecorder(finalizer.clone()),
-            dispatch_key,
-            metrics: metrics.clone(),
-        },
+        Batched::<batch::Assignments, _>::new(
+            finalizer.clone(),
+            assignment_check::VerifiedAssignments {
+                recorder: record::AssignmentRecorder(finalizer.clone()),
+                dispatch_key,
+                metrics: metrics.clone(),
+            },
+        ),
     );
     workers.spawn(
         &mut loops,
         streams::EVALUATIONS,
         consumers::LEDGER_EVALUATIONS,
         EVALUATIONS_ALL,
-        evaluation_check::VerifiedEvaluations {
-            recorder: record::EvaluationRecorder(finalizer.clone()),
-            evaluator_key,
-            metrics: metrics.clone(),
-        },
+        Batched::<batch::Evaluations, _>::new(
+            finalizer.clone(),
+            evaluation_check::VerifiedEvaluations {
+                recorder: record::EvaluationRecorder(finalizer.clone()),
+                evaluator_key,
+                metrics: metrics.clone(),
+            },
+        ),
     );
     {
         let (finalizer, interval, stop) = (finalizer.clone(), settings.ledger.sweep_interval(), stop.clone());
@@ -156,8 +166,9 @@ struct Workers {
 }
 
 impl Workers {
-    /// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`.
-    fn spawn<H: Handler>(
+    /// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`,
+    /// a fetched batch at a time.
+    fn spawn<H: BatchHandler>(
         &self,
         loops: &mut ServiceLoops<LedgerError>,
         stream: &'static str,
@@ -167,9 +178,9 @@ impl Workers {
     ) {
         let spec = ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
         let (bus, nats, metrics, stop) = (self.bus.clone(), self.nats.clone(), self.metrics.clone(), self.stop.clone());
-        loops.spawn(
-            async move { run_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(LedgerError::from) },
-        );
+        loops.spawn(async move {
+            run_batch_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(LedgerError::from)
+        });
     }
 }
 

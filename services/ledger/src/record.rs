@@ -31,29 +31,32 @@ fn inserted_once<T>(result: Result<T, DbErr>) -> Result<(), HandlerError> {
 /// Records each created task.
 pub struct TaskRecorder(pub Arc<Finalizer>);
 
+/// The row a `TaskCreated` message records, or why it is poison.
+pub fn task_row(message: &jetstream::Message) -> Result<task::ActiveModel, HandlerError> {
+    let created = TaskCreated::decode(message.payload.as_ref())
+        .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
+    let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+    if task.id.is_empty() {
+        return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
+    }
+    let task_type = TaskType::try_from(task.r#type).unwrap_or_default();
+    Ok(task::ActiveModel {
+        task_id: Set(task.id.clone()),
+        task_type: Set(task_type.label()),
+        base_model: Set(task.base_model.clone()),
+        hours_to_complete: Set(task.hours_to_complete),
+        deadline_ms: Set(task.deadline.map(|d| d.unix_ms).unwrap_or_default()),
+        recorded_at_ms: Set(Timestamp::now().unix_ms),
+    })
+}
+
 impl Handler for TaskRecorder {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
-        let created = TaskCreated::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
-        let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
-        if task.id.is_empty() {
-            return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
-        }
-        let task_type = TaskType::try_from(task.r#type).unwrap_or_default();
-        inserted_once(
-            task::ActiveModel {
-                task_id: Set(task.id.clone()),
-                task_type: Set(task_type.label()),
-                base_model: Set(task.base_model.clone()),
-                hours_to_complete: Set(task.hours_to_complete),
-                deadline_ms: Set(task.deadline.map(|d| d.unix_ms).unwrap_or_default()),
-                recorded_at_ms: Set(Timestamp::now().unix_ms),
-            }
-            .insert(&self.0.db)
-            .await,
-        )?;
+        let row = task_row(message)?;
+        let task_id = row.task_id.clone().unwrap();
+        inserted_once(row.insert(&self.0.db).await)?;
         // Evaluations may have come first (streams are consumed independently).
-        self.0.try_finalize(&task.id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
         Ok(())
     }
 }
@@ -61,25 +64,28 @@ impl Handler for TaskRecorder {
 /// Records which miners each task was assigned to.
 pub struct AssignmentRecorder(pub Arc<Finalizer>);
 
+/// The row an `Assignment` message records, or why it is poison.
+pub fn assignment_row(message: &jetstream::Message) -> Result<assignment::ActiveModel, HandlerError> {
+    let assigned = Assignment::decode(message.payload.as_ref())
+        .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
+    if assigned.task_id.is_empty() || assigned.miner_id.is_empty() {
+        return Err(HandlerError::Poison("Assignment without a task or miner id".into()));
+    }
+    Ok(assignment::ActiveModel {
+        task_id: Set(assigned.task_id.clone()),
+        miner_id: Set(assigned.miner_id.clone()),
+        assignment_id: Set(assigned.assignment_id.clone()),
+        cohort_size: Set(i64::from(assigned.cohort_size)),
+        recorded_at_ms: Set(Timestamp::now().unix_ms),
+    })
+}
+
 impl Handler for AssignmentRecorder {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
-        let assigned = Assignment::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
-        if assigned.task_id.is_empty() || assigned.miner_id.is_empty() {
-            return Err(HandlerError::Poison("Assignment without a task or miner id".into()));
-        }
-        inserted_once(
-            assignment::ActiveModel {
-                task_id: Set(assigned.task_id.clone()),
-                miner_id: Set(assigned.miner_id.clone()),
-                assignment_id: Set(assigned.assignment_id.clone()),
-                cohort_size: Set(i64::from(assigned.cohort_size)),
-                recorded_at_ms: Set(Timestamp::now().unix_ms),
-            }
-            .insert(&self.0.db)
-            .await,
-        )?;
-        self.0.try_finalize(&assigned.task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        let row = assignment_row(message)?;
+        let task_id = row.task_id.clone().unwrap();
+        inserted_once(row.insert(&self.0.db).await)?;
+        self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
         Ok(())
     }
 }
@@ -92,44 +98,49 @@ pub fn kind_label(kind: EvaluationKind) -> String {
     kind.as_str_name().to_ascii_lowercase()
 }
 
+/// The row an `EvaluationResult` message records (its payload byte for byte, as evidence),
+/// or why it is poison.
+pub fn evaluation_row(message: &jetstream::Message) -> Result<evaluation::ActiveModel, HandlerError> {
+    let result = EvaluationResult::decode(message.payload.as_ref())
+        .map_err(|e| HandlerError::Poison(format!("not an EvaluationResult: {e}")))?;
+    if result.evaluation_id.is_empty() || result.task_id.is_empty() {
+        return Err(HandlerError::Poison("EvaluationResult without an evaluation or task id".into()));
+    }
+    let kind = EvaluationKind::try_from(result.kind).unwrap_or_default();
+    if kind == EvaluationKind::MinerSubmission && result.miner_id.is_empty() {
+        return Err(HandlerError::Poison(format!("evaluation {} names no miner", result.evaluation_id)));
+    }
+    Ok(evaluation::ActiveModel {
+        evaluation_id: Set(result.evaluation_id.clone()),
+        task_id: Set(result.task_id.clone()),
+        miner_id: Set(result.miner_id.clone()),
+        kind: Set(kind_label(kind)),
+        payload: Set(message.payload.to_vec()),
+        payload_sha256: Set(sha256_hex(&message.payload)),
+        received_at_ms: Set(Timestamp::now().unix_ms),
+    })
+}
+
 impl Handler for EvaluationRecorder {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
-        let result = EvaluationResult::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not an EvaluationResult: {e}")))?;
-        if result.evaluation_id.is_empty() || result.task_id.is_empty() {
-            return Err(HandlerError::Poison("EvaluationResult without an evaluation or task id".into()));
-        }
-        let kind = EvaluationKind::try_from(result.kind).unwrap_or_default();
-        if kind == EvaluationKind::MinerSubmission && result.miner_id.is_empty() {
-            return Err(HandlerError::Poison(format!("evaluation {} names no miner", result.evaluation_id)));
-        }
-        let row = evaluation::ActiveModel {
-            evaluation_id: Set(result.evaluation_id.clone()),
-            task_id: Set(result.task_id.clone()),
-            miner_id: Set(result.miner_id.clone()),
-            kind: Set(kind_label(kind)),
-            payload: Set(message.payload.to_vec()),
-            payload_sha256: Set(sha256_hex(&message.payload)),
-            received_at_ms: Set(Timestamp::now().unix_ms),
-        };
-        match row.insert(&self.0.db).await {
+        let row = evaluation_row(message)?;
+        let (evaluation_id, task_id) = (row.evaluation_id.clone().unwrap(), row.task_id.clone().unwrap());
+        match row.clone().insert(&self.0.db).await {
             Ok(_) => {}
             Err(e) if gradients_store::is_unique_violation(&e) => {
-                let same = evaluation::Entity::find_by_id(result.evaluation_id.clone())
-                    .one(&self.0.db)
-                    .await
-                    .map_err(transient)?;
+                let same =
+                    evaluation::Entity::find_by_id(evaluation_id.clone()).one(&self.0.db).await.map_err(transient)?;
                 if same.is_none() {
                     // Another evaluation of the same miner on the same task: the first stands.
                     return Err(HandlerError::Poison(format!(
-                        "a second evaluation ({}) of miner {} on task {}; the first one stands",
-                        result.evaluation_id, result.miner_id, result.task_id
+                        "a second evaluation ({evaluation_id}) of miner {} on task {task_id}; the first one stands",
+                        row.miner_id.unwrap()
                     )));
                 }
             }
             Err(e) => return Err(transient(e)),
         }
-        self.0.try_finalize(&result.task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
+        self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
         Ok(())
     }
 }

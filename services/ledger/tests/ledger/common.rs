@@ -141,6 +141,18 @@ impl Sandbox {
         self.publish(gradients_bus::subjects::evaluations(&result.task_id), msg_id, signed.encode_to_vec()).await;
     }
 
+    /// A finalizer on the sandbox's database, as another replica would run it.
+    pub fn finalizer(&self) -> gradients_ledger::Finalizer {
+        let metrics = gradients_telemetry::Metrics::new("test");
+        gradients_ledger::Finalizer {
+            db: self.store.clone(),
+            settings: self.settings.ledger.clone(),
+            models: self.settings.models.clone(),
+            outbox: gradients_store::outbox::Relay::new(self.store.clone(), self.bus.clone(), metrics.clone()),
+            metrics,
+        }
+    }
+
     /// Rows in `ledger_entries`.
     pub async fn entry_count(&self) -> u64 {
         entry::Entity::find().count(&self.store).await.expect("count")

@@ -61,8 +61,3 @@ async fn a_long_history_does_not_stop_the_sweep_or_the_weights() {
         assert!(weights.weights.is_empty(), "{backend}: {weights:?}");
     }
 }
-
-/// Shorthand for a set column value.
-fn sea<V: Into<gradients_store::sea_orm::Value>>(value: V) -> gradients_store::sea_orm::ActiveValue<V> {
-    gradients_store::sea_orm::ActiveValue::Set(value)
-}

@@ -1,5 +1,6 @@
 //! The ledger end to end against a real nats-server and real PostgreSQL and SQLite.
 
+mod batch;
 mod common;
 mod forged;
 mod history;
