@@ -176,6 +176,30 @@ async fn start_dispatch(server: &NatsServer, dir: &std::path::Path, shutdown: &C
     tokio::spawn(gradients_dispatch::run(settings, shutdown.clone()));
 }
 
+/// Announces an instruct task with a real train split, as intake does.
+async fn announce_task(intake: &Bus, task_id: &str) {
+    let rows = b"{\"instruction\":\"a\",\"output\":\"b\"}\n";
+    let store = objects::bucket(intake, buckets::TRAIN).await.unwrap();
+    let name = format!("tasks/{task_id}/train-{}.jsonl", objects::sha256_hex(rows));
+    let train = objects::put_bytes(&store, buckets::TRAIN, &name, rows).await.unwrap();
+    let task = Task {
+        id: task_id.into(),
+        r#type: TaskType::Instruct as i32,
+        base_model: "tiny-10m".into(),
+        splits: Some(TaskSplits { train: Some(DatasetRef { object: Some(train), rows: 1 }), synth: None, test: None }),
+        deadline: Some(Timestamp { unix_ms: Timestamp::now().unix_ms + 3_600_000 }),
+        ..Default::default()
+    };
+    let created = TaskCreated { event_id: task_id.into(), task: Some(task), at: Some(Timestamp::now()) };
+    let event = OutgoingEvent {
+        subject: gradients_bus::subjects::TASK_CREATED.into(),
+        id: task_id.into(),
+        payload: created.encode_to_vec().into(),
+        traceparent: None,
+    };
+    publish_event(&intake.jetstream, event).await.unwrap();
+}
+
 /// Registers `miner`, retrying while dispatch starts.
 async fn register(miner: &MinerClient) {
     let capabilities = MinerCapabilities {
@@ -220,6 +244,21 @@ async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
     let bob = MinerClient::new(bob_bus.clone(), bob_key, Duration::from_secs(3));
     register(&alice).await;
     register(&bob).await;
+    let no_bucket = succeeds(intake.jetstream.get_object_store(&buckets::artifacts(&alice_id))).await;
+    assert!(!no_bucket, "registering (open to anyone) reserves no storage");
+
+    // Both are assigned one task: dispatch makes each miner's own artifacts bucket.
+    for miner in [&alice, &bob] {
+        let (serving, stop) = (miner.clone(), shutdown.clone());
+        tokio::spawn(async move { serving.serve_offers(AcceptAll, stop).await });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    announce_task(&intake, "t-rival").await;
+    let dispatch_key = gradients_miner::Identity::load(&dir.path().join("dispatch.key")).unwrap().public_key();
+    for miner in [&alice, &bob] {
+        let assigned = miner.next_assignment(&dispatch_key, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(assigned.expect("assigned").task_id, "t-rival");
+    }
 
     // Bob listens on every inbox while Alice talks to dispatch: he hears nothing of hers.
     let mut overheard = bob_bus.client.subscribe("_INBOX.>").await.unwrap();

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use gradients_bus::subjects;
 use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::{subjects, topology};
 use gradients_miner::freshness;
 use gradients_miner::identity::{domains, verify_message};
 use gradients_proto::v1::{
@@ -82,6 +82,14 @@ impl Handler for Placer {
         }
         let needed = ctx.settings.dispatch.min_miners_per_task;
         if accepted.len() >= needed {
+            // Each assigned miner's own artifacts bucket, made here rather than at registration:
+            // registering is open to anyone, so it must not reserve storage.
+            for offer in &accepted {
+                let max_bytes = ctx.settings.dispatch.artifacts_max_bytes;
+                topology::miner_artifacts(&ctx.bus, &offer.miner_id, max_bytes, &ctx.settings.nats)
+                    .await
+                    .map_err(transient)?;
+            }
             assign(ctx, &task, &accepted).await.map_err(transient)?;
             return Ok(());
         }

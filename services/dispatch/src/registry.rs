@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
-use gradients_bus::topology;
 use gradients_miner::freshness;
 use gradients_miner::identity::{domains, id_for, is_miner_id, verify_message};
 use gradients_proto::v1::{
@@ -74,10 +73,6 @@ pub async fn register(ctx: &Context, request: RegisterMinerRequest) -> Result<Re
     }
 
     let miner_id = id_for(&request.public_key);
-    // The miner's own artifacts bucket: its user may write it, no other miner's may read it.
-    topology::miner_artifacts(&ctx.bus, &miner_id, ctx.settings.dispatch.artifacts_max_bytes, &ctx.settings.nats)
-        .await
-        .map_err(Refusal::unavailable)?;
     let now = Timestamp::now();
     let miner = Miner {
         miner_id,

@@ -248,7 +248,7 @@ pub mod buckets {
     pub const ARTIFACTS_PREFIX: &str = "gradients-artifacts-";
 
     /// A miner's own bucket of submitted models and manifests,
-    /// `gradients-artifacts-<miner>`. Dispatch creates it at registration; the deploy
+    /// `gradients-artifacts-<miner>`. Dispatch creates it at the miner's first assignment; the deploy
     /// permissions let that miner's user write it and no other miner's user read it, so no
     /// miner can copy, overwrite or delete another's work.
     pub fn artifacts(miner_id: &str) -> String {

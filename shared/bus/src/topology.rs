@@ -90,8 +90,9 @@ pub async fn key_value(
 }
 
 /// Creates a miner's own artifacts bucket ([`buckets::artifacts`]) when missing, holding at
-/// most `max_bytes` (so one miner cannot fill the server). Dispatch calls it at registration:
-/// a miner's user may write its bucket but create none.
+/// most `max_bytes` (so one miner cannot fill the server). Dispatch calls it when it assigns
+/// the miner a task (registering is open to anyone and must reserve nothing); a miner's user
+/// may write its bucket but create none.
 pub async fn miner_artifacts(
     bus: &Bus,
     miner_id: &str,

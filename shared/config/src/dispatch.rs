@@ -30,7 +30,7 @@ pub struct DispatchSettings {
     /// either side; older or later messages are refused as replays or forgeries.
     pub max_clock_skew_ms: u64,
     /// Most bytes a miner's own artifacts bucket may hold. JetStream reserves this much of
-    /// its storage for each registered miner, so size the server for the miners admitted.
+    /// its storage for each miner ever assigned a task, so size the server for them.
     pub artifacts_max_bytes: i64,
     /// Hex public keys allowed to register; empty admits any key (an open market).
     pub allowed_miner_keys: Vec<String>,
