@@ -62,13 +62,13 @@ fn as_user(server: &NatsServer, user: &str, password: &str) -> NatsSettings {
     NatsSettings { url: vec![server.url()], auth, connect_timeout_ms: 2_000, ..Default::default() }
 }
 
-/// A miner's user can do its job through dispatch and nothing more.
-#[tokio::test]
 /// A miner's connection: its own user, replies under its own inbox prefix.
 fn as_miner(server: &NatsServer, miner_id: &str) -> NatsSettings {
     NatsSettings { inbox_prefix: Some(format!("_INBOX_{miner_id}")), ..as_user(server, miner_id, "miner-secret") }
 }
 
+/// A miner's user can do its job through dispatch and nothing more.
+#[tokio::test]
 async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     gradients_telemetry::init_for_tests();
     let miner_identity = Identity::generate();
