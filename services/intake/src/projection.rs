@@ -1,8 +1,10 @@
 //! Keeps each task's `status` up to date from the status events other services publish
 //! (dispatch, the ledger...). Only forward moves apply, so redelivered, repeated and
-//! reordered events all leave the same result.
+//! reordered events all leave the same result; an event counts only for the task its
+//! subject names.
 
 use async_nats::jetstream;
+use gradients_bus::subjects;
 use gradients_bus::worker::{Handler, HandlerError};
 use gradients_proto::v1::{TaskStatus, TaskStatusChanged};
 use gradients_store::sea_orm::DatabaseConnection;
@@ -23,11 +25,22 @@ impl Handler for StatusProjection {
     async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
         let event = TaskStatusChanged::decode(message.payload.as_ref())
             .map_err(|e| HandlerError::Poison(format!("not a TaskStatusChanged: {e}")))?;
+        // A status event is trusted only for the task its subject names: a publisher
+        // allowed on one task's subject cannot move another task through the payload.
+        if message.subject.as_str() != subjects::task_status(&event.task_id) {
+            return Err(HandlerError::Poison(format!(
+                "status event {} names task {:?} but came on {}",
+                event.event_id, event.task_id, message.subject
+            )));
+        }
         let to = TaskStatus::try_from(event.to)
             .ok()
             .filter(|s| *s != TaskStatus::Unspecified)
             .ok_or_else(|| HandlerError::Poison(format!("event {} has no target status", event.event_id)))?;
         let transient = |e: gradients_store::sea_orm::DbErr| HandlerError::Transient(e.to_string());
+        // Control characters (a NUL from whoever wrote the reason) would fail the database
+        // write on every redelivery; they carry nothing a person reads.
+        let reason: String = event.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         for _ in 0..MAX_ATTEMPTS {
             let row = tasks::find(&self.db, &event.task_id).await.map_err(transient)?.ok_or_else(|| {
                 HandlerError::Poison(format!("status event {} for unknown task {}", event.event_id, event.task_id))
@@ -37,7 +50,7 @@ impl Handler for StatusProjection {
                 return Ok(()); // Already there or past it: a repeat or a late arrival.
             }
             let at_ms = event.at.map(|t| t.unix_ms).unwrap_or_default();
-            let change = Transition { task_id: &row.id, from: current, to, reason: &event.reason, at_ms };
+            let change = Transition { task_id: &row.id, from: current, to, reason: &reason, at_ms };
             // The event is already on the bus: only the projection moves, nothing is announced.
             if tasks::transition(&self.db, &change, false).await.map_err(transient)? {
                 tracing::info!(task_id = %row.id, from = %current.label(), to = %to.label(), actor = %event.actor, "task status projected");

@@ -245,3 +245,60 @@ async fn nul_bytes_in_ids_and_reasons_are_refused_cleanly() {
         assert!(error.message.starts_with("reason holds"), "{}", error.message);
     }
 }
+
+/// A status event counts only for the task its subject names: one naming task A on task
+/// B's subject is dead-lettered and moves neither; a reason with a NUL byte is stored
+/// without it (PostgreSQL would refuse it on every redelivery).
+#[tokio::test]
+async fn status_events_count_only_for_the_task_their_subject_names() {
+    use gradients_bus::event::{publish_event, OutgoingEvent};
+    use gradients_bus::subjects::{self, streams};
+    use gradients_proto::v1::TaskStatusChanged;
+
+    let sandbox = Sandbox::start(Backend::Postgres).await;
+    let mut ids = Vec::new();
+    for key in ["a", "b"] {
+        let request = sandbox.upload_request(key, &instruct_rows(30)).await;
+        ids.push(sandbox.client.submit(&request).await.unwrap().task.unwrap().id);
+    }
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    let publish = |id: &str, subject_task: &str, task_id: &str, reason: &str| {
+        let event = TaskStatusChanged {
+            event_id: id.to_owned(),
+            task_id: task_id.to_owned(),
+            from: TaskStatus::Accepted as i32,
+            to: TaskStatus::Failed as i32,
+            reason: reason.to_owned(),
+            at: Some(Timestamp::now()),
+            actor: "dispatch".into(),
+        };
+        let outgoing = OutgoingEvent {
+            subject: subjects::task_status(subject_task),
+            id: id.to_owned(),
+            payload: event.encode_to_vec().into(),
+            traceparent: None,
+        };
+        let js = sandbox.bus.jetstream.clone();
+        async move { publish_event(&js, outgoing).await.unwrap() }
+    };
+    publish("misrouted", &b, &a, "moved through another task's subject").await;
+    let dead = sandbox
+        .wait_for_messages(streams::DEAD_LETTERS, &subjects::dead_letter(subjects::consumers::INTAKE_STATUS), 1)
+        .await;
+    assert_eq!(dead.len(), 1, "the misrouted event is dead-lettered");
+    for id in [&a, &b] {
+        assert_eq!(sandbox.client.get(id).await.unwrap().task.unwrap().status, TaskStatus::Accepted as i32);
+    }
+
+    publish("nul-reason", &a, &a, "no miner\0 accepted").await;
+    let mut task = sandbox.client.get(&a).await.unwrap().task.unwrap();
+    for _ in 0..50 {
+        if task.status == TaskStatus::Failed as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        task = sandbox.client.get(&a).await.unwrap().task.unwrap();
+    }
+    assert_eq!(task.status, TaskStatus::Failed as i32);
+    assert_eq!(task.status_reason, "no miner  accepted");
+}
