@@ -148,7 +148,10 @@ async fn get_checkpoint(ctx: &Context, request: CheckpointRequest) -> Result<Sig
 
 /// Signs the log as it is now, stores and publishes the checkpoint.
 async fn sign_now(ctx: &Context) -> Result<SignedCheckpoint, ApiError> {
-    let signed = checkpoint::make(&ctx.db, &ctx.identity).await?;
+    let (signed, created) = checkpoint::make(&ctx.db, &ctx.identity).await?;
+    if !created {
+        return Ok(signed);
+    }
     if let Err(e) = checkpoint::publish(&ctx.bus, &signed).await {
         tracing::warn!(error = %e, "publishing a checkpoint; it is stored and served");
     }

@@ -6,19 +6,19 @@ use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::{subjects, Bus};
 use gradients_miner::Identity;
 use gradients_proto::v1::Timestamp;
-use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, Set};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, Set, TryInsertResult};
 
 use crate::document::{Checkpoint, SignedCheckpoint, ORIGIN};
 use crate::store::entity::{checkpoint, head, HEAD_ID};
 use crate::tree::TreeError;
 
-/// Signs and stores a checkpoint of the tree as it is now (or returns the stored one when
-/// the tree has not grown since).
-pub async fn make(db: &DatabaseConnection, identity: &Identity) -> Result<SignedCheckpoint, TreeError> {
+/// Signs and stores a checkpoint of the tree as it is now, or returns the stored one when
+/// the tree has not grown since; `true` when this call stored it (then publish it).
+pub async fn make(db: &DatabaseConnection, identity: &Identity) -> Result<(SignedCheckpoint, bool), TreeError> {
     let head =
         head::Entity::find_by_id(HEAD_ID).one(db).await?.ok_or(sea_orm::DbErr::RecordNotFound("audit_head".into()))?;
     if let Some(existing) = checkpoint::Entity::find_by_id(head.tree_size).one(db).await? {
-        return Ok(from_row(&existing));
+        return Ok((from_row(&existing), false));
     }
     let signed = crate::offline::sign(
         identity,
@@ -29,16 +29,16 @@ pub async fn make(db: &DatabaseConnection, identity: &Identity) -> Result<Signed
             timestamp_ms: Timestamp::now().unix_ms,
         },
     );
-    checkpoint::Entity::insert(to_row(&signed))
+    let inserted = checkpoint::Entity::insert(to_row(&signed))
         .on_conflict_do_nothing_on([checkpoint::Column::TreeSize])
-        .exec(db)
+        .exec_without_returning(db)
         .await?;
     // Another replica may have stored its own signature of this size first: serve that one.
     let stored = checkpoint::Entity::find_by_id(head.tree_size)
         .one(db)
         .await?
         .ok_or(sea_orm::DbErr::RecordNotFound("checkpoint".into()))?;
-    Ok(from_row(&stored))
+    Ok((from_row(&stored), matches!(inserted, TryInsertResult::Inserted(1))))
 }
 
 /// Publishes a checkpoint; its tree size is its id, so a repeat is stored once.

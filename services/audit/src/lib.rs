@@ -160,7 +160,8 @@ async fn checkpoint_periodically(ctx: &Context, stop: CancellationToken) {
             _ = tokio::time::sleep(interval) => {}
         }
         match checkpoint::make(&ctx.db, &ctx.identity).await {
-            Ok(signed) => {
+            Ok((_, false)) => {}
+            Ok((signed, true)) => {
                 if let Err(e) = checkpoint::publish(&ctx.bus, &signed).await {
                     tracing::warn!(error = %e, "publishing a checkpoint; will publish the next one");
                 }

@@ -313,7 +313,13 @@ async fn records_kind(sandbox: &Sandbox, leaf: u64) -> RecordKind {
 /// resumes where the log ends: no gap, no duplicate, and the log verifies.
 #[tokio::test]
 async fn sigkill_mid_stream_resumes_without_gap_or_duplicate() {
-    let sandbox = Sandbox::new(Backend::Sqlite, |_| {}).await;
+    for backend in Backend::ALL {
+        sigkill_and_resume(backend).await;
+    }
+}
+
+async fn sigkill_and_resume(backend: Backend) {
+    let sandbox = Sandbox::new(backend, |_| {}).await;
     let spawn = || {
         std::process::Command::new(common::audit_binary())
             .env("GRADIENTS__NATS__URL", sandbox.nats.url())
@@ -356,7 +362,7 @@ async fn sigkill_mid_stream_resumes_without_gap_or_duplicate() {
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
     let at_kill = sandbox.records().await;
-    assert!(at_kill < n, "killed mid-stream ({at_kill} of {n})");
+    assert!(at_kill < n, "{backend}: killed mid-stream ({at_kill} of {n})");
     let mut second = spawn();
     publisher.await.unwrap();
     sandbox.wait_for_records(n).await;
