@@ -272,6 +272,29 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The customer's story: make a key (never overwritten), then every task command signs
+/// with it; a key that is not there is a clear error naming the file and the keygen.
+#[test]
+fn customer_keygen_and_task_commands_sign_with_the_key() {
+    let nats = NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli { env: sandbox_env(&nats, dir.path()) };
+    let key = dir.path().join("mine.key");
+    let (ok, made) = cli.json(&["customer", "keygen", "--out", path(&key), "--json"]);
+    assert!(ok);
+    let customer_id = made["customer_id"].as_str().unwrap().to_owned();
+    assert!(gradients_intake::customer::is_customer_id(&customer_id), "{customer_id}");
+    let loaded = gradients_intake::customer::CustomerKey::load(&key).expect("the key file reads back");
+    assert_eq!(loaded.id(), customer_id);
+    assert!(!cli.run(&["customer", "keygen", "--out", path(&key)]).status.success(), "never overwritten");
+
+    let missing = dir.path().join("nowhere.key");
+    let output = cli.run(&["task", "--key", path(&missing), "list"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nowhere.key") && stderr.contains("gradients customer keygen"), "{stderr}");
+}
+
 /// The miner operator's story: make a key, serve dispatch, register with the miner crate,
 /// and see the miner in `gradients miner list`.
 #[test]
