@@ -5,6 +5,7 @@
 
 mod db;
 mod eventually;
+mod http;
 mod inspect;
 mod nats;
 mod ports;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
 pub use eventually::eventually;
+pub use http::http_get;
 pub use inspect::stream_messages;
 pub use nats::NatsServer;
 pub use ports::free_port;

@@ -4,6 +4,7 @@ mod batch;
 mod common;
 mod forged;
 mod history;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
