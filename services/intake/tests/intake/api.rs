@@ -189,3 +189,43 @@ async fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// `/readyz` tells the truth: 503 while intake cannot reach NATS (it could answer no one),
+/// 200 again once the server is back, and requests are answered again.
+#[tokio::test]
+async fn readiness_follows_the_nats_connection() {
+    let port = gradients_testkit::free_port();
+    let mut sandbox = Sandbox::start_with(Backend::Sqlite, |s| s.intake.http_addr = format!("127.0.0.1:{port}")).await;
+    let status = |port| async move { http_get(port, "/readyz").await.lines().next().unwrap_or_default().to_owned() };
+    assert!(status(port).await.contains("200"));
+
+    sandbox.nats.kill();
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = status(port).await;
+        if seen.contains("503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("503"), "not ready while NATS is gone: {seen}");
+
+    sandbox.nats.restart().unwrap();
+    for _ in 0..100 {
+        seen = status(port).await;
+        if seen.contains("200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("200"), "ready again: {seen}");
+    let mut answered = sandbox.client.list(&ListTasksRequest::default()).await;
+    for _ in 0..50 {
+        if answered.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answered = sandbox.client.list(&ListTasksRequest::default()).await;
+    }
+    assert!(answered.is_ok(), "{answered:?}");
+}
