@@ -9,7 +9,8 @@
 //!    audit's own append path; then inclusion proofs for random leaves and a consistency
 //!    proof, built from the store and checked: mean and worst time.
 //!
-//! `cargo bench -p gradients-audit` (needs the set-up's nats-server).
+//! `cargo bench -p gradients-audit` (needs the set-up's nats-server); `BENCH_BATCH` sets
+//! `audit.batch_size`.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ async fn capture(n: u64) -> anyhow::Result<()> {
     settings.audit.store_url = db.url().to_owned();
     settings.audit.http_addr = "127.0.0.1:0".to_owned();
     settings.audit.key_file = dir.path().join("audit.key");
+    settings.audit.batch_size = env_or("BENCH_BATCH", settings.audit.batch_size as u64) as usize;
     let bus = Bus::connect(&settings.nats, "audit-bench").await?;
     topology::declare(&bus, &settings.nats).await?;
 

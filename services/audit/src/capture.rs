@@ -20,6 +20,8 @@ use crate::{decode, Context};
 
 /// How long one pull waits for messages before checking for shutdown again.
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+/// How long a batch waits for more messages after its first one.
+const GATHER: Duration = Duration::from_millis(5);
 /// How many absent sequences one append probes one by one before recording what it found.
 const MAX_PROBES: u64 = 1000;
 /// How long to wait after the store failed before trying the batch again.
@@ -57,28 +59,41 @@ pub async fn run(ctx: Arc<Context>, audited: Audited, stop: CancellationToken) -
         .map_err(|e| fail(e.to_string()))?;
     let probe = Probe { stream };
     let batch_size = ctx.settings.audit.batch_size;
-    while !stop.is_cancelled() {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(batch_size)
-            .expires(FETCH_EXPIRES)
-            .messages()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let mut messages = Vec::with_capacity(batch_size);
-        while let Some(next) = batch.next().await {
-            match next {
-                Ok(message) => messages.push(message),
-                Err(e) => {
+    // A continuous pull: the next batch is on its way while this one is appended.
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch_size)
+        .expires(FETCH_EXPIRES)
+        .messages()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = messages.next() => next,
+        };
+        let mut batch = Vec::with_capacity(batch_size);
+        match first {
+            None => return Err(fail("the consumer's message stream ended".into())),
+            Some(Err(e)) => {
+                tracing::warn!(consumer = audited.durable, error = %e, "pull failed; retrying");
+                continue;
+            }
+            Some(Ok(message)) => batch.push(message),
+        }
+        // What arrives within a moment joins this transaction: fewer, larger commits.
+        let gather_until = tokio::time::Instant::now() + GATHER;
+        while batch.len() < batch_size {
+            match tokio::time::timeout_at(gather_until, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(e))) => {
                     tracing::warn!(consumer = audited.durable, error = %e, "pull failed; retrying");
                     break;
                 }
+                _ => break,
             }
         }
-        if messages.is_empty() {
-            continue;
-        }
-        capture_batch(&ctx, audited, &probe, messages).await;
+        capture_batch(&ctx, audited, &probe, batch).await;
     }
     Ok(())
 }

@@ -154,7 +154,9 @@ pub async fn append(
         for chunk in records.chunks(ROWS_PER_INSERT) {
             record::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
         }
-        let node_rows: Vec<node::ActiveModel> = nodes.iter().map(|(id, hash)| node_row(*id, hash)).collect();
+        // Leaves are the records' own `leaf_hash`; the node table keeps the subtrees above.
+        let node_rows: Vec<node::ActiveModel> =
+            nodes.iter().filter(|(id, _)| id.level > 0).map(|(id, hash)| node_row(*id, hash)).collect();
         for chunk in node_rows.chunks(ROWS_PER_INSERT * 3) {
             node::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
         }

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::merkle::{self, Hash, NodeId};
-use crate::store::entity::node;
+use crate::store::entity::{node, record};
 
 /// Why a proof could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +19,28 @@ pub enum TreeError {
     Missing(#[from] merkle::MissingNode),
 }
 
-/// Reads the complete subtrees `ids` from the store.
+/// Reads the complete subtrees `ids` from the store: leaves from the records, the
+/// subtrees above them from the node table.
 pub async fn load_nodes(db: &impl ConnectionTrait, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, DbErr> {
     let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(200) {
+    let leaves: Vec<i64> = ids.iter().filter(|id| id.level == 0).map(|id| id.index as i64).collect();
+    for chunk in leaves.chunks(200) {
+        let rows: Vec<(i64, Vec<u8>)> = record::Entity::find()
+            .select_only()
+            .column(record::Column::LeafIndex)
+            .column(record::Column::LeafHash)
+            .filter(record::Column::LeafIndex.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (index, hash) in rows {
+            if let Ok(hash) = <Hash>::try_from(hash.as_slice()) {
+                found.insert(NodeId { level: 0, index: index as u64 }, hash);
+            }
+        }
+    }
+    let above: Vec<NodeId> = ids.iter().filter(|id| id.level > 0).copied().collect();
+    for chunk in above.chunks(200) {
         let mut wanted = Condition::any();
         for id in chunk {
             wanted = wanted.add(

@@ -31,8 +31,9 @@ pub mod record {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// `audit_nodes`: every complete subtree's hash, written when its last leaf arrives, so a
-/// proof is O(log n) lookups. Append-only in the database.
+/// `audit_nodes`: every complete subtree above the leaves, written when its last leaf
+/// arrives, so a proof is O(log n) lookups (leaves are `audit_records.leaf_hash`).
+/// Append-only in the database.
 pub mod node {
     use sea_orm::entity::prelude::*;
 
