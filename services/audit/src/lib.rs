@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod client;
 mod decode;
 pub mod document;
+pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod offline;

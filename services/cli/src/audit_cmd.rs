@@ -3,7 +3,6 @@
 //! (an auditor's read-only identity is enough, see deploy/nats); `reconcile` also asks the
 //! ledger's query API.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,7 +11,7 @@ use clap::{Subcommand, ValueEnum};
 use gradients_audit::client::AuditClient;
 use gradients_audit::document::ProofFile;
 use gradients_audit::offline;
-use gradients_audit::protocol::{CheckpointRequest, ProofRequest, RecordsRequest};
+use gradients_audit::protocol::{CheckpointRequest, ProofRequest};
 use gradients_bus::Bus;
 use gradients_config::Settings;
 
@@ -202,42 +201,15 @@ async fn reconcile(
     Ok(if report.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Writes every record captured since `since_ms`, each with its proof against one fresh
-/// checkpoint, as JSON lines.
+/// Writes the export to `out` (or stdout).
 async fn export(client: &AuditClient, since_ms: i64, out: Option<&Path>) -> anyhow::Result<u64> {
-    let checkpoint = client.checkpoint(&CheckpointRequest { fresh: true, ..Default::default() }).await?;
-    let size = checkpoint.checkpoint.tree_size;
     let mut sink: Box<dyn std::io::Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let (mut from_leaf, mut exported) = (0, 0u64);
-    'pages: loop {
-        let page = client.records(&RecordsRequest { from_leaf, since_ms, limit: 0 }).await?;
-        for stored in &page.records {
-            if stored.record.leaf_index >= size {
-                break 'pages;
-            }
-            let proof = client
-                .proof(&ProofRequest {
-                    leaf_index: Some(stored.record.leaf_index),
-                    tree_size: Some(size),
-                    msg_id: None,
-                })
-                .await?;
-            serde_json::to_writer(&mut sink, &ProofFile::Inclusion(proof))?;
-            sink.write_all(b"\n")?;
-            exported += 1;
-        }
-        match page.next_leaf {
-            Some(next) => from_leaf = next,
-            None => break,
-        }
-    }
-    sink.flush()?;
-    Ok(exported)
+    Ok(gradients_audit::export::export_jsonl(client, since_ms, &mut sink).await?)
 }
 
 fn write_document(out: Option<&Path>, proof: &ProofFile) -> anyhow::Result<()> {

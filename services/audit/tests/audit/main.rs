@@ -159,6 +159,19 @@ async fn market_events_are_captured_and_prove_offline() {
 
         let report = verify_log(&sandbox.client, key).await.expect("the log verifies");
         assert_eq!((report.records, report.checkpoints, report.alarms), (13, 2, 0), "{backend}");
+        // The export: every record with its proof, each line verifiable alone.
+        let mut lines = Vec::new();
+        let exported = gradients_audit::export::export_jsonl(&sandbox.client, 0, &mut lines).await.unwrap();
+        assert_eq!(exported, 13);
+        let lines: Vec<&[u8]> = lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 13);
+        for (i, line) in lines.iter().enumerate() {
+            let file: ProofFile = serde_json::from_slice(line).unwrap();
+            assert_eq!(
+                offline::verify_file(&file, &key).unwrap(),
+                offline::Verified::Inclusion { leaf_index: i as u64, tree_size: 13 }
+            );
+        }
         let published =
             gradients_testkit::stream_messages(&sandbox.bus.jetstream, streams::AUDIT, subjects::AUDIT_CHECKPOINTS)
                 .await;
