@@ -9,6 +9,7 @@ use gradients_bus::objects;
 use gradients_miner::identity::{domains, verify_message};
 use gradients_proto::v1::{ErrorCode, Timestamp, TrainDataRequest, TrainDataResponse};
 
+use crate::data_cache::{self, DataCache};
 use crate::error::Refusal;
 use crate::{registry, Context};
 
@@ -36,8 +37,16 @@ pub async fn train(ctx: &Context, request: TrainDataRequest) -> Result<TrainData
     if asked.bucket != granted.bucket || asked.name != granted.name || grant.task_id != assignment.task_id {
         return Err(denied(&format!("{}/{} is not granted by this assignment", asked.bucket, asked.name)));
     }
-    let store = objects::bucket(&ctx.bus, &granted.bucket).await.map_err(Refusal::unavailable)?;
-    let data = objects::read_verified(&store, &granted, u64::MAX).await.map_err(Refusal::unavailable)?;
+    let key = DataCache::key(&granted.bucket, &granted.name, &granted.sha256);
+    let data = match ctx.data_cache.get(&key) {
+        Some(data) => data,
+        None => {
+            let store = objects::bucket(&ctx.bus, &granted.bucket).await.map_err(Refusal::unavailable)?;
+            let data = objects::read_verified(&store, &granted, u64::MAX).await.map_err(Refusal::unavailable)?;
+            ctx.data_cache.put(key, data.clone(), data_cache::BUDGET_BYTES);
+            data
+        }
+    };
     let chunk = ctx.settings.dispatch.data_chunk_bytes as u64;
     let length = if request.length == 0 { chunk } else { u64::from(request.length).min(chunk) };
     let start = request.offset.min(data.len() as u64) as usize;

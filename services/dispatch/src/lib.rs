@@ -16,6 +16,7 @@
 mod cancel;
 mod challenge;
 mod data;
+mod data_cache;
 mod deadlines;
 mod error;
 mod placement;
@@ -60,6 +61,8 @@ pub(crate) struct Context {
     pub metrics: Metrics,
     /// Bounds the challenges anonymous callers get from this process.
     pub challenge_limit: challenge::RateLimit,
+    /// Granted splits recently served (read once, served in many chunks).
+    pub data_cache: data_cache::DataCache,
     /// Fired by a test's fault point; [`run`] then stops as if killed.
     pub crash: CrashSwitch,
 }
@@ -113,6 +116,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             settings.dispatch.challenge_rate_per_s,
             settings.dispatch.challenge_burst,
         ),
+        data_cache: data_cache::DataCache::default(),
         crash: CrashSwitch::default(),
     });
 

@@ -310,3 +310,35 @@ async fn stale_offer_replies_are_not_acceptances() {
     assert!(answered[0].reason.contains("stale reply"), "{}", answered[0].reason);
     assert!(sandbox.assignments().await.is_empty());
 }
+
+/// A split served in many chunks is read from the bucket once, not once per chunk (which
+/// let any assigned miner make dispatch read a large split hundreds of times): after the
+/// first chunk, the stored object can go and the rest is still served, verified.
+#[tokio::test]
+async fn a_split_is_read_once_however_many_chunks_are_asked_for() {
+    let sandbox = Sandbox::start(Backend::Sqlite, 1, |s| s.dispatch.data_chunk_bytes = 256).await;
+    let alice = sandbox.miner(capable(), accept()).await;
+    let task = sandbox.task("t-chunks", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
+    let assignment =
+        alice.client.next_assignment(&sandbox.dispatch_key, Duration::from_secs(10)).await.unwrap().expect("assigned");
+    let train = task.splits.unwrap().train.unwrap().object.unwrap();
+    assert!(train.size > 256 * 10, "the split takes many chunks");
+    let identity = alice.client.identity().clone();
+    let mut first = TrainDataRequest {
+        assignment: Some(assignment.clone()),
+        object: Some(train.clone()),
+        offset: 0,
+        length: 0,
+        at: Some(Timestamp::now()),
+        signature: Vec::new(),
+        registration: alice.client.registration(),
+    };
+    first.signature = identity.sign_message(domains::DATA_REQUEST, &first, |r| r.signature.clear());
+    let chunk: TrainDataResponse = call(&sandbox, api::MINERS_TRAIN, &first).await.unwrap();
+    assert_eq!((chunk.data.len(), chunk.total_size), (256, train.size));
+
+    let store = gradients_bus::objects::bucket(&sandbox.bus, &train.bucket).await.unwrap();
+    gradients_bus::objects::delete(&store, &train.bucket, &train.name).await.unwrap();
+    let all = alice.client.fetch_train(&assignment).await.expect("served from the one verified read");
+    assert_eq!(gradients_bus::objects::sha256_hex(&all), train.sha256);
+}
