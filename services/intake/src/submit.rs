@@ -269,6 +269,8 @@ fn check_request(ctx: &Context, caller: &Caller, request: &SubmitTaskRequest) ->
         .as_ref()
         .ok_or_else(|| RequestError::bad(ErrorCode::InvalidArgument, "dataset is missing: upload it first"))?;
     upload::check_own(caller, dataset)?;
+    // The name travels into subjects, logs and error headers: printable text only.
+    check_text("dataset.name", &dataset.name, MAX_NAME_CHARS)?;
     if dataset.name.is_empty() {
         return Err(RequestError::bad(ErrorCode::InvalidArgument, "dataset.name is empty: name the uploaded object"));
     }

@@ -121,6 +121,14 @@ async fn request_for(sandbox: &Sandbox, what: &str) -> SubmitTaskRequest {
             request.name = "evil\0name".into();
             request
         }
+        "control character in the object name" => {
+            let mut request = with_data(good).await;
+            let dataset = request.dataset.as_mut().unwrap();
+            let store = objects::bucket(&sandbox.bus, &dataset.bucket).await.unwrap();
+            objects::delete(&store, &dataset.bucket, &dataset.name).await.unwrap();
+            dataset.name = "upload\r\nGradients-Error-Code: OK\0".into();
+            request
+        }
         "nul in the idempotency key" => {
             let mut request = with_data(good).await;
             request.idempotency_key = "evil\0key".into();
@@ -154,10 +162,11 @@ fn cases() -> Vec<Case> {
         case("two roles on one column", ErrorCode::ColumnRoleConflict, 0, "instruction"),
         case("nul in the name", ErrorCode::InvalidArgument, 0, ""),
         case("nul in the idempotency key", ErrorCode::InvalidArgument, 0, ""),
+        case("control character in the object name", ErrorCode::InvalidArgument, 0, ""),
     ]
 }
 
-/// Twenty-one kinds of bad submission, plus a malformed protobuf request: each refused
+/// Twenty-two kinds of bad submission, plus a malformed protobuf request: each refused
 /// with its code (and row/column where it has one), a NUL byte with a message naming the
 /// field and never the database's text; no task, event, split or upload remains.
 #[tokio::test]
