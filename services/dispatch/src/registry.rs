@@ -2,9 +2,9 @@
 //! dispatch replica. Registration proves possession of the key by signing a one-time
 //! challenge (stateless until used, see [`crate::challenge`]); the challenge becomes the
 //! registration's nonce, which every later signed message of the miner must name.
-//! Heartbeats are signed, fresh (within `max_clock_skew_ms` of now, on both sides) and
-//! strictly later than the last one accepted, so a captured heartbeat replayed or one dated
-//! ahead is refused; an entry expires (the bucket's max age) when a miner goes silent.
+//! Heartbeats are signed, fresh (within `max_clock_skew_ms` of now, on both sides) and,
+//! after the first, strictly later than the last one accepted, so a captured heartbeat
+//! replayed or one dated ahead is refused; an entry expires (the bucket's max age) when a miner goes silent.
 
 use std::time::Duration;
 
@@ -82,6 +82,7 @@ pub async fn register(ctx: &Context, request: RegisterMinerRequest) -> Result<Re
         last_heartbeat: Some(now),
         active_tasks: 0,
         registration: request.nonce.clone(),
+        heartbeats: 0,
     };
     ctx.registry.miners.put(&miner.miner_id, miner.encode_to_vec().into()).await.map_err(Refusal::unavailable)?;
     tracing::info!(miner_id = %miner.miner_id, "miner registered");
@@ -146,13 +147,14 @@ pub async fn heartbeat(ctx: &Context, beat: Heartbeat) -> Result<HeartbeatRespon
     check_fresh(ctx, &miner, beat.at.as_ref(), &beat.registration)?;
     let at = beat.at.map(|t| t.unix_ms).unwrap_or_default();
     let last = miner.last_heartbeat.map(|t| t.unix_ms).unwrap_or(i64::MIN);
-    if at <= last {
+    if miner.heartbeats > 0 && at <= last {
         return Err(Refusal::new(
             ErrorCode::StaleMessage,
             format!("a heartbeat dated {at} is not later than the last one accepted ({last}): a replay"),
         ));
     }
     miner.last_heartbeat = Some(Timestamp { unix_ms: at });
+    miner.heartbeats = miner.heartbeats.saturating_add(1);
     miner.active_tasks = beat.active_tasks;
     ctx.registry.miners.update(&miner.miner_id, miner.encode_to_vec().into(), entry.revision).await.map_err(
         |e| match e.kind() {

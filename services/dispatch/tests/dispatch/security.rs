@@ -72,10 +72,10 @@ async fn replayed_and_future_dated_miner_messages_are_refused() {
     let miner = MinerClient::new(sandbox.bus.clone(), identity.clone(), Duration::from_secs(5));
     miner.register(capable()).await.unwrap();
     let registration = miner.registration();
-    tokio::time::sleep(Duration::from_millis(5)).await; // later than the registration's own time
 
-    // An honest heartbeat, captured on its way; replayed, it is refused.
-    let captured = heartbeat(&identity, &registration, Timestamp::now().unix_ms);
+    // An honest heartbeat from a clock 5 s behind dispatch's, captured on its way; replayed,
+    // it is refused.
+    let captured = heartbeat(&identity, &registration, Timestamp::now().unix_ms - 5_000);
     let _: HeartbeatResponse = call(&sandbox, api::MINERS_HEARTBEAT, &captured).await.unwrap();
     assert_eq!(
         code(call::<HeartbeatResponse>(&sandbox, api::MINERS_HEARTBEAT, &captured).await),
