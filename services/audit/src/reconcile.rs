@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gradients_ledger::miner_result;
 use gradients_proto::v1::{
-    Assignment, EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntry, TaskCreated, TaskType,
-    WeightsPublished,
+    Assignment, EvaluationKind, EvaluationResult, LedgerEntry, TaskCreated, TaskType, WeightsPublished,
 };
 use gradients_scoring::{MinerResult, Outcome, ScoredTask, ScoringConfig};
 use prost::Message;
@@ -267,28 +267,6 @@ fn scoring_type(raw: i32) -> gradients_scoring::TaskType {
         TaskType::Dpo => gradients_scoring::TaskType::Dpo,
         TaskType::Grpo => gradients_scoring::TaskType::Grpo,
         _ => gradients_scoring::TaskType::Instruct,
-    }
-}
-
-/// An evaluation event as the scoring function's input: the same reading of an
-/// `EvaluationResult` as the ledger's finalizer (`gradients_ledger` `miner_result`).
-fn miner_result(result: &EvaluationResult) -> MinerResult {
-    let reason = || result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-    let outcome = match EvaluationStatus::try_from(result.status).unwrap_or_default() {
-        EvaluationStatus::Valid => match result.test_loss {
-            Some(test_loss) => Outcome::Valid { test_loss, synth_loss: result.synth_loss },
-            None => Outcome::Failed { reason: "valid evaluation without a test loss".into() },
-        },
-        EvaluationStatus::Invalid => Outcome::Invalid { reason: reason() },
-        EvaluationStatus::Late => Outcome::Late,
-        EvaluationStatus::Duplicate => Outcome::Invalid { reason: format!("duplicate: {}", reason()) },
-        EvaluationStatus::EvaluationFailed | EvaluationStatus::Unspecified => Outcome::Failed { reason: reason() },
-    };
-    MinerResult {
-        miner_id: result.miner_id.clone(),
-        outcome,
-        artifact_sha256: result.artifact_sha256.clone(),
-        submitted_at_ms: result.submitted_at.or(result.evaluated_at).map(|t| t.unix_ms).unwrap_or_default(),
     }
 }
 

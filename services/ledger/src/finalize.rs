@@ -24,6 +24,9 @@ use prost::Message;
 use crate::record::kind_label;
 use crate::{convert, readiness};
 
+/// The alarm (rejection code and log field) for stored evidence that no longer decodes.
+pub const UNDECODABLE_EVIDENCE: &str = "UNDECODABLE_EVIDENCE";
+
 /// Why a task was finalized.
 pub const BECAUSE_ALL_EVALUATED: &str = "all_evaluated";
 /// Why a task was finalized.
@@ -139,12 +142,36 @@ impl Finalizer {
         because: &str,
         now_ms: i64,
     ) -> Plan {
-        let decoded: Vec<(&evaluation::Model, EvaluationResult)> = evaluations
-            .iter()
-            .filter_map(|row| EvaluationResult::decode(row.payload.as_slice()).ok().map(|e| (row, e)))
-            .collect();
         let miner_kind = kind_label(EvaluationKind::MinerSubmission);
+        let mut decoded: Vec<(&evaluation::Model, EvaluationResult)> = Vec::with_capacity(evaluations.len());
         let mut by_miner: BTreeMap<String, MinerResult> = BTreeMap::new();
+        for row in evaluations {
+            match EvaluationResult::decode(row.payload.as_slice()) {
+                Ok(result) => decoded.push((row, result)),
+                // Stored evidence that no longer decodes is an alarm, never silently skipped:
+                // the miner's result says so, and the operator sees it.
+                Err(e) => {
+                    self.metrics.rejected(UNDECODABLE_EVIDENCE);
+                    tracing::error!(
+                        alarm = UNDECODABLE_EVIDENCE, evaluation_id = %row.evaluation_id, task_id = %row.task_id,
+                        error = %e, "a stored evaluation does not decode"
+                    );
+                    if row.kind == miner_kind {
+                        by_miner.insert(
+                            row.miner_id.clone(),
+                            MinerResult {
+                                miner_id: row.miner_id.clone(),
+                                outcome: Outcome::Failed {
+                                    reason: format!("stored evaluation {} does not decode: {e}", row.evaluation_id),
+                                },
+                                artifact_sha256: String::new(),
+                                submitted_at_ms: i64::MAX,
+                            },
+                        );
+                    }
+                }
+            }
+        }
         for (row, result) in decoded.iter().filter(|(row, _)| row.kind == miner_kind) {
             by_miner.insert(row.miner_id.clone(), miner_result(result));
         }
@@ -286,10 +313,19 @@ pub fn entry_id(task_id: &str, miner_id: &str, kind: LedgerEntryKind, corrects: 
 /// Namespace of entry ids (a fixed random UUID).
 const ENTRY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2f7c_91d0_5b3e_4a86_8e14_c0d9_73a1_6b52);
 
-/// An evaluation event as the scoring function's input.
-fn miner_result(result: &EvaluationResult) -> MinerResult {
+/// An evaluation event as the scoring function's input: the one reading of an
+/// `EvaluationResult` that the ledger pays with and the audit recomputes with.
+pub fn miner_result(result: &EvaluationResult) -> MinerResult {
     let reason = || result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-    let outcome = match EvaluationStatus::try_from(result.status).unwrap_or_default() {
+    let Ok(status) = EvaluationStatus::try_from(result.status) else {
+        return MinerResult {
+            miner_id: result.miner_id.clone(),
+            outcome: Outcome::Failed { reason: format!("unknown evaluation status {}", result.status) },
+            artifact_sha256: result.artifact_sha256.clone(),
+            submitted_at_ms: i64::MAX,
+        };
+    };
+    let outcome = match status {
         EvaluationStatus::Valid => match result.test_loss {
             Some(test_loss) => Outcome::Valid { test_loss, synth_loss: result.synth_loss },
             None => Outcome::Failed { reason: "valid evaluation without a test loss".into() },
@@ -303,7 +339,8 @@ fn miner_result(result: &EvaluationResult) -> MinerResult {
         miner_id: result.miner_id.clone(),
         outcome,
         artifact_sha256: result.artifact_sha256.clone(),
-        submitted_at_ms: result.submitted_at.or(result.evaluated_at).map(|t| t.unix_ms).unwrap_or_default(),
+        // Without a time a result cannot claim to be the earliest of a set of copies.
+        submitted_at_ms: result.submitted_at.or(result.evaluated_at).map_or(i64::MAX, |t| t.unix_ms),
     }
 }
 

@@ -40,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use batch::Batched;
 pub use error::{LedgerError, QueryError};
-pub use finalize::{entry_id, Finalized, Finalizer, BECAUSE_ALL_EVALUATED, BECAUSE_DEADLINE};
+pub use finalize::{
+    entry_id, miner_result, Finalized, Finalizer, BECAUSE_ALL_EVALUATED, BECAUSE_DEADLINE, UNDECODABLE_EVIDENCE,
+};
 
 /// The service's name in metrics, logs and the NATS connection.
 pub const SERVICE_NAME: &str = "ledger";

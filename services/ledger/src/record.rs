@@ -39,13 +39,20 @@ pub fn task_row(message: &jetstream::Message) -> Result<task::ActiveModel, Handl
     if task.id.is_empty() {
         return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
     }
-    let task_type = TaskType::try_from(task.r#type).unwrap_or_default();
+    // A type or deadline read as a default would score every miner wrongly: refuse instead.
+    let task_type = match TaskType::try_from(task.r#type) {
+        Ok(t) if t != TaskType::Unspecified => t,
+        _ => return Err(HandlerError::Poison(format!("task {} has no known type ({})", task.id, task.r#type))),
+    };
+    let Some(deadline) = task.deadline.filter(|d| d.unix_ms > 0) else {
+        return Err(HandlerError::Poison(format!("task {} has no deadline", task.id)));
+    };
     Ok(task::ActiveModel {
         task_id: Set(task.id.clone()),
         task_type: Set(task_type.label()),
         base_model: Set(task.base_model.clone()),
         hours_to_complete: Set(task.hours_to_complete),
-        deadline_ms: Set(task.deadline.map(|d| d.unix_ms).unwrap_or_default()),
+        deadline_ms: Set(deadline.unix_ms),
         recorded_at_ms: Set(Timestamp::now().unix_ms),
     })
 }
@@ -106,7 +113,12 @@ pub fn evaluation_row(message: &jetstream::Message) -> Result<evaluation::Active
     if result.evaluation_id.is_empty() || result.task_id.is_empty() {
         return Err(HandlerError::Poison("EvaluationResult without an evaluation or task id".into()));
     }
-    let kind = EvaluationKind::try_from(result.kind).unwrap_or_default();
+    let Ok(kind) = EvaluationKind::try_from(result.kind) else {
+        return Err(HandlerError::Poison(format!(
+            "evaluation {} has an unknown kind ({})",
+            result.evaluation_id, result.kind
+        )));
+    };
     if kind == EvaluationKind::MinerSubmission && result.miner_id.is_empty() {
         return Err(HandlerError::Poison(format!("evaluation {} names no miner", result.evaluation_id)));
     }
