@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{object_store, stream};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{object_store, stream, ErrorCode};
 use bytes::Bytes;
 use gradients_bus::objects;
 use gradients_bus::subjects::buckets;
@@ -77,11 +78,17 @@ pub async fn read(ctx: &Context, dataset: &ObjectRef) -> Result<Bytes, RequestEr
     let intake = &ctx.settings.intake;
     let store = match ctx.bus.jetstream.get_object_store(&dataset.bucket).await {
         Ok(store) => store,
-        // No bucket: nothing was ever uploaded by this customer (or it expired).
-        Err(_) => {
-            return Err(
-                objects::ObjectError::NotFound { bucket: dataset.bucket.clone(), name: dataset.name.clone() }.into()
-            )
+        Err(e) => {
+            // No bucket: this customer never asked for one, so nothing was uploaded (the
+            // caller's mistake). Anything else is ours: the upload stays for a retry.
+            let stream = ctx.bus.jetstream.get_stream(format!("OBJ_{}", dataset.bucket)).await;
+            let missing = matches!(&stream, Err(g) if matches!(g.kind(),
+                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND));
+            if missing {
+                let name = dataset.name.clone();
+                return Err(objects::ObjectError::NotFound { bucket: dataset.bucket.clone(), name }.into());
+            }
+            return Err(RequestError::Bus(BusError::Object { bucket: dataset.bucket.clone(), reason: e.to_string() }));
         }
     };
     Ok(objects::read_verified_within(&store, dataset, intake.limits.max_bytes, intake.upload_stall()).await?)

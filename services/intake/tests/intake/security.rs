@@ -302,3 +302,16 @@ async fn status_events_count_only_for_the_task_their_subject_names() {
     assert_eq!(task.status, TaskStatus::Failed as i32);
     assert_eq!(task.status_reason, "no miner  accepted");
 }
+
+/// A customer that never asked for its bucket names an upload in it: UPLOAD_NOT_FOUND (its
+/// mistake), not UNAVAILABLE.
+#[tokio::test]
+async fn an_upload_in_a_bucket_never_made_is_not_found() {
+    let sandbox = Sandbox::start(Backend::Sqlite).await;
+    let newcomer = sandbox.client_for(&CustomerKey::generate());
+    let mut request = sandbox.upload_request("first", &instruct_rows(30)).await;
+    let dataset = request.dataset.as_mut().unwrap();
+    dataset.bucket = buckets::uploads(&newcomer.customer_id());
+    let error = refusal(newcomer.submit(&request).await);
+    assert_eq!(error.code, ErrorCode::UploadNotFound as i32, "{}", error.message);
+}
