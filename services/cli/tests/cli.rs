@@ -177,6 +177,10 @@ fn ledger_task_miner_weights_and_export() {
     evaluator.save(&dir.path().join("evaluator.key")).unwrap();
     let mut env = sandbox_env(&nats, dir.path());
     env.push(("GRADIENTS__EVALUATOR__KEY_FILE".into(), dir.path().join("evaluator.key").display().to_string()));
+    // ...and only assignments signed with dispatch's.
+    let dispatch = gradients_miner::Identity::generate();
+    dispatch.save(&dir.path().join("dispatch.key")).unwrap();
+    env.push(("GRADIENTS__DISPATCH__KEY_FILE".into(), dir.path().join("dispatch.key").display().to_string()));
     let cli = Cli { env };
     let mut server =
         Serving(cli.command(&["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
@@ -202,13 +206,16 @@ fn ledger_task_miner_weights_and_export() {
         let created = TaskCreated { event_id: "t-cli".into(), task: Some(task), at: Some(now) };
         js.publish("gradients.tasks.created", created.encode_to_vec().into()).await.unwrap().await.unwrap();
         for (miner, loss) in [("alice", 0.5), ("bob", 0.9)] {
-            let assignment = Assignment {
+            let mut assignment = Assignment {
                 assignment_id: format!("a-{miner}"),
                 task_id: "t-cli".into(),
                 miner_id: miner.into(),
                 cohort_size: 2,
                 ..Default::default()
             };
+            assignment.signature =
+                dispatch
+                    .sign_message(gradients_miner::identity::domains::ASSIGNMENT, &assignment, |a| a.signature.clear());
             js.publish(format!("gradients.assignments.{miner}"), assignment.encode_to_vec().into())
                 .await
                 .unwrap()
