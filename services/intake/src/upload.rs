@@ -45,6 +45,14 @@ async fn ensure_bucket(ctx: &Context, customer_id: &str) -> Result<String, Reque
     if ctx.bus.jetstream.get_object_store(&bucket).await.is_ok() {
         return Ok(bucket);
     }
+    // Keys cost nothing to make: in an open market (no `intake.customer_keys`) each new key
+    // would otherwise be a new stream on the server, without end.
+    let limit = ctx.settings.intake.max_customer_buckets;
+    if count_customer_buckets(ctx).await? >= limit {
+        return Err(RequestError::Busy(format!(
+            "intake holds the most customer upload buckets it may ({limit}); ask the operator"
+        )));
+    }
     let config = object_store::Config {
         bucket: bucket.clone(),
         description: Some(format!("Data sets uploaded by customer {customer_id}, until intake reads them")),
@@ -59,6 +67,16 @@ async fn ensure_bucket(ctx: &Context, customer_id: &str) -> Result<String, Reque
     })?;
     tracing::info!(customer_id, bucket, "customer uploads bucket created");
     Ok(bucket)
+}
+
+/// How many customer upload buckets exist now.
+async fn count_customer_buckets(ctx: &Context) -> Result<usize, RequestError> {
+    use futures::TryStreamExt;
+    let prefix = format!("OBJ_{}", buckets::UPLOADS_PREFIX);
+    let names: Vec<String> = ctx.bus.jetstream.stream_names().try_collect().await.map_err(|e| {
+        RequestError::Bus(BusError::Declare { what: "the list of streams".to_owned(), reason: e.to_string() })
+    })?;
+    Ok(names.iter().filter(|name| name.starts_with(&prefix)).count())
 }
 
 /// Refuses a data set reference outside the caller's own bucket.

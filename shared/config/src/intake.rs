@@ -37,6 +37,9 @@ pub struct IntakeSettings {
     /// The most bytes one customer's uploads bucket holds (abandoned uploads expire after
     /// a day); at least `limits.max_bytes`.
     pub upload_bucket_max_bytes: u64,
+    /// The most customer upload buckets intake creates (each is a stream on the server;
+    /// in an open market every new key would make one).
+    pub max_customer_buckets: usize,
     /// How far a signed request's time may be from intake's clock, either way.
     pub request_max_skew_ms: u64,
     /// Public keys (ed25519, hex) of operators: they see and cancel every task.
@@ -72,6 +75,7 @@ impl Default for IntakeSettings {
             max_submits_per_customer: 2,
             upload_stall_ms: 10_000,
             upload_bucket_max_bytes: 1024 * 1024 * 1024,
+            max_customer_buckets: 10_000,
             request_max_skew_ms: 60_000,
             operator_keys: Vec::new(),
             customer_keys: Vec::new(),
@@ -209,6 +213,9 @@ impl IntakeSettings {
                 self.upload_bucket_max_bytes,
                 "must be at least intake.limits.max_bytes",
             ));
+        }
+        if self.max_customer_buckets == 0 {
+            return Err(ConfigError::invalid("intake.max_customer_buckets", 0, "must be at least 1"));
         }
         if self.request_max_skew_ms == 0 {
             return Err(ConfigError::invalid("intake.request_max_skew_ms", 0, "must be positive"));

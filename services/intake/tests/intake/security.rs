@@ -315,3 +315,17 @@ async fn an_upload_in_a_bucket_never_made_is_not_found() {
     let error = refusal(newcomer.submit(&request).await);
     assert_eq!(error.code, ErrorCode::UploadNotFound as i32, "{}", error.message);
 }
+
+/// New keys cost nothing: past `intake.max_customer_buckets` no new bucket is made
+/// (RATE_LIMITED), while customers that have one keep working.
+#[tokio::test]
+async fn customer_buckets_are_bounded() {
+    let sandbox = Sandbox::start_with(Backend::Sqlite, |s| s.intake.max_customer_buckets = 2).await;
+    let first = sandbox.client_for(&CustomerKey::generate());
+    first.prepare_upload().await.expect("a first bucket");
+    sandbox.client.prepare_upload().await.expect("a second bucket");
+    let refused = refusal(sandbox.client_for(&CustomerKey::generate()).prepare_upload().await);
+    assert_eq!(refused.code, ErrorCode::RateLimited as i32, "{}", refused.message);
+    first.prepare_upload().await.expect("an existing bucket is still named");
+    sandbox.client.submit(&sandbox.upload_request("still", &instruct_rows(30)).await).await.expect("still served");
+}
