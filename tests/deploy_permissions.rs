@@ -326,8 +326,7 @@ async fn an_auditor_reads_and_proves_and_writes_nothing() {
     let server = NatsServer::start_with_config(&deploy_config("m-none")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The audit service under its own user; the ledger's user publishes one entry.
-    let mut settings = Settings::default();
-    settings.nats = as_user(&server, "audit", "audit-secret");
+    let mut settings = Settings { nats: as_user(&server, "audit", "audit-secret"), ..Default::default() };
     settings.audit.store_url = format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display());
     settings.audit.key_file = dir.path().join("audit.key");
     settings.audit.http_addr = "127.0.0.1:0".into();
