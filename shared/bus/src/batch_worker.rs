@@ -7,7 +7,7 @@
 //! nothing. Failed messages follow the single-message rules (nak with back-off, dead letter).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -15,13 +15,11 @@ use gradients_config::NatsSettings;
 use gradients_telemetry::{Metrics, Outcome};
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{declare_consumer, settle, ConsumerSpec, HandlerError};
+use crate::worker::{declare_consumer, pull, settle, ConsumerSpec, HandlerError};
 use crate::{Bus, BusError};
 
 /// Most messages one fetch hands to a batch handler.
 pub const MAX_BATCH: usize = 256;
-/// How long one pull waits for messages before checking for shutdown again.
-const FETCH_EXPIRES: Duration = Duration::from_secs(1);
 
 /// Handles a fetched batch of one kind of message.
 pub trait BatchHandler: Send + Sync + 'static {
@@ -45,26 +43,8 @@ pub async fn run_batch_worker<H: BatchHandler>(
     handler: H,
 ) -> Result<(), BusError> {
     let consumer = declare_consumer(bus, &spec, settings).await?;
-    let fail = |reason: String| BusError::Consume { consumer: spec.durable.to_owned(), reason };
     while !shutdown.is_cancelled() {
-        let fetched = consumer
-            .fetch()
-            .max_messages(MAX_BATCH)
-            .expires(FETCH_EXPIRES)
-            .messages()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        // A pull error ends the batch; what was received before it is handled.
-        let messages: Vec<jetstream::Message> = fetched
-            .take_while(|message| {
-                if let Err(e) = message {
-                    tracing::warn!(consumer = spec.durable, error = %e, "pull failed; retrying");
-                }
-                std::future::ready(message.is_ok())
-            })
-            .filter_map(|message| std::future::ready(message.ok()))
-            .collect()
-            .await;
+        let messages: Vec<jetstream::Message> = pull(&consumer, spec.durable, MAX_BATCH).await?.collect().await;
         let Some(last) = messages.last() else { continue };
         if let Ok(info) = last.info() {
             metrics.set_consumer_pending(spec.durable, info.pending);

@@ -73,26 +73,12 @@ pub async fn run_worker<H: Handler>(
     handler: H,
 ) -> Result<(), BusError> {
     let consumer = declare_consumer(bus, &spec, settings).await?;
-    let fail = |reason: String| BusError::Consume { consumer: spec.durable.to_owned(), reason };
     let batch_size = FETCH_BATCH.max(settings.worker_concurrency * 2);
     while !shutdown.is_cancelled() {
-        let batch = consumer
-            .fetch()
-            .max_messages(batch_size)
-            .expires(FETCH_EXPIRES)
-            .messages()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        // Up to `worker_concurrency` messages of the batch at once; a pull error ends the
-        // batch (the next fetch retries), and after shutdown the rest is handed back.
-        batch
-            .take_while(|message| {
-                if let Err(e) = message {
-                    tracing::warn!(consumer = spec.durable, error = %e, "pull failed; retrying");
-                }
-                std::future::ready(message.is_ok())
-            })
-            .filter_map(|message| std::future::ready(message.ok()))
+        // Up to `worker_concurrency` messages of the batch at once; after shutdown the rest
+        // is handed back.
+        pull(&consumer, spec.durable, batch_size)
+            .await?
             .for_each_concurrent(settings.worker_concurrency, |message| {
                 let (spec, metrics, handler, shutdown) = (&spec, &metrics, &handler, &shutdown);
                 async move {
@@ -107,6 +93,30 @@ pub async fn run_worker<H: Handler>(
             .await;
     }
     Ok(())
+}
+
+/// One pull of up to `max` messages, as they arrive. A pull error ends it (logged; the
+/// next pull retries), so a caller only ever sees messages.
+pub(crate) async fn pull(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    durable: &'static str,
+    max: usize,
+) -> Result<impl futures::Stream<Item = jetstream::Message>, BusError> {
+    let batch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(FETCH_EXPIRES)
+        .messages()
+        .await
+        .map_err(|e| BusError::Consume { consumer: durable.to_owned(), reason: e.to_string() })?;
+    Ok(batch
+        .take_while(move |message| {
+            if let Err(e) = message {
+                tracing::warn!(consumer = durable, error = %e, "pull failed; retrying");
+            }
+            std::future::ready(message.is_ok())
+        })
+        .filter_map(|message| std::future::ready(message.ok())))
 }
 
 pub(crate) async fn declare_consumer(

@@ -5,25 +5,32 @@ use std::time::Duration;
 use gradients_bus::{Bus, BusError};
 use gradients_config::NatsSettings;
 use gradients_testkit::NatsServer;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 fn settings_for(url: String) -> NatsSettings {
     NatsSettings { url: vec![url], connect_timeout_ms: 500, ..NatsSettings::default() }
 }
 
+/// A server that was started and killed (its port free again), and a connection attempt
+/// to it waiting in the background until `stop`.
+fn waiting_for_a_dead_server(
+    name: &'static str,
+    stop: &CancellationToken,
+) -> (NatsServer, JoinHandle<Result<Option<Bus>, BusError>>) {
+    let mut server = NatsServer::start().expect("nats-server");
+    let settings = settings_for(server.url());
+    server.kill();
+    let stop = stop.clone();
+    let waiting = tokio::spawn(async move { Bus::connect_patiently(&settings, name, &stop).await });
+    (server, waiting)
+}
+
 /// A service started while its NATS server is down waits, then connects once the server
 /// comes up, without being restarted itself.
 #[tokio::test]
 async fn waits_for_a_server_that_starts_late() {
-    let mut server = NatsServer::start().expect("nats-server");
-    let settings = settings_for(server.url());
-    server.kill();
-
-    let stop = CancellationToken::new();
-    let waiting = tokio::spawn({
-        let stop = stop.clone();
-        async move { Bus::connect_patiently(&settings, "late-start", &stop).await }
-    });
+    let (mut server, waiting) = waiting_for_a_dead_server("late-start", &CancellationToken::new());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(!waiting.is_finished(), "gave up or connected while the server was down");
 
@@ -40,14 +47,8 @@ async fn waits_for_a_server_that_starts_late() {
 /// Shutdown while waiting ends the wait with no connection and no error.
 #[tokio::test]
 async fn stops_waiting_on_shutdown() {
-    let mut server = NatsServer::start().expect("nats-server");
-    let settings = settings_for(server.url());
-    server.kill();
     let stop = CancellationToken::new();
-    let waiting = tokio::spawn({
-        let stop = stop.clone();
-        async move { Bus::connect_patiently(&settings, "stopped", &stop).await }
-    });
+    let (_server, waiting) = waiting_for_a_dead_server("stopped", &stop);
     tokio::time::sleep(Duration::from_millis(600)).await;
     stop.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("stopped promptly").expect("join");
