@@ -549,3 +549,117 @@ async fn reconcile_reports_a_wrong_weight_and_a_wrong_score() {
     assert!(score.evidence.iter().any(|e| e.starts_with("eval-m2")), "{:?}", score.evidence);
     sandbox.stop().await;
 }
+
+/// With the real ledger paying a task from signed events, reconcile agrees with both the
+/// captured entries and the ledger's API; after one ledger row is changed in its database
+/// (the append-only trigger dropped, as an attacker with database access would), reconcile
+/// names that entry with both values.
+#[tokio::test]
+async fn reconcile_names_a_changed_ledger_row() {
+    use gradients_audit::reconcile::{reconcile, Scope};
+    use gradients_miner::identity::domains;
+    use gradients_proto::v1::{EvaluationStatus, Task, TaskType, Timestamp};
+
+    let mut sandbox = Sandbox::new(Backend::Sqlite, |_| {}).await;
+    let ledger_db = gradients_testkit::ScratchDb::new(Backend::Sqlite).await.unwrap();
+    let dispatch = gradients_miner::Identity::generate();
+    let evaluator = gradients_miner::Identity::generate();
+    let mut settings = sandbox.settings.clone();
+    settings.store.url = ledger_db.url().to_owned();
+    settings.ledger.http_addr = "127.0.0.1:0".to_owned();
+    settings.ledger.weights_interval_ms = 300;
+    settings.ledger.sweep_interval_ms = 200;
+    settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
+    settings.evaluator.key_file = sandbox.dir.path().join("evaluator.key");
+    evaluator.save(&settings.evaluator.key_file).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ledger = tokio::spawn(gradients_ledger::run(settings.clone(), shutdown.clone()));
+    sandbox.start_replica();
+    sandbox.wait_until_answering().await;
+
+    let deadline = Timestamp::now().unix_ms + 3_600_000;
+    let task = Task {
+        id: "t1".into(),
+        r#type: TaskType::Instruct as i32,
+        base_model: "tiny-1m".into(),
+        hours_to_complete: 1.0,
+        deadline: Some(Timestamp { unix_ms: deadline }),
+        ..Default::default()
+    };
+    let created = TaskCreated { event_id: "t1".into(), task: Some(task), at: Some(Timestamp::now()) };
+    sandbox.publish(subjects::TASK_CREATED, "t1", created.encode_to_vec()).await;
+    for miner in ["m1", "m2"] {
+        let mut assignment = Assignment {
+            assignment_id: format!("t1/{miner}"),
+            task_id: "t1".into(),
+            miner_id: miner.into(),
+            cohort_size: 2,
+            ..Default::default()
+        };
+        assignment.signature = dispatch.sign_message(domains::ASSIGNMENT, &assignment, |a| a.signature.clear());
+        sandbox
+            .publish(&subjects::assignments(miner), &assignment.assignment_id.clone(), assignment.encode_to_vec())
+            .await;
+    }
+    for (miner, test) in [("m1", 1.0), ("m2", 2.0)] {
+        let mut result = EvaluationResult {
+            evaluation_id: format!("eval/t1/{miner}"),
+            task_id: "t1".into(),
+            miner_id: miner.into(),
+            submission_id: format!("sub/t1/{miner}"),
+            status: EvaluationStatus::Valid as i32,
+            test_loss: Some(test),
+            synth_loss: Some(test + 0.1),
+            artifact_sha256: format!("sha-{miner}"),
+            evaluated_at: Some(Timestamp::now()),
+            submitted_at: Some(Timestamp { unix_ms: 1_000 }),
+            ..Default::default()
+        };
+        result.signature = evaluator.sign_message(domains::EVALUATION, &result, |r| r.signature.clear());
+        sandbox.publish(&subjects::evaluations("t1"), &result.evaluation_id.clone(), result.encode_to_vec()).await;
+    }
+    // The ledger pays (two entries) and publishes weights; the audit captures all of it.
+    eventually(Duration::from_secs(60), "the ledger's entries and weights in the log", || async {
+        let records = all_records(&sandbox).await;
+        let entries = records.iter().filter(|r| r.subject == subjects::LEDGER_ENTRIES).count();
+        let weights = records.iter().filter(|r| r.subject == subjects::LEDGER_WEIGHTS).count();
+        (entries == 2 && weights >= 1).then_some(())
+    })
+    .await;
+    let scoring = settings.ledger.scoring.clone();
+    let ledger_api = Some((&sandbox.bus.client, Duration::from_secs(10)));
+    let clean = reconcile(&sandbox.client, ledger_api, &Scope::default(), &scoring, &settings.models).await.unwrap();
+    assert!(clean.differences.is_empty(), "the honest ledger reconciles: {:#?}", clean.differences);
+    assert_eq!((clean.tasks, clean.entries), (1, 4), "two captured entries and two from the API");
+    assert!(clean.weights >= 1);
+
+    // An attacker with database access rewrites m2's reward.
+    let ledger_store = gradients_store::connect(&settings.store).await.unwrap();
+    ledger_store.execute_unprepared("DROP TRIGGER ledger_entries_no_update").await.unwrap();
+    ledger_store.execute_unprepared("UPDATE ledger_entries SET score = 3.0 WHERE miner_id = 'm2'").await.unwrap();
+    let found = reconcile(
+        &sandbox.client,
+        ledger_api,
+        &Scope { task_id: Some("t1".into()), since_ms: 0 },
+        &scoring,
+        &settings.models,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.differences.len(), 1, "{:#?}", found.differences);
+    let changed = &found.differences[0];
+    assert_eq!(
+        (
+            changed.source.as_str(),
+            changed.miner_id.as_str(),
+            changed.field.as_str(),
+            changed.ledger.as_str(),
+            changed.recomputed.as_str()
+        ),
+        ("ledger API", "m2", "score", "3", "0")
+    );
+    assert!(changed.evidence.iter().any(|e| e.starts_with("eval/t1/m2")), "{:?}", changed.evidence);
+    shutdown.cancel();
+    ledger.await.unwrap().unwrap();
+    sandbox.stop().await;
+}
