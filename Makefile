@@ -29,3 +29,4 @@ lint:
 bench: bootstrap
 	$(CARGO) bench -p gradients-ledger --bench ledger_throughput
 	BENCH_TORCH_PYTHON=$$(bash scripts/pytorch-for-bench.sh) $(CARGO) bench -p gradients-trainer --bench train_throughput
+	BENCH_ORT_PYTHON=$$(bash scripts/onnxruntime-for-bench.sh) $(CARGO) bench -p gradients-evaluator --bench eval_throughput

@@ -1,23 +1,26 @@
 //! One task through the market, every service real and in-process on one private
 //! nats-server, each with its own database: a customer submits through intake; dispatch
 //! offers it to two miners (the miner crate) and assigns it; the miners read their granted
-//! train split and submit signed artifacts; evaluation results (published here, until the
-//! evaluator exists) reach the ledger, which pays the winner. Intake's view of the task
-//! follows dispatch's status events.
+//! train split and submit signed ONNX artifacts; the evaluator (the base model fetched from
+//! the `gradients-models` store) scores them on the hidden splits and its signed results
+//! reach the ledger, which pays the better one. No event is published by the test. Intake's
+//! view of the task follows dispatch's status events.
 
 mod common;
 
 use std::time::Duration;
 
+use gradients_bus::subjects::streams;
 use gradients_bus::Bus;
 use gradients_intake::client::IntakeClient;
 use gradients_ledger::client::LedgerClient;
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{
-    EvaluationResult, EvaluationStatus, MinerCapabilities, Offer, Submission, SubmitTaskRequest, TaskStatus, TaskType,
-    Timestamp,
+    EvaluationKind, EvaluationResult, EvaluationStatus, MinerCapabilities, Offer, Submission, SubmitTaskRequest,
+    TaskStatus, TaskType,
 };
-use gradients_testkit::{workspace_root, Backend, NatsServer, ScratchDb};
+use gradients_testkit::{stream_messages, workspace_root, Backend, NatsServer, ScratchDb};
+use gradients_trainer::model::CausalLm;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -30,18 +33,26 @@ impl OfferHandler for AcceptAll {
 }
 
 /// The whole path of one task, customer to ledger.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_goes_from_customer_to_ledger() {
     gradients_telemetry::init_for_tests();
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let mut base = common::sandbox_settings(&nats, dir.path());
-    // Evaluations are published here with the evaluator's key (the ledger verifies it).
-    let evaluator = Identity::generate();
+    base.evaluator.http_addr = "127.0.0.1:0".into();
     base.evaluator.key_file = dir.path().join("evaluator.key");
-    evaluator.save(&base.evaluator.key_file).unwrap();
+    gradients_evaluator::load_or_create_identity(&base).unwrap();
     let dispatch_key = gradients_dispatch::load_or_create_identity(&base).unwrap().public_key();
+
+    // The base model the task names, published where every party can fetch it.
+    let config = gradients_trainer::presets::config("tiny-1m").unwrap();
+    let tokenizer = gradients_text::Tokenizer::byte_level();
+    let base_dir = dir.path().join("models/tiny-1m");
+    gradients_trainer::checkpoint::save(&CausalLm::new(&config, tch::Device::Cpu, 1), &tokenizer, &base_dir).unwrap();
+    let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
+    gradients_bus::topology::declare(&bus, &base.nats).await.unwrap();
+    gradients_evaluator::models_store::publish(&bus, &base_dir, "tiny-1m").await.unwrap();
 
     // Each service owns its database (PostgreSQL for two, SQLite for one).
     let databases = [
@@ -57,8 +68,8 @@ async fn a_task_goes_from_customer_to_ledger() {
     tokio::spawn(gradients_intake::run(with_db(&databases[0]), shutdown.clone()));
     tokio::spawn(gradients_dispatch::run(with_db(&databases[1]), shutdown.clone()));
     tokio::spawn(gradients_ledger::run(with_db(&databases[2]), shutdown.clone()));
+    tokio::spawn(gradients_evaluator::run(base.clone(), shutdown.clone()));
 
-    let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
     let intake =
         IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let ledger = LedgerClient::new(bus.clone(), Duration::from_secs(10));
@@ -97,7 +108,7 @@ async fn a_task_goes_from_customer_to_ledger() {
         idempotency_key: "e2e-capitals".into(),
         name: "capitals".into(),
         r#type: TaskType::Instruct as i32,
-        base_model: "tiny-10m".into(),
+        base_model: "tiny-1m".into(),
         columns: [("instruction".to_owned(), "question".to_owned()), ("output".to_owned(), "answer".to_owned())].into(),
         hours_to_complete: 1.0,
         dataset: Some(dataset),
@@ -107,16 +118,24 @@ async fn a_task_goes_from_customer_to_ledger() {
     let task = submitted.expect("intake accepted the task").task.unwrap();
     let train_rows = task.splits.as_ref().unwrap().train.as_ref().unwrap().rows;
 
-    // Each miner is assigned, reads exactly its granted train split, and submits.
+    // Each miner is assigned, reads exactly its granted train split, and submits a model of
+    // the base model's architecture (another initialisation stands for its fine-tune).
     let mut submissions: Vec<Submission> = Vec::new();
-    for miner in &miners {
+    for (i, miner) in miners.iter().enumerate() {
         let assignment =
             miner.next_assignment(&dispatch_key, Duration::from_secs(20)).await.unwrap().expect("assigned");
         assert_eq!(assignment.task_id, task.id);
         let train = miner.fetch_train(&assignment).await.unwrap();
         assert_eq!(gradients_data_rows(&train), train_rows as usize);
-        let artifact = format!("model of {}", miner.miner_id()).into_bytes();
-        submissions.push(miner.submit(&task.id, &artifact, b"{\"base_model\":\"tiny-10m\"}").await.unwrap());
+        let model = CausalLm::new(&config, tch::Device::Cpu, 10 + i as i64);
+        let info = gradients_trainer::export::BaseModel {
+            name: "tiny-1m".into(),
+            weights_sha256: "0".repeat(64),
+            tokenizer_sha256: "0".repeat(64),
+        };
+        let artifact = gradients_trainer::export::export(&model, &info, serde_json::json!({})).unwrap();
+        let manifest = artifact.manifest.to_json();
+        submissions.push(miner.submit(&task.id, &artifact.onnx, &manifest).await.unwrap());
     }
 
     // Intake's record follows dispatch's status events.
@@ -130,34 +149,8 @@ async fn a_task_goes_from_customer_to_ledger() {
     }
     assert_eq!(status, TaskStatus::Training);
 
-    // Evaluations of the two submissions: the second miner's model is better.
-    for (i, submission) in submissions.iter().enumerate() {
-        let loss = 2.0 - i as f64;
-        let mut result = EvaluationResult {
-            evaluation_id: format!("eval-{}", submission.submission_id),
-            task_id: task.id.clone(),
-            miner_id: submission.miner_id.clone(),
-            submission_id: submission.submission_id.clone(),
-            status: EvaluationStatus::Valid as i32,
-            test_loss: Some(loss),
-            synth_loss: Some(loss),
-            artifact_sha256: submission.artifact.as_ref().unwrap().sha256.clone(),
-            submitted_at: submission.submitted_at,
-            evaluated_at: Some(Timestamp::now()),
-            ..Default::default()
-        };
-        result.signature =
-            evaluator.sign_message(gradients_miner::identity::domains::EVALUATION, &result, |r| r.signature.clear());
-        bus.jetstream
-            .publish(gradients_bus::subjects::evaluations(&task.id), result.encode_to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-
     let mut finalized = None;
-    for _ in 0..100 {
+    for _ in 0..900 {
         if let Ok(response) = ledger.task(&task.id).await {
             finalized = response.result;
             break;
@@ -165,9 +158,22 @@ async fn a_task_goes_from_customer_to_ledger() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let result = finalized.expect("the ledger finalized the task");
-    assert_eq!(result.winner_miner_id, miners[1].miner_id());
     assert_eq!(result.finalized_because, "all_evaluated");
     assert_eq!(result.entries.len(), 2);
+    // The ledger paid on the evaluator's measurements: the lower max(test, synth) wins.
+    let evaluations: Vec<EvaluationResult> =
+        stream_messages(&bus.jetstream, streams::EVALUATIONS, &gradients_bus::subjects::evaluations(&task.id))
+            .await
+            .iter()
+            .map(|m| EvaluationResult::decode(m.payload.as_ref()).unwrap())
+            .filter(|e| e.kind == EvaluationKind::MinerSubmission as i32)
+            .collect();
+    assert_eq!(evaluations.len(), 2);
+    assert!(evaluations.iter().all(|e| e.status == EvaluationStatus::Valid as i32), "{evaluations:?}");
+    let ranking = |e: &EvaluationResult| e.test_loss.unwrap().max(e.synth_loss.unwrap());
+    let best = evaluations.iter().min_by(|a, b| ranking(a).total_cmp(&ranking(b))).unwrap();
+    assert_eq!(result.winner_miner_id, best.miner_id);
+    assert_eq!(result.winner_loss, best.test_loss);
     shutdown.cancel();
 }
 

@@ -37,6 +37,8 @@ pub async fn run_store(settings: &gradients_config::Settings, command: ModelComm
     let bus = gradients_bus::Bus::connect(&settings.nats, "gradients-cli").await?;
     match command {
         ModelCommand::Publish { dir, name } => {
+            // The bucket exists once any service has started; an operator may publish first.
+            gradients_bus::topology::declare(&bus, &settings.nats).await?;
             let index = gradients_evaluator::models_store::publish(&bus, &dir, &name).await?;
             println!("published {} ({}, {} parameters)", index.name, index.architecture, index.parameter_count);
             for (file, entry) in &index.files {

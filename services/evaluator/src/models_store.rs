@@ -102,7 +102,8 @@ pub async fn publish(bus: &Bus, dir: &Path, name: &str) -> Result<ModelIndex, Ba
 /// Every published model (those with an index), by name.
 pub async fn list(bus: &Bus) -> Result<Vec<ModelIndex>, BaseModelError> {
     use futures::StreamExt;
-    let store = objects::bucket(bus, buckets::MODELS).await?;
+    // No bucket yet (no service has declared the topology): nothing is published.
+    let Ok(store) = objects::bucket(bus, buckets::MODELS).await else { return Ok(Vec::new()) };
     let fail = |reason: String| gradients_bus::BusError::Object { bucket: buckets::MODELS.into(), reason };
     let mut listing = store.list().await.map_err(|e| fail(e.to_string()))?;
     let mut names = Vec::new();

@@ -110,22 +110,13 @@ pub struct Runner<'a> {
 impl Runner<'_> {
     /// The answer-token NLL of every sequence, in the order given.
     pub fn nll(&mut self, sequences: &[&Example]) -> Result<Vec<LossSum>, RunError> {
-        let mut order: Vec<usize> = (0..sequences.len()).collect();
-        order.sort_by_key(|&i| (sequences[i].len(), i));
         let mut out = vec![LossSum::default(); sequences.len()];
-        let mut start = 0;
-        while start < order.len() {
-            // Sorted ascending: the last example of a batch is its longest.
-            let mut end = start + 1;
-            while end < order.len() && (end + 1 - start) * sequences[order[end]].len() <= self.batch_tokens {
-                end += 1;
-            }
-            let chunk: Vec<&Example> = order[start..end].iter().map(|&i| sequences[i]).collect();
+        for batch in batches(sequences, self.batch_tokens) {
+            let chunk: Vec<&Example> = batch.iter().map(|&i| sequences[i]).collect();
             let sums = self.run_batch(&chunk)?;
-            for (k, &i) in order[start..end].iter().enumerate() {
+            for (k, &i) in batch.iter().enumerate() {
                 out[i] = sums[k];
             }
-            start = end;
         }
         Ok(out)
     }
@@ -152,6 +143,25 @@ impl Runner<'_> {
             .map(|(b, e)| answer_nll(&data[b * per_row..(b + 1) * per_row], self.vocab, e))
             .collect())
     }
+}
+
+/// How sequences are run: indices sorted by length (then position), packed into batches
+/// whose rows times longest length stays within `batch_tokens` (a longer sequence runs alone).
+pub fn batches(sequences: &[&Example], batch_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sequences.len()).collect();
+    order.sort_by_key(|&i| (sequences[i].len(), i));
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        // Sorted ascending: the last example of a batch is its longest.
+        let mut end = start + 1;
+        while end < order.len() && (end + 1 - start) * sequences[order[end]].len() <= batch_tokens {
+            end += 1;
+        }
+        out.push(order[start..end].to_vec());
+        start = end;
+    }
+    out
 }
 
 /// A supervised split's score from its per-example sums.
@@ -223,6 +233,20 @@ mod tests {
     fn supervised_mean_is_token_weighted() {
         let score = supervised_score(&[LossSum { nll: 3.0, tokens: 1 }, LossSum { nll: 1.0, tokens: 3 }]);
         assert_eq!((score.loss, score.tokens, score.rows.len()), (1.0, 4, 2));
+    }
+
+    /// Batches follow length order, keep within the token budget, and cover every sequence once.
+    #[test]
+    fn batches_are_sorted_and_bounded() {
+        let example = |n: usize| Example { ids: vec![1; n], is_answer: vec![false; n] };
+        let examples: Vec<Example> = [5, 1, 9, 3, 3, 20].into_iter().map(example).collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let packed = batches(&refs, 10);
+        assert_eq!(packed, vec![vec![1, 3, 4], vec![0], vec![2], vec![5]]);
+        for batch in &packed {
+            let longest = batch.iter().map(|&i| refs[i].len()).max().unwrap();
+            assert!(batch.len() == 1 || batch.len() * longest <= 10);
+        }
     }
 
     #[test]
