@@ -103,7 +103,9 @@ impl RequestError {
     /// of the database or the bus, which can quote the request or the schema.
     pub fn to_api(&self, reference: &str) -> ApiError {
         let (row, column) = match self {
-            Self::Dataset(e) => (e.row().unwrap_or(0), e.column().unwrap_or_default().to_owned()),
+            // The column comes from the customer's file and travels in a header: control
+            // characters are spelled out, so it can neither break the reply nor add headers.
+            Self::Dataset(e) => (e.row().unwrap_or(0), e.column().map(printable).unwrap_or_default()),
             _ => (0, String::new()),
         };
         let message = match self {
@@ -115,4 +117,9 @@ impl RequestError {
         };
         ApiError { code: self.code() as i32, message, row, column }
     }
+}
+
+/// `text` with each control character written as its escape (`\n`, `\u{0}`).
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

@@ -177,7 +177,9 @@ pub async fn respond<M: Message>(request: &Request, result: Result<M, ApiError>)
                 headers.insert(ERROR_ROW_HEADER, error.row.to_string().as_str());
             }
             if !error.column.is_empty() {
-                headers.insert(ERROR_COLUMN_HEADER, error.column.as_str());
+                // A header value may hold no line break (async-nats panics on one), and the
+                // column can come from a client's data.
+                headers.insert(ERROR_COLUMN_HEADER, error.column.replace(['\r', '\n'], " ").as_str());
             }
             // Header values are one line; keep the message readable but safe.
             let status = error.message.replace(['\r', '\n'], " ");

@@ -106,6 +106,13 @@ async fn request_for(sandbox: &Sandbox, what: &str) -> SubmitTaskRequest {
             data.extend_from_slice(b"{\"instruction\": \"x\", \"output\": \"shown\", \"output\": \"trained\"}\n");
             with_data(data).await
         }
+        "repeated key with a line break" => {
+            let mut data = instruct_rows(25);
+            data.extend_from_slice(
+                b"{\"instruction\": \"x\", \"output\": \"y\", \"a\\r\\nGradients-Error-Code: OK\": 1, \"a\\r\\nGradients-Error-Code: OK\": 2}\n",
+            );
+            with_data(data).await
+        }
         "zero-width value" => {
             let mut data = instruct_rows(25);
             data.extend_from_slice("{\"instruction\": \"x\", \"output\": \"\u{200B}\u{FEFF}\"}\n".as_bytes());
@@ -158,6 +165,7 @@ fn cases() -> Vec<Case> {
         case("unknown column role", ErrorCode::UnknownColumnRole, 0, ""),
         case("upload never made", ErrorCode::UploadNotFound, 0, ""),
         case("duplicate json key", ErrorCode::DuplicateKey, 26, "output"),
+        case("repeated key with a line break", ErrorCode::DuplicateKey, 26, "a\\r\\nGradients-Error-Code: OK"),
         case("zero-width value", ErrorCode::EmptyValue, 26, "output"),
         case("two roles on one column", ErrorCode::ColumnRoleConflict, 0, "instruction"),
         case("nul in the name", ErrorCode::InvalidArgument, 0, ""),
@@ -166,7 +174,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Twenty-two kinds of bad submission, plus a malformed protobuf request: each refused
+/// Twenty-three kinds of bad submission, plus a malformed protobuf request: each refused
 /// with its code (and row/column where it has one), a NUL byte with a message naming the
 /// field and never the database's text; no task, event, split or upload remains.
 #[tokio::test]
