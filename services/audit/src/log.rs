@@ -14,7 +14,7 @@ use std::future::Future;
 use bytes::Bytes;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
 };
 
@@ -184,16 +184,20 @@ pub fn restore_frontier(stored: &head::Model) -> Result<Frontier, AppendError> {
     Frontier::from_parts(stored.tree_size as u64, &peaks).ok_or_else(corrupt)
 }
 
-/// The highest stream sequence the log covers for `stream` (0 before the first).
+/// The highest stream sequence the log covers for `stream` (0 before the first): the last
+/// sequence of its record that starts latest (records of a stream never overlap), read
+/// through the unique (stream, first_sequence) index.
 async fn last_sequence(txn: &impl ConnectionTrait, stream: &str) -> Result<u64, DbErr> {
-    let last: Option<Option<i64>> = record::Entity::find()
+    let last: Option<i64> = record::Entity::find()
         .select_only()
-        .column_as(record::Column::LastSequence.max(), "last")
+        .column(record::Column::LastSequence)
         .filter(record::Column::Stream.eq(stream))
+        .order_by_desc(record::Column::FirstSequence)
+        .limit(1)
         .into_tuple()
         .one(txn)
         .await?;
-    Ok(last.flatten().unwrap_or(0).max(0) as u64)
+    Ok(last.unwrap_or(0).max(0) as u64)
 }
 
 fn message_record(leaf_index: u64, stream: &str, message: &Incoming, now_ms: i64) -> Record {

@@ -51,8 +51,6 @@ impl MigrationTrait for Initial {
             "CREATE UNIQUE INDEX IF NOT EXISTS uq_audit_records_stream_sequence
                ON audit_records (stream, first_sequence)"
                 .to_owned(),
-            "CREATE INDEX IF NOT EXISTS idx_audit_records_stream_last ON audit_records (stream, last_sequence)"
-                .to_owned(),
             "CREATE INDEX IF NOT EXISTS idx_audit_records_msg_id ON audit_records (msg_id)".to_owned(),
             "CREATE INDEX IF NOT EXISTS idx_audit_records_captured ON audit_records (captured_at_ms, leaf_index)"
                 .to_owned(),
