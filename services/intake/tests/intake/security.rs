@@ -329,3 +329,54 @@ async fn customer_buckets_are_bounded() {
     first.prepare_upload().await.expect("an existing bucket is still named");
     sandbox.client.submit(&sandbox.upload_request("still", &instruct_rows(30)).await).await.expect("still served");
 }
+
+/// The 17 hanging uploads, spread over nine customers: at most
+/// `intake.max_concurrent_submits` of them run (each refused as UPLOAD_STALLED), the rest
+/// are refused at once (RATE_LIMITED), and meanwhile intake answers others and `/readyz`
+/// stays true because it can.
+#[tokio::test]
+async fn many_hanging_uploads_cannot_take_every_slot() {
+    let port = gradients_testkit::free_port();
+    let sandbox = Sandbox::start_with(Backend::Sqlite, |s| {
+        s.intake.http_addr = format!("127.0.0.1:{port}");
+        s.intake.upload_stall_ms = 2_000;
+        s.intake.max_concurrent_submits = 8;
+    })
+    .await;
+    let mut attacks = Vec::new();
+    for i in 0..17 {
+        let attacker = sandbox.client_for(&CustomerKey::generate());
+        let mut request = sandbox.upload_request_as(&attacker, &format!("hang-{i}"), &instruct_rows(30)).await;
+        let dataset = request.dataset.clone().unwrap();
+        rewrite_meta(&sandbox, &dataset.bucket, &dataset.name, |meta| meta["nuid"] = "NEVERWRITTEN1234567890".into())
+            .await;
+        request.name = format!("hang {i}");
+        attacks.push((attacker, request));
+    }
+    let started = Instant::now();
+    let hanging = futures::future::join_all(attacks.iter().map(|(client, request)| client.submit(request)));
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listed = sandbox.client.list(&ListTasksRequest::default()).await.expect("list is answered");
+        let answered_at = started.elapsed();
+        let ready = readyz(port).await;
+        (listed, answered_at, ready)
+    };
+    let (results, (listed, answered_at, ready)) = tokio::join!(hanging, meanwhile);
+    let codes: Vec<i32> = results.into_iter().map(|r| refusal(r).code).collect();
+    let stalled = codes.iter().filter(|c| **c == ErrorCode::UploadStalled as i32).count();
+    let limited = codes.iter().filter(|c| **c == ErrorCode::RateLimited as i32).count();
+    assert_eq!((stalled, limited), (8, 9), "{codes:?}");
+    assert!(listed.tasks.is_empty());
+    assert!(answered_at < Duration::from_millis(1_900), "list waited for the stalls: {answered_at:?}");
+    assert!(ready.contains("200"), "intake can answer, so it is ready: {ready}");
+}
+
+async fn readyz(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
