@@ -152,6 +152,7 @@ async fn proofs(n: u64) -> anyhow::Result<()> {
                 published_at_ms: 1,
                 payload: payload.clone().into(),
                 decoded: Ok(()),
+                note: String::new(),
             })
             .collect();
         append(&store, streams::LEDGER, &incoming, &Continuous, 1).await?;

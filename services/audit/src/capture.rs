@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
+use gradients_bus::worker::{DEAD_LETTER_REASON, DEAD_LETTER_SEQUENCE, DEAD_LETTER_SUBJECT};
 use gradients_bus::BusError;
 use gradients_proto::v1::Timestamp;
 use gradients_telemetry::Outcome;
@@ -151,6 +152,16 @@ fn incoming(stream: &str, message: &jetstream::Message) -> Incoming {
         Ok(info) => (info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as i64),
         Err(_) => (0, 0),
     };
+    // A dead letter's reason and origin travel in headers; the record keeps them.
+    let note = if stream == gradients_bus::subjects::streams::DEAD_LETTERS {
+        [DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT, DEAD_LETTER_SEQUENCE]
+            .iter()
+            .filter_map(|name| headers.and_then(|h| h.get(*name)).map(|v| format!("{name}: {v}")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        String::new()
+    };
     Incoming {
         sequence,
         subject: message.subject.to_string(),
@@ -159,6 +170,7 @@ fn incoming(stream: &str, message: &jetstream::Message) -> Incoming {
         published_at_ms,
         payload: message.payload.clone(),
         decoded: decode::check(stream, &message.subject, &message.payload),
+        note,
     }
 }
 

@@ -71,7 +71,7 @@ pub struct Record {
     pub published_at_ms: i64,
     /// When the audit captured it (Unix ms).
     pub captured_at_ms: i64,
-    /// For alarms: what is wrong.
+    /// For alarms, what is wrong; for a dead letter, its reason and origin (headers).
     pub note: String,
     /// The payload byte for byte, in hex (empty for a gap).
     pub payload_hex: String,

@@ -42,6 +42,8 @@ pub struct Incoming {
     pub payload: Bytes,
     /// `Err(why)` when the payload is not the type its subject carries.
     pub decoded: Result<(), String>,
+    /// What the headers say beyond the id and trace (a dead letter's reason and origin).
+    pub note: String,
 }
 
 /// What became of one incoming message.
@@ -202,7 +204,7 @@ async fn last_sequence(txn: &impl ConnectionTrait, stream: &str) -> Result<u64, 
 
 fn message_record(leaf_index: u64, stream: &str, message: &Incoming, now_ms: i64) -> Record {
     let (kind, note) = match &message.decoded {
-        Ok(()) => (RecordKind::Message, String::new()),
+        Ok(()) => (RecordKind::Message, message.note.clone()),
         Err(why) => (RecordKind::Undecodable, why.clone()),
     };
     Record {

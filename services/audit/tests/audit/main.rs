@@ -663,3 +663,31 @@ async fn reconcile_names_a_changed_ledger_row() {
     ledger.await.unwrap().unwrap();
     sandbox.stop().await;
 }
+
+/// A dead letter is captured like any event, with the reason and origin its headers carry.
+#[tokio::test]
+async fn dead_letters_are_captured_with_their_reason() {
+    use gradients_bus::worker::{DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT};
+
+    let mut sandbox = Sandbox::start(Backend::Sqlite, 1).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "dlq:ledger-evaluations:7");
+    headers.insert(DEAD_LETTER_REASON, "poison: not an EvaluationResult");
+    headers.insert(DEAD_LETTER_SUBJECT, "gradients.evaluations.t9");
+    sandbox
+        .bus
+        .jetstream
+        .publish_with_headers(subjects::dead_letter("ledger-evaluations"), headers, vec![1, 2, 3].into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    sandbox.wait_for_records(1).await;
+    let records = all_records(&sandbox).await;
+    assert_eq!((records[0].stream.as_str(), records[0].kind.as_str()), (streams::DEAD_LETTERS, "message"));
+    assert_eq!(records[0].msg_id, "dlq:ledger-evaluations:7");
+    assert!(records[0].note.contains("poison: not an EvaluationResult"), "{}", records[0].note);
+    assert!(records[0].note.contains("gradients.evaluations.t9"), "{}", records[0].note);
+    assert_eq!(records[0].payload, vec![1, 2, 3]);
+    sandbox.stop().await;
+}
