@@ -7,6 +7,7 @@ mod migration;
 
 use std::time::Duration;
 
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 
@@ -19,15 +20,18 @@ const MIGRATION_LOCK: i64 = 0x6175_6469_746d_6967; // "auditmig"
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, gradients_store::StoreError> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.max_connections(max_connections).connect_timeout(Duration::from_secs(10)).sqlx_logging(false);
+    // On every pooled SQLite connection (a PRAGMA run once would reach one of them): WAL lets
+    // proof queries run beside the writer, writers wait rather than fail, and every commit is
+    // synced before capture acknowledges its messages (an acked message must never be lost).
+    options.map_sqlx_sqlite_opts(|sqlite| {
+        sqlite
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(30))
+            .synchronous(SqliteSynchronous::Full)
+    });
     let db = Database::connect(options)
         .await
         .map_err(|source| gradients_store::StoreError::Connect { url: redact(url), source })?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        // WAL lets proof queries run beside the writer; writers wait rather than fail.
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=30000", "PRAGMA synchronous=NORMAL"] {
-            db.execute_unprepared(pragma).await.map_err(gradients_store::StoreError::Migrate)?;
-        }
-    }
     migrate(&db).await.map_err(gradients_store::StoreError::Migrate)?;
     Ok(db)
 }
