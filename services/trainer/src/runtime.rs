@@ -102,7 +102,10 @@ fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, RuntimeError> {
     })
 }
 
-/// Runs the miner until `shutdown`; a job in progress is allowed to finish.
+/// How long jobs in progress may take to finish after shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Runs the miner until `shutdown`; jobs in progress get [`DRAIN_LIMIT`] to finish.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RuntimeError> {
     let trainer = settings.trainer.clone();
     let strategy: StrategyKind = clap::ValueEnum::from_str(&trainer.strategy, true)
@@ -110,8 +113,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let device = crate::device::choose(&trainer.device);
     let dispatch_key = dispatch_key(&settings)?;
     let identity = load_or_create_key(&trainer.key_file)?;
-    let bus = Bus::connect(&settings.nats, "gradients-trainer").await?;
-    let client = MinerClient::new(bus, identity, Duration::from_secs(10));
+    // Replies to this miner come under its own inbox prefix, the only one its NATS user may
+    // read under the deploy permissions (deploy/nats), unless configured otherwise.
+    let mut nats = settings.nats.clone();
+    nats.inbox_prefix.get_or_insert_with(|| format!("_INBOX_{}", identity.id()));
+    // Not started until NATS answers; miners and services start in any order.
+    let Some(bus) = Bus::connect_patiently(&nats, "gradients-trainer", &shutdown).await? else {
+        return Ok(());
+    };
+    let client =
+        MinerClient::new(bus, identity, Duration::from_secs(10)).with_assignment_ack_wait(settings.nats.ack_wait());
     let capabilities = MinerCapabilities {
         max_model_params: trainer.max_model_params,
         task_types: TASK_TYPES.iter().map(|t| *t as i32).collect(),
@@ -139,14 +150,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let beating = client.clone();
     let counted = active.clone();
     let beat_stop = shutdown.child_token();
-    tokio::spawn({
+    let heartbeats = tokio::spawn({
         let stop = beat_stop.clone();
         async move { beating.heartbeat_loop(beat_every, move || counted.load(Ordering::SeqCst), stop).await }
     });
     let serving = client.clone();
     let policy = OfferPolicy { settings: trainer.clone(), active: active.clone() };
     let offers_stop = shutdown.child_token();
-    tokio::spawn({
+    let offers = tokio::spawn({
         let stop = offers_stop.clone();
         async move { serving.serve_offers(policy, stop).await }
     });
@@ -158,8 +169,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             _ = shutdown.cancelled() => break,
             next = client.next_assignment(&dispatch_key, Duration::from_secs(2)) => next,
         };
-        let assignment = match assignment {
-            Ok(Some(a)) => a,
+        let lease = match assignment {
+            Ok(Some(lease)) => lease,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the next assignment");
@@ -167,22 +178,47 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 continue;
             }
         };
-        if !seen.lock().expect("seen lock").insert(assignment.assignment_id.clone()) {
+        // A redelivery of an assignment this process is already working on.
+        if !seen.lock().expect("seen lock").insert(lease.assignment_id.clone()) {
             continue;
+        }
+        if lease.deliveries() > 1 {
+            tracing::info!(task_id = %lease.task_id, deliveries = lease.deliveries(), "resuming an assignment");
         }
         active.fetch_add(1, Ordering::SeqCst);
         let (client, trainer, active) = (client.clone(), trainer.clone(), active.clone());
         jobs.spawn(async move {
-            let task_id = assignment.task_id.clone();
-            if let Err(error) = work(&client, &trainer, strategy, device, assignment).await {
-                tracing::error!(%task_id, %error, "task abandoned");
+            let task_id = lease.task_id.clone();
+            // The lease is renewed while the job runs and settled only when it ends: a crash
+            // before the submission leaves the assignment to this miner's next start.
+            let renew_every = client.assignment_ack_wait() / 3;
+            let outcome = lease.renewed_while(renew_every, work(&client, &trainer, strategy, device, &lease)).await;
+            let settled = match outcome {
+                Ok(()) => lease.finish().await,
+                Err(error) => {
+                    tracing::error!(%task_id, %error, "task abandoned");
+                    lease.give_up().await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::warn!(%task_id, error = %e, "could not settle the assignment; it may be delivered again");
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
     offers_stop.cancel();
-    while jobs.join_next().await.is_some() {}
+    // Jobs get a bounded time to finish; one still training is dropped with its lease
+    // unsettled, so JetStream hands the assignment back to this miner when it restarts.
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async { while jobs.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            jobs = jobs.len(),
+            "jobs still running after {DRAIN_LIMIT:?}; leaving their assignments for the next start"
+        );
+        jobs.abort_all();
+    }
     beat_stop.cancel();
+    let _ = tokio::join!(heartbeats, offers);
     if let Err(e) = client.deregister().await {
         tracing::warn!(error = %e, "could not deregister");
     }
@@ -195,7 +231,7 @@ async fn work(
     trainer: &gradients_config::TrainerSettings,
     strategy: StrategyKind,
     device: tch::Device,
-    assignment: Assignment,
+    assignment: &Assignment,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let task = assignment.task.clone().ok_or("the assignment carries no task")?;
     let task_type = match WireTaskType::try_from(task.r#type) {
@@ -204,7 +240,7 @@ async fn work(
         Ok(WireTaskType::Dpo) => TaskType::Dpo,
         _ => return Err(format!("task type {} is not trained here", task.r#type).into()),
     };
-    let rows = gradients_data::from_jsonl(&client.fetch_train(&assignment).await?)?;
+    let rows = gradients_data::from_jsonl(&client.fetch_train(assignment).await?)?;
     let seconds = seconds_until(assignment.deadline.as_ref()) - trainer.submit_margin_ms as f64 / 1000.0;
     let budget = Budget {
         steps: (trainer.max_steps > 0).then_some(trainer.max_steps),

@@ -21,6 +21,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::{domains, verify_message, Identity, IdentityError};
+use crate::lease::{AssignmentLease, DEFAULT_ACK_WAIT, MAX_DELIVERIES};
 use crate::submission::{MANIFEST_EXTENSION, MODEL_EXTENSION};
 
 /// Why a miner operation failed.
@@ -64,12 +65,25 @@ pub struct MinerClient {
     /// The nonce of the current registration; every signed request names it, so dispatch
     /// refuses anything signed under an earlier registration (replays).
     registration: Arc<RwLock<Vec<u8>>>,
+    /// How long an assignment stays leased without a renewal before it is handed out again.
+    assignment_ack_wait: Duration,
 }
 
 impl MinerClient {
     /// A client acting as `identity`, giving up on requests after `timeout`.
     pub fn new(bus: Bus, identity: Identity, timeout: Duration) -> Self {
-        Self { bus, identity, timeout, registration: Arc::default() }
+        Self { bus, identity, timeout, registration: Arc::default(), assignment_ack_wait: DEFAULT_ACK_WAIT }
+    }
+
+    /// The same client with another ack wait for its assignments (see [`AssignmentLease`]).
+    pub fn with_assignment_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.assignment_ack_wait = ack_wait;
+        self
+    }
+
+    /// How long a leased assignment lasts without a renewal.
+    pub fn assignment_ack_wait(&self) -> Duration {
+        self.assignment_ack_wait
     }
 
     /// The nonce of the current registration (empty before [`MinerClient::register`]:
@@ -185,10 +199,18 @@ impl MinerClient {
         }
     }
 
-    /// Waits up to `wait` for the next assignment on the miner's durable consumer, checks
-    /// dispatch's signature (`dispatch_key`) and acknowledges it. Miners must treat a
-    /// repeated `assignment_id` as the same assignment.
-    pub async fn next_assignment(&self, dispatch_key: &[u8], wait: Duration) -> Result<Option<Assignment>, MinerError> {
+    /// Waits up to `wait` for the next assignment on the miner's durable consumer and checks
+    /// dispatch's signature (`dispatch_key`). The assignment is *leased*, not acknowledged:
+    /// settle it with [`AssignmentLease::finish`] once the submission is out (or
+    /// [`AssignmentLease::give_up`]); until then JetStream hands it out again after the ack
+    /// wait, so a crash loses nothing. Miners must treat a repeated `assignment_id` as the
+    /// same assignment. One that is not an assignment, not dispatch's, or another miner's
+    /// is terminated (never redelivered) and reported as an error.
+    pub async fn next_assignment(
+        &self,
+        dispatch_key: &[u8],
+        wait: Duration,
+    ) -> Result<Option<AssignmentLease>, MinerError> {
         let miner_id = self.miner_id();
         let durable = consumers::miner_assignments(&miner_id);
         // Created (or found: the same config again is accepted) without reading the stream's
@@ -201,6 +223,8 @@ impl MinerClient {
                     durable_name: Some(durable.clone()),
                     filter_subject: gradients_bus::subjects::assignments(&miner_id),
                     ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.assignment_ack_wait,
+                    max_deliver: MAX_DELIVERIES,
                     ..Default::default()
                 },
                 streams::ASSIGNMENTS,
@@ -216,8 +240,13 @@ impl MinerClient {
             .map_err(|e| MinerError::Transport(e.to_string()))?;
         let Some(message) = batch.next().await else { return Ok(None) };
         let message = message.map_err(|e| MinerError::Transport(e.to_string()))?;
-        let assignment =
-            Assignment::decode(message.payload.as_ref()).map_err(|e| MinerError::Transport(e.to_string()))?;
+        let assignment = match Assignment::decode(message.payload.as_ref()) {
+            Ok(assignment) => assignment,
+            Err(e) => {
+                let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+                return Err(MinerError::Transport(format!("not an assignment (terminated): {e}")));
+            }
+        };
         if let Err(e) = verify_message(dispatch_key, domains::ASSIGNMENT, &assignment, &assignment.signature, |a| {
             a.signature.clear()
         }) {
@@ -232,8 +261,7 @@ impl MinerClient {
                 assignment.assignment_id, assignment.miner_id
             )));
         }
-        message.double_ack().await.map_err(|e| MinerError::Transport(e.to_string()))?;
-        Ok(Some(assignment))
+        Ok(Some(AssignmentLease::new(assignment, message)))
     }
 
     /// Reads the train split an assignment grants, chunk by chunk, checking its sha256.

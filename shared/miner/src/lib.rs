@@ -11,8 +11,10 @@
 mod client;
 pub mod freshness;
 pub mod identity;
+mod lease;
 pub mod submission;
 
 pub use client::{Decision, MinerClient, MinerError, OfferHandler};
 pub use identity::{id_for, is_miner_id, Identity, IdentityError};
+pub use lease::AssignmentLease;
 pub use submission::{verify_submission, SubmissionError};
