@@ -4,9 +4,13 @@ Reads a `config.json` written by the Rust benchmark (a Llama-style preset), buil
 decoder the trainer builds (RMSNorm, RoPE in HF's rotate_half form, grouped-query
 attention through scaled_dot_product_attention with a boolean causal-and-padding mask,
 SwiGLU, tied embeddings), and times AdamW steps with gradient clipping on the
-answer-masked next-token loss, batch x sequence tokens per step. Prints one JSON line:
-{"parameters": N, "tokens_per_second": R, "threads": T, "torch": version}.
+answer-masked next-token loss, batch x sequence tokens per step. On CUDA (fifth argument
+`cuda`) it trains under bf16 autocast, as the trainer does there, and synchronises the device
+before reading the clock. Prints one JSON line:
+{"parameters": N, "tokens_per_second": R, "threads": T, "torch": version, "device": D}.
 """
+
+import contextlib
 
 import json
 import math
@@ -75,7 +79,7 @@ class Llama(nn.Module):
 
     def forward(self, ids, mask):
         b, t = ids.shape
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
         allowed = causal.view(1, 1, t, t) & mask.ne(0).view(b, 1, 1, t)
         x = self.embed(ids)
         cos, sin = self.cos[:t], self.sin[:t]
@@ -86,6 +90,7 @@ class Llama(nn.Module):
 
 def main():
     config_path, batch, sequence, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
     config = json.load(open(config_path))
     assert config["model_type"] == "llama" and config["tie_word_embeddings"], "presets are tied Llamas"
     torch.manual_seed(1)
@@ -93,14 +98,23 @@ def main():
     for name, p in model.named_parameters():
         if p.dim() == 2:
             nn.init.normal_(p, 0.0, 0.02)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    ids = torch.randint(0, 256, (batch, sequence))
-    mask = torch.ones(batch, sequence, dtype=torch.long)
-    answer = torch.ones(batch, sequence - 1)
+    ids = torch.randint(0, 256, (batch, sequence), device=device)
+    mask = torch.ones(batch, sequence, dtype=torch.long, device=device)
+    answer = torch.ones(batch, sequence - 1, device=device)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    )
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def step():
         optimizer.zero_grad()
-        logits = model(ids, mask)
+        with autocast:
+            logits = model(ids, mask)
         nll = F.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none"
         )
@@ -111,15 +125,18 @@ def main():
 
     for _ in range(2):
         step()
+    synchronize()
     started = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize()
     elapsed = time.perf_counter() - started
     print(json.dumps({
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokens_per_second": batch * sequence * steps / elapsed,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": str(device),
     }))
 
 

@@ -5,10 +5,10 @@
 //! `BENCH_STEPS`, default 12; `BENCH_DEVICE`, `auto` or `cpu`; `BENCH_TORCH_PYTHON`, a
 //! python with PyTorch, which `scripts/pytorch-for-bench.sh` installs).
 //!
-//! Two anchors, measured in the same run on the same CPU threads:
+//! Two anchors, measured in the same run on the same device (CPU threads, or the GPU):
 //! - the same model and training step in PyTorch (`torch_reference.py`: same config, same
-//!   attention call, AdamW, clipping, masked loss), when a PyTorch is available; the ratio
-//!   is ours / PyTorch's tokens per second;
+//!   attention call, AdamW, clipping, masked loss; bf16 autocast on CUDA, as ours), when a
+//!   PyTorch is available; the ratio is ours / PyTorch's tokens per second;
 //! - libtorch's own f32 matrix multiply (1024³): the model-FLOPs rate (6·N per trained
 //!   token: forward 2N, backward 4N, attention ignored) as a fraction of it.
 
@@ -74,8 +74,8 @@ fn tokens_per_second(preset: &str, device: Device, steps: u64) -> (f64, u64) {
     (tokens as f64 / started.elapsed().as_secs_f64(), config.parameter_count())
 }
 
-/// PyTorch's tokens/s for the same preset, or why it was not measured.
-fn pytorch_tokens_per_second(preset: &str, steps: u64) -> Result<f64, String> {
+/// PyTorch's tokens/s for the same preset on the same kind of device, or why it was not measured.
+fn pytorch_tokens_per_second(preset: &str, steps: u64, device: Device) -> Result<f64, String> {
     let python = std::env::var("BENCH_TORCH_PYTHON").map_err(|_| "BENCH_TORCH_PYTHON not set".to_owned())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config_path = dir.path().join("config.json");
@@ -85,6 +85,7 @@ fn pytorch_tokens_per_second(preset: &str, steps: u64) -> Result<f64, String> {
         .arg(script)
         .arg(&config_path)
         .args([BATCH.to_string(), SEQUENCE.to_string(), steps.to_string()])
+        .arg(if device.is_cuda() { "cuda" } else { "cpu" })
         .output()
         .map_err(|e| format!("running {python}: {e}"))?;
     if !output.status.success() {
@@ -114,11 +115,7 @@ fn main() {
     for preset in presets::NAMES {
         let (rate, parameters) = tokens_per_second(preset, device, steps);
         let model_flops = 6.0 * parameters as f64 * rate;
-        let pytorch = if device.is_cuda() {
-            Err("the PyTorch reference runs on CPU only".into())
-        } else {
-            pytorch_tokens_per_second(preset, steps)
-        };
+        let pytorch = pytorch_tokens_per_second(preset, steps, device);
         let (pytorch_rate, ratio) = match &pytorch {
             Ok(r) => (format!("{r:.0}"), format!("{:.3}", rate / r)),
             Err(reason) => {
