@@ -88,7 +88,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.dispatch.http_addr, metrics.clone()).await?;
 
-    let bus = Bus::connect(&settings.nats, "gradients-dispatch").await?;
+    // Not ready (on /readyz) until NATS answers; services start in any order.
+    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-dispatch", &shutdown).await? else {
+        health.stop().await;
+        return Ok(());
+    };
     topology::declare(&bus, &settings.nats).await?;
     let ttl = settings.dispatch.heartbeat_ttl();
     let miners =

@@ -74,7 +74,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.intake.http_addr, metrics.clone()).await?;
 
-    let bus = Bus::connect(&settings.nats, "gradients-intake").await?;
+    // Not ready (on /readyz) until NATS answers; services start in any order.
+    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-intake", &shutdown).await? else {
+        health.stop().await;
+        return Ok(());
+    };
     topology::declare(&bus, &settings.nats).await?;
     let db = gradients_store::connect(&settings.store).await?;
     let relay = outbox::Relay::new(db.clone(), bus.clone(), metrics.clone());
