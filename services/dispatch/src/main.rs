@@ -1,17 +1,14 @@
-//! `gradients-dispatch`: dispatch as its own process. Configuration comes from `--config`
-//! files and `GRADIENTS__...` variables; SIGINT or SIGTERM drain it.
-
-use anyhow::Context as _;
+//! `gradients-dispatch`: dispatch as its own process (`--config FILE`, repeatable, and
+//! `GRADIENTS__...` variables; `--help`); SIGINT or SIGTERM drain it.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let files: Vec<std::path::PathBuf> =
-        std::env::args().skip(1).filter(|a| a != "--config").map(std::path::PathBuf::from).collect();
-    let settings = gradients_config::Settings::load(&files).context("loading configuration")?;
-    let telemetry = settings.telemetry.clone();
-    gradients_telemetry::run_until_signal(gradients_dispatch::SERVICE_NAME, &telemetry, |shutdown| {
-        gradients_dispatch::run(settings, shutdown)
-    })
+async fn main() -> std::process::ExitCode {
+    let about = "Miner dispatch: the miner registry, offers, assignments, data grants and deadlines.";
+    gradients_telemetry::service_main(
+        "gradients-dispatch",
+        about,
+        gradients_dispatch::SERVICE_NAME,
+        gradients_dispatch::run,
+    )
     .await
-    .map_err(|e| anyhow::anyhow!(e))
 }

@@ -1,17 +1,14 @@
-//! `gradients-evaluator`: the evaluator as its own process. Configuration comes from
-//! `--config` files and `GRADIENTS__...` variables; SIGINT or SIGTERM drain it.
-
-use anyhow::Context as _;
+//! `gradients-evaluator`: the evaluator as its own process (`--config FILE`, repeatable, and
+//! `GRADIENTS__...` variables; `--help`); SIGINT or SIGTERM drain it.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let files: Vec<std::path::PathBuf> =
-        std::env::args().skip(1).filter(|a| a != "--config").map(std::path::PathBuf::from).collect();
-    let settings = gradients_config::Settings::load(&files).context("loading configuration")?;
-    let telemetry = settings.telemetry.clone();
-    gradients_telemetry::run_until_signal(gradients_evaluator::SERVICE_NAME, &telemetry, |shutdown| {
-        gradients_evaluator::run(settings, shutdown)
-    })
+async fn main() -> std::process::ExitCode {
+    let about = "The evaluator: checks and scores every submission on the hidden splits with ONNX Runtime.";
+    gradients_telemetry::service_main(
+        "gradients-evaluator",
+        about,
+        gradients_evaluator::SERVICE_NAME,
+        gradients_evaluator::run,
+    )
     .await
-    .map_err(|e| anyhow::anyhow!(e))
 }

@@ -1,17 +1,9 @@
-//! `gradients-intake`: the intake service as its own process. Configuration comes from
-//! `--config` files and `GRADIENTS__...` variables; SIGINT or SIGTERM drain it.
-
-use anyhow::Context as _;
+//! `gradients-intake`: the intake service as its own process (`--config FILE`, repeatable, and
+//! `GRADIENTS__...` variables; `--help`); SIGINT or SIGTERM drain it.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let files: Vec<std::path::PathBuf> =
-        std::env::args().skip(1).filter(|a| a != "--config").map(std::path::PathBuf::from).collect();
-    let settings = gradients_config::Settings::load(&files).context("loading configuration")?;
-    let telemetry = settings.telemetry.clone();
-    gradients_telemetry::run_until_signal(gradients_intake::SERVICE_NAME, &telemetry, |shutdown| {
-        gradients_intake::run(settings, shutdown)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
+async fn main() -> std::process::ExitCode {
+    let about = "Task intake: validates customers' data sets, splits them and announces accepted tasks.";
+    gradients_telemetry::service_main("gradients-intake", about, gradients_intake::SERVICE_NAME, gradients_intake::run)
+        .await
 }

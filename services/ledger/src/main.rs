@@ -1,17 +1,9 @@
-//! `gradients-ledger`: the ledger as its own process. Configuration comes from `--config`
-//! files and `GRADIENTS__...` variables; SIGINT or SIGTERM drain it.
-
-use anyhow::Context as _;
+//! `gradients-ledger`: the ledger as its own process (`--config FILE`, repeatable, and
+//! `GRADIENTS__...` variables; `--help`); SIGINT or SIGTERM drain it.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let files: Vec<std::path::PathBuf> =
-        std::env::args().skip(1).filter(|a| a != "--config").map(std::path::PathBuf::from).collect();
-    let settings = gradients_config::Settings::load(&files).context("loading configuration")?;
-    let telemetry = settings.telemetry.clone();
-    gradients_telemetry::run_until_signal(gradients_ledger::SERVICE_NAME, &telemetry, |shutdown| {
-        gradients_ledger::run(settings, shutdown)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
+async fn main() -> std::process::ExitCode {
+    let about = "The reward ledger: ranks, rewards and records every task, append-only and exactly once.";
+    gradients_telemetry::service_main("gradients-ledger", about, gradients_ledger::SERVICE_NAME, gradients_ledger::run)
+        .await
 }

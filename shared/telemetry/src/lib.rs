@@ -12,11 +12,13 @@
 mod http;
 mod metrics;
 pub mod propagation;
+mod service_main;
 mod tracing_setup;
 
 pub use http::{serve, HealthEndpoint, Readiness};
 pub use metrics::{Metrics, Outcome};
 pub use propagation::{inject_current, set_parent_from, HeaderCarrier, TRACEPARENT};
+pub use service_main::service_main;
 pub use tracing_setup::{init, init_for_tests, TelemetryGuard};
 
 /// Why telemetry could not start.

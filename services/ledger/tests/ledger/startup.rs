@@ -52,3 +52,21 @@ async fn waits_for_nats_and_reports_not_ready_until_connected() {
     let stopped = tokio::time::timeout(Duration::from_secs(20), ledger).await.expect("stops on shutdown");
     assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
 }
+
+/// The binary takes a real command line: `--help` describes it (it used to be read as a
+/// configuration file path), an unknown flag is a usage error, a missing file a clear one.
+#[test]
+fn the_binary_has_a_command_line() {
+    let binary = env!("CARGO_BIN_EXE_gradients-ledger");
+    let help = std::process::Command::new(binary).arg("--help").output().expect("run --help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{help:?}");
+    assert!(text.contains("--config <FILE>") && text.contains("reward ledger"), "{text}");
+
+    let unknown = std::process::Command::new(binary).arg("--no-such-flag").output().expect("run");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+
+    let missing = std::process::Command::new(binary).args(["--config", "/no/such/file.toml"]).output().expect("run");
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("loading configuration"), "{missing:?}");
+}
