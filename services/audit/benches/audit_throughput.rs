@@ -36,6 +36,10 @@ fn env_or(name: &str, default: u64) -> u64 {
 struct Continuous;
 
 impl StreamProbe for Continuous {
+    async fn fetch(&self, _sequence: u64) -> Result<Option<Incoming>, String> {
+        Err("the benchmark's sequences have no holes".into())
+    }
+
     async fn first_present(&self, _from: u64, _before: u64) -> Result<u64, String> {
         Err("the benchmark's sequences have no holes".into())
     }

@@ -142,16 +142,25 @@ async fn capture_batch(ctx: &Context, audited: Audited, probe: &Probe, messages:
     }
 }
 
-/// The message as the log needs it.
+/// A delivered message as the log needs it.
 fn incoming(stream: &str, message: &jetstream::Message) -> Incoming {
-    let headers = message.headers.as_ref();
-    let msg_id = headers.and_then(|h| h.get(NATS_MESSAGE_ID)).map(|v| v.to_string()).unwrap_or_default();
-    let traceparent =
-        headers.and_then(|h| h.get(gradients_telemetry::TRACEPARENT)).map(|v| v.to_string()).unwrap_or_default();
     let (sequence, published_at_ms) = match message.info() {
         Ok(info) => (info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as i64),
         Err(_) => (0, 0),
     };
+    as_incoming(stream, sequence, &message.subject, message.headers.as_ref(), &message.payload, published_at_ms)
+}
+
+/// A message, delivered or read from the stream, as the log needs it.
+fn as_incoming(
+    stream: &str,
+    sequence: u64,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &bytes::Bytes,
+    published_at_ms: i64,
+) -> Incoming {
+    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.to_string()).unwrap_or_default();
     // A dead letter's reason and origin travel in headers; the record keeps them.
     let note = if stream == gradients_bus::subjects::streams::DEAD_LETTERS {
         [DEAD_LETTER_REASON, DEAD_LETTER_SUBJECT, DEAD_LETTER_SEQUENCE]
@@ -164,12 +173,12 @@ fn incoming(stream: &str, message: &jetstream::Message) -> Incoming {
     };
     Incoming {
         sequence,
-        subject: message.subject.to_string(),
-        msg_id,
-        traceparent,
+        subject: subject.to_owned(),
+        msg_id: header(NATS_MESSAGE_ID.as_ref()),
+        traceparent: header(gradients_telemetry::TRACEPARENT),
         published_at_ms,
-        payload: message.payload.clone(),
-        decoded: decode::check(stream, &message.subject, &message.payload),
+        payload: payload.clone(),
+        decoded: decode::check(stream, subject, payload),
         note,
     }
 }
@@ -180,6 +189,20 @@ struct Probe {
 }
 
 impl StreamProbe for Probe {
+    async fn fetch(&self, sequence: u64) -> Result<Option<Incoming>, String> {
+        use jetstream::stream::RawMessageErrorKind;
+        match self.stream.get_raw_message(sequence).await {
+            Ok(stored) => {
+                let published_at_ms = (stored.time.unix_timestamp_nanos() / 1_000_000) as i64;
+                let name = self.stream.cached_info().config.name.clone();
+                let headers = Some(&stored.headers);
+                Ok(Some(as_incoming(&name, sequence, &stored.subject, headers, &stored.payload, published_at_ms)))
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn first_present(&self, from: u64, before: u64) -> Result<u64, String> {
         use jetstream::stream::RawMessageErrorKind;
         let info = self.stream.get_info().await.map_err(|e| e.to_string())?;

@@ -22,6 +22,8 @@ use crate::document::{leaf_hash_of, Record, RecordKind};
 use crate::merkle::{Frontier, Hash, NodeId};
 use crate::store::entity::{head, node, record, HEAD_ID};
 
+/// Most predecessors one append reads from the stream itself before the rest wait.
+const MAX_FILL: u64 = 1000;
 /// Rows per INSERT statement (SQLite allows 32766 bound parameters; records have 13).
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -59,6 +61,10 @@ pub enum Placement {
 
 /// Where the stream's own record is asked about sequences the log has not seen.
 pub trait StreamProbe: Sync {
+    /// The message at `sequence` as the stream stores it, or `None` when the stream no
+    /// longer holds it.
+    fn fetch(&self, sequence: u64) -> impl Future<Output = Result<Option<Incoming>, String>> + Send;
+
     /// The first sequence in `[from, before)` that the stream still holds, or `before`
     /// when it holds none of them (it may stop early and say where it stopped).
     fn first_present(&self, from: u64, before: u64) -> impl Future<Output = Result<u64, String>> + Send;
@@ -128,20 +134,35 @@ pub async fn append(
             result.placements[i] = Placement::AlreadyCaptured;
             continue;
         }
-        if message.sequence > last + 1 {
-            let present = probe
-                .first_present(last + 1, message.sequence)
-                .await
-                .map_err(|reason| AppendError::Probe { stream: stream.to_owned(), reason })?;
-            if present > last + 1 {
-                let gap = gap_record(frontier.size(), stream, last + 1, present - 1, now_ms);
-                push(gap, &[], &mut frontier);
-                result.gaps += 1;
+        // Predecessors the log has not seen: read them from the stream itself (they were
+        // delivered elsewhere, or acknowledged and then lost with a restored store), or
+        // record the run the stream no longer holds as a gap.
+        let mut filled = 0;
+        while last + 1 < message.sequence && filled < MAX_FILL {
+            let probe_error = |reason| AppendError::Probe { stream: stream.to_owned(), reason };
+            match probe.fetch(last + 1).await.map_err(probe_error)? {
+                Some(earlier) => {
+                    let record = message_record(frontier.size(), stream, &earlier, now_ms);
+                    if record.kind == RecordKind::Undecodable {
+                        result.undecodable += 1;
+                    }
+                    push(record, &earlier.payload, &mut frontier);
+                    last += 1;
+                    filled += 1;
+                }
+                None => {
+                    let present =
+                        probe.first_present(last + 1, message.sequence).await.map_err(probe_error)?.max(last + 2);
+                    let gap = gap_record(frontier.size(), stream, last + 1, present - 1, now_ms);
+                    push(gap, &[], &mut frontier);
+                    result.gaps += 1;
+                    last = present - 1;
+                }
             }
-            if present < message.sequence {
-                // An earlier message is still in the stream: this one and the rest wait.
-                break;
-            }
+        }
+        if last + 1 < message.sequence {
+            // Too far behind for one transaction: this one and the rest wait.
+            break;
         }
         let record = message_record(frontier.size(), stream, message, now_ms);
         if record.kind == RecordKind::Undecodable {

@@ -691,3 +691,29 @@ async fn dead_letters_are_captured_with_their_reason() {
     assert_eq!(records[0].payload, vec![1, 2, 3]);
     sandbox.stop().await;
 }
+
+/// Messages the consumer already acknowledged but the store does not hold (a store
+/// restored from an older backup, here an empty one) are read back from the stream when
+/// the next message arrives: the log is rebuilt in order, nothing skipped.
+#[tokio::test]
+async fn a_store_behind_its_consumer_catches_up_from_the_stream() {
+    let mut sandbox = Sandbox::start(Backend::Sqlite, 1).await;
+    publish_all(&sandbox, &market_events("t1")[6..]).await;
+    sandbox.wait_for_records(4).await;
+    sandbox.stop().await;
+
+    let restored = gradients_testkit::ScratchDb::new(Backend::Sqlite).await.unwrap();
+    sandbox.settings.audit.store_url = restored.url().to_owned();
+    sandbox.store = gradients_audit::connect_store(&sandbox.settings).await.unwrap();
+    sandbox.start_replica();
+    sandbox.wait_until_answering().await;
+    let entry = LedgerEntry { entry_id: "late".into(), ..Default::default() };
+    sandbox.publish(subjects::LEDGER_ENTRIES, "late", entry.encode_to_vec()).await;
+    // The ledger stream heals at its next message (the tasks stream will at its own).
+    sandbox.wait_for_records(4).await;
+    let records = all_records(&sandbox).await;
+    assert_complete(&records, &HashMap::from([(streams::LEDGER, 4)]));
+    let ids: Vec<&str> = records.iter().map(|r| r.msg_id.as_str()).collect();
+    assert_eq!(ids, vec!["entry-t1-m1", "entry-t1-m2", "weights-t1", "late"]);
+    sandbox.stop().await;
+}
