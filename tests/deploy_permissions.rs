@@ -43,6 +43,7 @@ fn deploy_config_for(miner_ids: &[&str]) -> String {
         ("$GRADIENTS_INTAKE_PASSWORD", "intake-secret"),
         ("$GRADIENTS_DISPATCH_PASSWORD", "dispatch-secret"),
         ("$GRADIENTS_LEDGER_PASSWORD", "ledger-secret"),
+        ("$GRADIENTS_EVALUATOR_PASSWORD", "evaluator-secret"),
         ("$GRADIENTS_CUSTOMER_PASSWORD", "customer-secret"),
         ("$GRADIENTS_AUDIT_PASSWORD", "audit-secret"),
         ("$GRADIENTS_AUDITOR_PASSWORD", "auditor-secret"),

@@ -17,7 +17,7 @@ use gradients_intake::client::IntakeClient;
 use gradients_ledger::client::LedgerClient;
 use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, ListMinersRequest, ListMinersResponse, SubmitTaskRequest,
-    TaskType,
+    TaskStatus, TaskType,
 };
 use gradients_testkit::{stream_messages, Backend, NatsServer, ScratchDb};
 use gradients_trainer::model::CausalLm;
@@ -159,5 +159,16 @@ async fn trained_submissions_are_evaluated_and_paid() {
     for entry in &result.entries {
         assert!(miners.iter().any(|e| e.miner_id == entry.miner_id));
     }
+    // The task reaches its final status, as the customer sees it through intake.
+    let status = gradients_testkit::eventually(Duration::from_secs(20), "the task scored in intake", || async {
+        let task = intake.get(&task.id).await.map_err(|e| e.to_string())?.task.unwrap_or_default();
+        if task.status == TaskStatus::Scored as i32 {
+            Ok(task.status)
+        } else {
+            Err(format!("status {}", task.status))
+        }
+    })
+    .await;
+    assert_eq!(status, TaskStatus::Scored as i32);
     shutdown.cancel();
 }

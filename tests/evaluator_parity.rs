@@ -78,7 +78,7 @@ fn evaluator_loss(models: &Models, task_type: TaskType, rows: &[Row]) -> f64 {
 }
 
 fn max_len() -> usize {
-    gradients_evaluator::scoring::MAX_EXAMPLE_TOKENS.min(128)
+    gradients_text::MAX_EXAMPLE_TOKENS.min(128)
 }
 
 #[test]

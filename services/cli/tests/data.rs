@@ -95,7 +95,11 @@ impl Drop for Serving {
 fn generated_folders_are_accepted_by_intake() {
     let nats = NatsServer::start().expect("nats-server");
     let dir = tempfile::tempdir().unwrap();
+    // Task commands are signed with a customer's key.
+    let key = dir.path().join("customer.key");
+    gradients_intake::customer::CustomerKey::generate().save(&key).expect("a customer key");
     let env: Vec<(String, String)> = vec![
+        ("GRADIENTS__INTAKE__CUSTOMER_KEY_FILE".into(), key.display().to_string()),
         ("GRADIENTS__NATS__URL".into(), nats.url()),
         ("GRADIENTS__STORE__URL".into(), format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display())),
         ("GRADIENTS__INTAKE__HTTP_ADDR".into(), "127.0.0.1:0".into()),

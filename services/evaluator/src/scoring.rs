@@ -17,13 +17,9 @@ use serde::Serialize;
 
 use crate::runtime::{RunError, Watchdog};
 
-/// The longest example scored, whatever the model accepts: the trainer's
-/// `MAX_EXAMPLE_TOKENS` (services/trainer/src/job.rs), so both build the same examples.
-pub const MAX_EXAMPLE_TOKENS: usize = 256;
-
 /// The truncation length for a base model: the trainer's rule.
 pub fn max_len(config: &gradients_model::ModelConfig) -> usize {
-    config.max_positions().min(MAX_EXAMPLE_TOKENS)
+    config.max_positions().min(gradients_text::MAX_EXAMPLE_TOKENS)
 }
 
 /// What to score: tokenized rows of one split.

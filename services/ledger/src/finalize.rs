@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gradients_bus::subjects;
 use gradients_config::LedgerSettings;
-use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntryKind};
+use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntryKind, TaskStatus};
 use gradients_scoring::{MinerResult, MinerScore, Outcome, ScoreReason};
 use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result};
-use gradients_store::outbox::{PendingEvent, Relay};
+use gradients_store::outbox::{status_event, PendingEvent, Relay};
 use gradients_store::sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
     TryInsertResult,
@@ -260,7 +260,7 @@ impl Finalizer {
             let rows = chunk.iter().map(|row| (*row).clone().into_active_model());
             entry::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
-        let events: Vec<PendingEvent> = entries
+        let mut events: Vec<PendingEvent> = entries
             .iter()
             .map(|row| PendingEvent {
                 id: row.entry_id.clone(),
@@ -268,12 +268,25 @@ impl Finalizer {
                 payload: convert::entry_to_proto(row).encode_to_vec(),
             })
             .collect();
+        // The task's last move, decided here: scored with a winner, or failed without one.
+        events.extend(mine.iter().map(|p| final_status(&p.result, now_ms)));
         for chunk in chunked(events, ROWS_PER_INSERT) {
             PendingEvent::store_all(chunk, &txn, now_ms).await?;
         }
         txn.commit().await?;
         Ok(mine.iter().map(|p| (p.result.task_id.clone(), p.entries.len())).collect())
     }
+}
+
+/// The status event that ends a finalized task: `evaluating -> scored` when someone won,
+/// `evaluating -> failed` when no submission was valid.
+fn final_status(result: &task_result::Model, now_ms: i64) -> PendingEvent {
+    let (to, reason) = if result.winner_miner_id.is_empty() {
+        (TaskStatus::Failed, format!("no valid submission ({})", result.finalized_because))
+    } else {
+        (TaskStatus::Scored, format!("scored; winner {} ({})", result.winner_miner_id, result.finalized_because))
+    };
+    status_event(&result.task_id, TaskStatus::Evaluating, to, &reason, now_ms, crate::SERVICE_NAME)
 }
 
 /// Rows per multi-row INSERT: far inside both databases' limits on bound parameters.

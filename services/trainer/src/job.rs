@@ -15,8 +15,7 @@ use crate::report::TrainingReport;
 use crate::strategy::{self, Budget, Context, StrategyKind};
 use crate::train::{prepare, TrainError};
 
-/// Longest example the trainer builds, whatever the model accepts: our tasks are short.
-pub const MAX_EXAMPLE_TOKENS: usize = 256;
+pub use gradients_text::MAX_EXAMPLE_TOKENS;
 
 /// A fine-tuning job.
 pub struct Job<'a> {

@@ -21,6 +21,11 @@ pub use example::{dpo_pair, lm_examples, sft_example, Batch, Example};
 pub use loss::LossSum;
 pub use tokenizer::Tokenizer;
 
+/// The longest example (prompt and answer, in tokens) that training builds and evaluation
+/// scores, whatever the model accepts: our tasks are short, and the trainer and the
+/// evaluator must truncate alike so that a miner optimises what it is scored on.
+pub const MAX_EXAMPLE_TOKENS: usize = 256;
+
 /// Why a row or a tokenizer could not be turned into training examples.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {

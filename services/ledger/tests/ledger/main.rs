@@ -12,7 +12,8 @@ use std::time::Duration;
 use gradients_bus::subjects::{self, streams};
 use gradients_ledger::entry_id;
 use gradients_proto::v1::{
-    EvaluationKind, LedgerEntriesRequest, LedgerEntry, LedgerEntryKind, TaskType, Timestamp, WeightsPublished,
+    EvaluationKind, LedgerEntriesRequest, LedgerEntry, LedgerEntryKind, TaskStatus, TaskStatusChanged, TaskType,
+    Timestamp, WeightsPublished,
 };
 use gradients_testkit::Backend;
 use prost::Message;
@@ -103,6 +104,14 @@ async fn scripted_series_gives_exact_entries_and_weights() {
         let latest =
             WeightsPublished::decode(weight_events.last().expect("weights published").payload.as_ref()).unwrap();
         assert_eq!(latest.weights, weights, "{backend}");
+
+        // Each finalized task ends with its status event: scored, with the winner named.
+        for (task_id, winner) in [("t1", "alice"), ("t2", "bob")] {
+            let moves = sandbox.messages_on(streams::TASKS, &subjects::task_status(task_id)).await;
+            let last = TaskStatusChanged::decode(moves.last().expect("a status event").payload.as_ref()).unwrap();
+            assert_eq!(last.to, TaskStatus::Scored as i32, "{backend}: {last:?}");
+            assert!(last.reason.contains(winner), "{backend}: {last:?}");
+        }
     }
 }
 
