@@ -316,7 +316,6 @@ async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
 /// and can publish no event, read no other stream and call no other API.
 #[tokio::test]
 async fn an_auditor_reads_and_proves_and_writes_nothing() {
-    use futures::StreamExt as _;
     use gradients_audit::client::AuditClient;
     use gradients_audit::document::SignedCheckpoint;
     use gradients_audit::protocol::ProofRequest;
@@ -367,18 +366,8 @@ async fn an_auditor_reads_and_proves_and_writes_nothing() {
     assert_eq!(signed, proof.checkpoint);
     // The ledger's query API is open to the auditor, and the ledger's user may answer it
     // (the reply goes to the auditor's own inbox).
-    let mut queries = ledger.client.subscribe(api::ledger(api::LEDGER_WEIGHTS)).await.unwrap();
-    ledger.client.flush().await.unwrap();
-    let answering = {
-        let client = ledger.client.clone();
-        tokio::spawn(async move {
-            while let Some(query) = queries.next().await {
-                client.publish(query.reply.expect("a reply subject"), "weights".into()).await.unwrap();
-                client.flush().await.unwrap();
-            }
-        })
-    };
-    let answer = auditor.client.request(api::ledger(api::LEDGER_WEIGHTS), "".into()).await;
+    let answering = answer_ledger_queries(&ledger, api::LEDGER_WEIGHTS, "weights").await;
+    let answer = ask_the_ledger(&auditor, api::LEDGER_WEIGHTS).await;
     assert_eq!(answer.expect("the auditor queries the ledger").payload.as_ref(), b"weights");
     answering.abort();
 
@@ -420,6 +409,7 @@ fn as_customer(server: &NatsServer, customer_id: &str) -> NatsSettings {
 /// uploads, overhear the other's replies, create a stream, or see the other's task.
 #[tokio::test]
 async fn customers_cannot_read_or_purge_each_others_uploads() {
+    use gradients_bus::subjects::api;
     use gradients_intake::client::IntakeClient;
     use gradients_intake::customer::CustomerKey;
     use gradients_proto::v1::{ErrorCode, ListTasksRequest, SubmitTaskRequest};
@@ -491,6 +481,21 @@ async fn customers_cannot_read_or_purge_each_others_uploads() {
     );
     assert!(!succeeds(capture).await, "a customer may create no stream");
 
+    // The ledger's queries answer for any task, so customers may not call them at all (a task's
+    // outcome reaches its owner through intake); the same answering ledger serves the auditor.
+    let ledger = Bus::connect(&as_user(&server, "ledger", "ledger-secret"), "ledger").await.unwrap();
+    let answering = answer_ledger_queries(&ledger, api::LEDGER_TASK, "a task result").await;
+    let auditor_nats =
+        NatsSettings { inbox_prefix: Some("_INBOX_auditor".into()), ..as_user(&server, "auditor", "auditor-secret") };
+    let auditor = Bus::connect(&auditor_nats, "auditor").await.unwrap();
+    let answered = ask_the_ledger(&auditor, api::LEDGER_TASK).await;
+    assert_eq!(answered.expect("the ledger answers an auditor").payload.as_ref(), b"a task result");
+    let query =
+        tokio::time::timeout(Duration::from_secs(3), bob_bus.client.request(api::ledger(api::LEDGER_TASK), "".into()))
+            .await;
+    assert!(!matches!(query, Ok(Ok(_))), "a customer must not read the ledger: {query:?}");
+    answering.abort();
+
     // Alice's pending upload is still there and whole (read as intake reads it).
     let intake_bus = Bus::connect(&as_user(&server, "intake", "intake-secret"), "intake-check").await.unwrap();
     let store = objects::bucket(&intake_bus, &bucket).await.expect("intake opens customers' buckets");
@@ -503,4 +508,36 @@ async fn customers_cannot_read_or_purge_each_others_uploads() {
     assert!(bob.list(&ListTasksRequest::default()).await.unwrap().tasks.is_empty());
     assert_eq!(alice.get(&task.id).await.unwrap().task.unwrap().customer_id, alice_id);
     shutdown.cancel();
+}
+
+/// Answers `endpoint` of the ledger's query API with `reply`, as the ledger's user, until
+/// aborted: a stand-in ledger, so a test sees whether a caller's query gets through.
+async fn answer_ledger_queries(ledger: &Bus, endpoint: &str, reply: &'static str) -> tokio::task::JoinHandle<()> {
+    let mut queries = ledger.client.subscribe(gradients_bus::subjects::api::ledger(endpoint)).await.unwrap();
+    ledger.client.flush().await.unwrap();
+    let client = ledger.client.clone();
+    tokio::spawn(async move {
+        while let Some(query) = queries.next().await {
+            client.publish(query.reply.expect("a reply subject"), reply.into()).await.unwrap();
+            client.flush().await.unwrap();
+        }
+    })
+}
+
+/// Asks the ledger's `endpoint` as `caller`, asking again while the answering subscription
+/// is not yet known to the server ("no responders"), for up to ten seconds.
+async fn ask_the_ledger(caller: &Bus, endpoint: &str) -> Result<async_nats::Message, async_nats::RequestError> {
+    let subject = gradients_bus::subjects::api::ledger(endpoint);
+    let started = std::time::Instant::now();
+    loop {
+        match caller.client.request(subject.clone(), "".into()).await {
+            Err(e)
+                if e.kind() == async_nats::RequestErrorKind::NoResponders
+                    && started.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            answer => return answer,
+        }
+    }
 }

@@ -100,7 +100,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let identity = load_or_create_identity(&settings)?;
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.audit.http_addr, metrics.clone()).await?;
-    let bus = Bus::connect(&settings.nats, "gradients-audit").await?;
+    // Not ready (on /readyz) until NATS answers; services start in any order.
+    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-audit", &shutdown).await? else {
+        health.stop().await;
+        return Ok(());
+    };
     topology::declare(&bus, &settings.nats).await?;
     declare_checkpoint_stream(&bus, &settings).await?;
     let db = connect_store(&settings).await?;

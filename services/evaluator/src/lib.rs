@@ -94,7 +94,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     runtime::environment()?;
     let metrics = Metrics::new(SERVICE_NAME);
     let health = HealthEndpoint::start(&settings.evaluator.http_addr, metrics.clone()).await?;
-    let bus = Bus::connect(&settings.nats, "gradients-evaluator").await?;
+    // Not ready (on /readyz) until NATS answers; services start in any order.
+    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-evaluator", &shutdown).await? else {
+        health.stop().await;
+        return Ok(());
+    };
     topology::declare(&bus, &settings.nats).await?;
     let projection = projection::Projection::open(&bus, &settings.nats).await?;
     let ctx = Arc::new(service::Context::new(
