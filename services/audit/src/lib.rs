@@ -77,17 +77,7 @@ pub(crate) struct Context {
 
 /// The audit's key: read from `audit.key_file`, or made and saved there on first start.
 pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, IdentityError> {
-    let path = &settings.audit.key_file;
-    if path.exists() {
-        return Identity::load(path);
-    }
-    let identity = Identity::generate();
-    match identity.save(path) {
-        Ok(()) => Ok(identity),
-        // Another replica made it between our check and our write: use theirs.
-        Err(_) if path.exists() => Identity::load(path),
-        Err(e) => Err(e),
-    }
+    Identity::load_or_create(&settings.audit.key_file)
 }
 
 /// Opens the audit's store as configured (migrating it).

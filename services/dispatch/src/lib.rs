@@ -69,17 +69,7 @@ pub(crate) struct Context {
 
 /// Dispatch's key: read from `key_file`, or made and saved there on first start.
 pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, DispatchError> {
-    let path = &settings.dispatch.key_file;
-    if path.exists() {
-        return Ok(Identity::load(path)?);
-    }
-    let identity = Identity::generate();
-    match identity.save(path) {
-        Ok(()) => Ok(identity),
-        // Another replica made it between our check and our write: use theirs.
-        Err(_) if path.exists() => Ok(Identity::load(path)?),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Identity::load_or_create(&settings.dispatch.key_file)?)
 }
 
 /// Runs dispatch until `shutdown` is cancelled, then drains.

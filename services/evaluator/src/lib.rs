@@ -52,17 +52,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// The evaluator's key: read from `evaluator.key_file`, or made and saved there on first
 /// start (every replica must share it).
 pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, EvaluatorError> {
-    let path = &settings.evaluator.key_file;
-    if path.exists() {
-        return Ok(Identity::load(path)?);
-    }
-    let identity = Identity::generate();
-    match identity.save(path) {
-        Ok(()) => Ok(identity),
-        // Another replica made it between our check and our write: use theirs.
-        Err(_) if path.exists() => Ok(Identity::load(path)?),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Identity::load_or_create(&settings.evaluator.key_file)?)
 }
 
 /// The evaluator's public key as verifiers (the ledger) take it: `evaluator.public_key`,

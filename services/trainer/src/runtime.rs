@@ -78,13 +78,7 @@ fn seconds_until(at: Option<&Timestamp>) -> f64 {
 }
 
 fn load_or_create_key(path: &std::path::Path) -> Result<Identity, RuntimeError> {
-    let key_error = |reason: String| RuntimeError::Key { path: path.to_owned(), reason };
-    if path.exists() {
-        return Identity::load(path).map_err(|e| key_error(e.to_string()));
-    }
-    let identity = Identity::generate();
-    identity.save(path).map_err(|e| key_error(e.to_string()))?;
-    Ok(identity)
+    Identity::load_or_create(path).map_err(|e| RuntimeError::Key { path: path.to_owned(), reason: e.to_string() })
 }
 
 /// Dispatch's public key: from `trainer.dispatch_public_key`, else dispatch's key file.

@@ -52,6 +52,21 @@ impl Identity {
         Ok(Self { key: SigningKey::from_bytes(&seed) })
     }
 
+    /// Reads the key at `path`, or makes one and saves it there when there is none. A
+    /// service's replicas share one key file: when another replica writes it between our
+    /// check and our write, its key is the one used.
+    pub fn load_or_create(path: &Path) -> Result<Self, IdentityError> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        let identity = Self::generate();
+        match identity.save(path) {
+            Ok(()) => Ok(identity),
+            Err(_) if path.exists() => Self::load(path),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes the seed in hex, readable by its owner only; refuses to overwrite a key.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
         use std::io::Write;
