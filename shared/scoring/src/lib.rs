@@ -39,6 +39,13 @@
 //! * (G.O.D.) Invalid, failed, not-a-fine-tune and duplicate results get `score_penalty`,
 //!   unless no result is valid at all: then everyone gets 0. (ours) Late is a failure too.
 //!
+//! # Confidence: [`paired_bootstrap_confidence`] and [`share_first_place`]
+//!
+//! (G.O.D.'s tournament) How sure is it that the winner beats another miner on the same
+//! hidden rows: a seeded paired bootstrap over the per-row losses. With
+//! `min_winner_confidence` above 0 (default 0, the classic rule), first place is shared
+//! among the miners the winner does not beat with at least that confidence.
+//!
 //! # Paying over time: [`task_work`] and [`period_weights`]
 //!
 //! A task's work grows with its duration and model size in whole billions (G.O.D.
@@ -51,12 +58,14 @@
 //! share of the weights, re-evaluating tasks where everyone scored 0. (ours) Tasks stamped
 //! after `now` are ignored; G.O.D. counts them.
 
+mod confidence;
 mod config;
 mod model;
 mod period;
 mod task;
 mod work;
 
+pub use confidence::{paired_bootstrap_confidence, share_first_place, task_seed, PairingError};
 pub use config::{Period, ScoringConfig, ScoringConfigError, TypeWeights};
 pub use model::{MinerResult, MinerScore, Outcome, ScoreReason, TaskGroup, TaskType};
 pub use period::{period_weights, MinerWeight, ScoredTask};

@@ -140,6 +140,9 @@ pub enum ScoreReason {
     OutsideTopSynth,
     /// Nobody produced a valid result, so nobody is rewarded or penalised.
     NoValidResults,
+    /// Ranked below the winner, but the winner does not beat it with
+    /// `min_winner_confidence`: it shares first place ([`crate::share_first_place`]).
+    SharedFirst,
 }
 
 impl ScoreReason {
@@ -156,6 +159,7 @@ impl ScoreReason {
             ScoreReason::Duplicate => "duplicate",
             ScoreReason::OutsideTopSynth => "outside_top_synth",
             ScoreReason::NoValidResults => "no_valid_results",
+            ScoreReason::SharedFirst => "shared_first",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Tests: scripted cases with exact expected scores, and properties the
 //! ledger and the audit rely on (order independence, monotonicity, determinism).
 
+mod confidence_cases;
 mod config_cases;
 mod period_cases;
 mod properties;
