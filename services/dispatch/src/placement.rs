@@ -76,6 +76,7 @@ impl Handler for Placer {
             .all(&ctx.db)
             .await
             .map_err(transient)?;
+        #[cfg(feature = "test-faults")]
         if ctx.settings.dispatch.faults.crash_after_offers {
             ctx.crash.fire("crash_after_offers");
             std::future::pending::<()>().await;

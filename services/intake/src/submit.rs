@@ -160,6 +160,7 @@ async fn accept(
         }
         Err(e) => return Err(e.into()),
     }
+    #[cfg(feature = "test-faults")]
     if ctx.settings.intake.faults.crash_after_store {
         ctx.crash.fire("crash_after_store");
         // Killed processes do not answer: park here until the service is torn down.

@@ -3,6 +3,7 @@
 //! they get a bounded time to drain.
 
 use std::future::Future;
+#[cfg(feature = "test-faults")]
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,13 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 /// A test's way to stop a service as if the process were killed at a named point: the
 /// service's code calls [`CrashSwitch::fire`] there, and its `run` returns at once,
-/// dropping (aborting) everything in flight.
+/// dropping (aborting) everything in flight. Only the `test-faults` feature (enabled by the
+/// services' own tests) compiles it in; otherwise the switch cannot fire.
+#[cfg(feature = "test-faults")]
 #[derive(Debug, Default)]
 pub struct CrashSwitch {
     fired: CancellationToken,
     point: Mutex<Option<&'static str>>,
 }
 
+#[cfg(feature = "test-faults")]
 impl CrashSwitch {
     /// Fires the switch at `point`.
     pub fn fire(&self, point: &'static str) {
@@ -31,6 +35,20 @@ impl CrashSwitch {
     pub async fn fired(&self) -> &'static str {
         self.fired.cancelled().await;
         self.point.lock().ok().and_then(|p| *p).unwrap_or("unknown")
+    }
+}
+
+/// Without the `test-faults` feature a production build has no way to fire the switch:
+/// [`CrashSwitch::fired`] never resolves.
+#[cfg(not(feature = "test-faults"))]
+#[derive(Debug, Default)]
+pub struct CrashSwitch;
+
+#[cfg(not(feature = "test-faults"))]
+impl CrashSwitch {
+    /// Never resolves: nothing can fire the switch in this build.
+    pub async fn fired(&self) -> &'static str {
+        std::future::pending().await
     }
 }
 

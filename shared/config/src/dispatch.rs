@@ -50,12 +50,15 @@ pub struct DispatchSettings {
     pub max_concurrent_requests: usize,
     /// How often the outbox relay publishes what a crash left behind.
     pub outbox_poll_ms: u64,
-    /// Fault points for tests that simulate a crash. Never read from files or the environment.
+    /// Fault points for tests that simulate a crash. Compiled only with the `test-faults`
+    /// feature (enabled by the services' own tests), never read from files or the environment.
+    #[cfg(feature = "test-faults")]
     #[serde(skip)]
     pub faults: DispatchFaults,
 }
 
-/// Where a test makes dispatch stop as if killed.
+/// Where a test makes dispatch stop as if killed (only with the `test-faults` feature).
+#[cfg(feature = "test-faults")]
 #[derive(Debug, Clone, Default)]
 pub struct DispatchFaults {
     /// Stop after a round of offers is answered and recorded, before assigning.
@@ -82,6 +85,7 @@ impl Default for DispatchSettings {
             data_chunk_bytes: 512 * 1024,
             max_concurrent_requests: 32,
             outbox_poll_ms: 1_000,
+            #[cfg(feature = "test-faults")]
             faults: DispatchFaults::default(),
         }
     }

@@ -50,7 +50,9 @@ pub struct IntakeSettings {
     /// The key the `gradients task` commands sign requests with (made by
     /// `gradients customer keygen`).
     pub customer_key_file: PathBuf,
-    /// Fault points for tests that simulate a crash. Never read from files or the environment.
+    /// Fault points for tests that simulate a crash. Compiled only with the `test-faults`
+    /// feature (enabled by the services' own tests), never read from files or the environment.
+    #[cfg(feature = "test-faults")]
     #[serde(skip)]
     pub faults: IntakeFaults,
 }
@@ -80,12 +82,14 @@ impl Default for IntakeSettings {
             operator_keys: Vec::new(),
             customer_keys: Vec::new(),
             customer_key_file: PathBuf::from("customer.key"),
+            #[cfg(feature = "test-faults")]
             faults: IntakeFaults::default(),
         }
     }
 }
 
-/// Where a test makes intake stop as if killed.
+/// Where a test makes intake stop as if killed (only with the `test-faults` feature).
+#[cfg(feature = "test-faults")]
 #[derive(Debug, Clone, Default)]
 pub struct IntakeFaults {
     /// Stop after a task and its events are stored, before anything is published.

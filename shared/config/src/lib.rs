@@ -21,9 +21,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use audit::AuditSettings;
-pub use dispatch::{DispatchFaults, DispatchSettings};
+#[cfg(feature = "test-faults")]
+pub use dispatch::DispatchFaults;
+pub use dispatch::DispatchSettings;
 pub use evaluator::EvaluatorSettings;
-pub use intake::{IntakeFaults, IntakeSettings, LimitSettings, SplitSettings};
+#[cfg(feature = "test-faults")]
+pub use intake::IntakeFaults;
+pub use intake::{IntakeSettings, LimitSettings, SplitSettings};
 pub use ledger::LedgerSettings;
 pub use nats::{NatsAuth, NatsSettings, TlsSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};

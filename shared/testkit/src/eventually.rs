@@ -1,22 +1,58 @@
 //! Waiting for a condition instead of sleeping a fixed time: tests synchronise on what the
 //! system did, so they neither flake on a loaded machine nor wait longer than needed.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How often [`eventually`] checks again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Calls `check` until it returns `Some`, then returns that value; after `limit` it
-/// panics with `what` and the last value seen, so a failing test says what it waited for.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+/// What a check of [`eventually`] may return: `Ok(value)` / `Some(value)` / `true` when the
+/// condition holds; otherwise what was seen (the error's text), named in the panic.
+pub trait Outcome {
+    /// What the wait returns once the condition holds.
+    type Value;
+    /// The value, or a description of what was seen instead.
+    fn into_outcome(self) -> Result<Self::Value, String>;
+}
+
+impl<T, E: Display> Outcome for Result<T, E> {
+    type Value = T;
+    fn into_outcome(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn into_outcome(self) -> Result<T, String> {
+        self.ok_or_else(|| "not yet".to_owned())
+    }
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn into_outcome(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err("false".to_owned())
+        }
+    }
+}
+
+/// Calls `check` until it reports success, then returns its value; after `limit` it
+/// panics with `what` and the last thing seen, so a failing test says what it waited for.
+pub async fn eventually<O, F, Fut>(limit: Duration, what: &str, mut check: F) -> O::Value
 where
+    O: Outcome,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
+    Fut: Future<Output = O>,
 {
     let started = Instant::now();
     loop {
-        match check().await {
+        match check().await.into_outcome() {
             Ok(value) => return value,
             Err(last) if started.elapsed() >= limit => {
                 panic!("waited {limit:?} for {what}; last seen: {last}")
@@ -47,6 +83,20 @@ mod tests {
         })
         .await;
         assert_eq!(value, 3);
+    }
+
+    /// `Option` and `bool` checks read as naturally as `Result` ones.
+    #[tokio::test]
+    async fn options_and_booleans_are_conditions() {
+        let mut calls = 0;
+        let value = eventually(Duration::from_secs(5), "a value", || {
+            calls += 1;
+            let n = calls;
+            async move { (n >= 2).then_some(n) }
+        })
+        .await;
+        assert_eq!(value, 2);
+        eventually(Duration::from_secs(5), "true", || async { true }).await;
     }
 
     /// Gives up after the limit, naming what it waited for and what it saw.

@@ -27,3 +27,19 @@ pub async fn stream_messages(js: &jetstream::Context, stream: &str, subject: &st
     }
     found
 }
+
+/// `Ok` once durable `consumer` of `stream` has handed out and had acknowledged every
+/// message (none pending, none awaiting its ack); otherwise what is left. With
+/// [`crate::eventually`] this is how a test knows a service has processed all it was sent
+/// before it asserts that something did *not* happen (a duplicate, a second entry).
+pub async fn consumer_settled(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<(), String> {
+    let stream = js.get_stream(stream).await.map_err(|e| format!("stream {stream}: {e}"))?;
+    let mut consumer: consumer::PullConsumer =
+        stream.get_consumer(consumer).await.map_err(|e| format!("consumer {consumer}: {e}"))?;
+    let info = consumer.info().await.map_err(|e| e.to_string())?;
+    if info.num_pending == 0 && info.num_ack_pending == 0 {
+        Ok(())
+    } else {
+        Err(format!("{}: {} pending, {} awaiting ack", info.name, info.num_pending, info.num_ack_pending))
+    }
+}

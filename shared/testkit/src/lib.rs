@@ -1,7 +1,8 @@
 //! Real infrastructure for tests, never mocks: a private `nats-server` (v2.15, JetStream)
 //! per test on a port of its own, and scratch databases on PostgreSQL or SQLite, each
 //! removed when the value is dropped, so tests clean up after themselves and run in
-//! parallel.
+//! parallel. [`Sandbox`] puts them together for every suite, [`Services`] runs the
+//! services under test, and [`eventually`] waits on what they did instead of sleeping.
 
 mod db;
 mod eventually;
@@ -9,15 +10,19 @@ mod http;
 mod inspect;
 mod nats;
 mod ports;
+mod sandbox;
+mod services;
 
 use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
-pub use eventually::eventually;
+pub use eventually::{eventually, Outcome};
 pub use http::http_get;
-pub use inspect::stream_messages;
+pub use inspect::{consumer_settled, stream_messages};
 pub use nats::NatsServer;
 pub use ports::free_port;
+pub use sandbox::{Sandbox, SandboxBuilder};
+pub use services::Services;
 
 /// The workspace's root folder (where `Cargo.toml`, `.deps/` and `examples/` are).
 pub fn workspace_root() -> PathBuf {
