@@ -1,68 +1,65 @@
-//! A sandbox for dispatch's tests: a private nats-server, a scratch database, dispatch
-//! replicas in-process sharing one key, real miners (the miner crate) with chosen policies,
+//! Dispatch's tests on the testkit's sandbox (a private nats-server and a scratch
+//! database): dispatch replicas in-process sharing one key, real miners (the miner crate) with chosen policies,
 //! and tasks announced as intake announces them, with real splits in the object stores.
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
+use gradients_bus::objects;
 use gradients_bus::subjects::buckets;
-use gradients_bus::{objects, topology, Bus};
 use gradients_config::Settings;
 use gradients_dispatch::DispatchError;
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{DatasetRef, MinerCapabilities, Offer, Task, TaskCreated, TaskSplits, TaskType, Timestamp};
 use gradients_store::entity::dispatch::{assignment, offer, task};
 use gradients_store::sea_orm::{DatabaseConnection, EntityTrait};
-use gradients_testkit::{Backend, NatsServer, ScratchDb};
+use gradients_testkit::{eventually, Backend, Services};
 use prost::Message;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Dispatch under test.
+/// Dispatch under test on the testkit's sandbox (its server, database, settings and bus are
+/// reached through `Deref`).
 pub struct Sandbox {
-    pub nats: NatsServer,
-    pub db: ScratchDb,
-    pub settings: Settings,
-    pub bus: Bus,
+    base: gradients_testkit::Sandbox,
     pub store: DatabaseConnection,
     pub dispatch_key: Vec<u8>,
-    _key_dir: tempfile::TempDir,
-    replicas: Vec<(CancellationToken, JoinHandle<Result<(), DispatchError>>)>,
+    replicas: Services<DispatchError>,
+}
+
+impl Deref for Sandbox {
+    type Target = gradients_testkit::Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for Sandbox {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 impl Sandbox {
     /// `replicas` dispatch processes over one database and one key.
-    pub async fn start(backend: Backend, replicas: usize, tweak: impl FnOnce(&mut Settings)) -> Sandbox {
-        gradients_telemetry::init_for_tests();
-        let nats = NatsServer::start().expect("nats-server");
-        let db = ScratchDb::new(backend).await.expect("scratch database");
-        let key_dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::default();
-        settings.nats.url = vec![nats.url()];
-        settings.nats.retry_backoff_ms = 50;
-        settings.nats.ack_wait_ms = 1_500;
-        settings.store.url = db.url().to_owned();
-        settings.dispatch.http_addr = "127.0.0.1:0".to_owned();
-        settings.dispatch.key_file = key_dir.path().join("dispatch.key");
-        settings.dispatch.offer_timeout_ms = 1_500;
-        settings.dispatch.deadline_sweep_ms = 200;
-        tweak(&mut settings);
-        let identity = gradients_dispatch::load_or_create_identity(&settings).expect("dispatch key");
-        let bus = Bus::connect(&settings.nats, "dispatch-test").await.expect("connect");
-        topology::declare(&bus, &settings.nats).await.expect("topology");
-        let store = gradients_store::connect(&settings.store).await.expect("store");
-        let mut sandbox = Sandbox {
-            nats,
-            db,
-            settings,
-            bus,
-            store,
-            dispatch_key: identity.public_key().to_vec(),
-            _key_dir: key_dir,
-            replicas: Vec::new(),
-        };
+    pub async fn start(backend: Backend, replicas: usize, tweak: impl FnOnce(&mut Settings) + Send) -> Sandbox {
+        let base = gradients_testkit::Sandbox::builder()
+            .store(backend)
+            .client_name("dispatch-test")
+            .settings(|settings| {
+                settings.nats.ack_wait_ms = 1_500;
+                settings.dispatch.offer_timeout_ms = 1_500;
+                settings.dispatch.deadline_sweep_ms = 200;
+            })
+            .settings(tweak)
+            .build()
+            .await;
+        let identity = gradients_dispatch::load_or_create_identity(&base.settings).expect("dispatch key");
+        let store = gradients_store::connect(&base.settings.store).await.expect("store");
+        let mut sandbox =
+            Sandbox { base, store, dispatch_key: identity.public_key().to_vec(), replicas: Services::new() };
         for _ in 0..replicas {
             sandbox.start_replica().await;
         }
@@ -71,26 +68,48 @@ impl Sandbox {
 
     /// Starts one more replica and waits until the API answers.
     pub async fn start_replica(&mut self) {
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(gradients_dispatch::run(self.settings.clone(), shutdown.clone()));
-        self.replicas.push((shutdown, handle));
+        let settings = self.base.settings.clone();
+        self.replicas.spawn(|stop| gradients_dispatch::run(settings, stop));
         let probe = MinerClient::new(self.bus.clone(), Identity::generate(), Duration::from_secs(2));
-        for _ in 0..100 {
-            if matches!(
-                probe.heartbeat(0).await,
-                Err(gradients_miner::MinerError::Call(gradients_bus::api::CallError::Service(_)))
-            ) {
-                return;
+        // An unregistered miner's heartbeat is refused by dispatch itself: the API answers.
+        eventually(Duration::from_secs(10), "dispatch answers", || async {
+            match probe.heartbeat(0).await {
+                Err(gradients_miner::MinerError::Call(gradients_bus::api::CallError::Service(_))) => Ok(()),
+                other => Err(format!("{other:?}")),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("dispatch did not start answering");
+        })
+        .await;
     }
 
     /// Waits for replica `index` to end on its own (a fault point) and returns how.
     pub async fn wait_for_exit(&mut self, index: usize) -> Result<(), DispatchError> {
-        let (_, handle) = self.replicas.remove(index);
-        tokio::time::timeout(Duration::from_secs(20), handle).await.expect("dispatch ends").expect("task")
+        self.replicas.wait_for_exit(index, Duration::from_secs(20)).await
+    }
+
+    /// Waits until dispatch has handled everything it was sent (each consumer has nothing
+    /// pending or awaiting an ack, the outbox nothing unpublished). Tests call it before
+    /// asserting that something did *not* happen.
+    pub async fn wait_until_settled(&self) {
+        use gradients_bus::subjects::{consumers, streams};
+        use gradients_store::entity::outbox;
+        use gradients_store::sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+        let js = &self.bus.jetstream;
+        eventually(Duration::from_secs(30), "dispatch settled", || async {
+            for consumer in [consumers::DISPATCH_TASKS, consumers::DISPATCH_STATUS] {
+                gradients_testkit::consumer_settled(js, streams::TASKS, consumer).await?;
+            }
+            let unpublished = outbox::Entity::find()
+                .filter(outbox::Column::PublishedAtMs.is_null())
+                .count(&self.store)
+                .await
+                .map_err(|e| e.to_string())?;
+            if unpublished == 0 {
+                Ok(())
+            } else {
+                Err(format!("{unpublished} outbox rows unpublished"))
+            }
+        })
+        .await;
     }
 
     /// A registered miner answering offers with `decision` (or not listening, when None),
@@ -113,10 +132,21 @@ impl Sandbox {
             tokio::spawn(async move { client.heartbeat_loop(Duration::from_millis(200), || 0, stop).await });
         }
         if let Some(handler) = handler {
-            let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move { client.serve_offers(handler, stop).await });
-            // The subscription must be live before offers are sent.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (serving, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move { serving.serve_offers(handler, stop).await });
+            // The subscription must be live before offers are sent: a probe offer (no task,
+            // so the handler's answer means nothing) gets a reply once it is.
+            let subject = gradients_bus::subjects::miner_offers(&client.miner_id());
+            let probe = Offer::default().encode_to_vec();
+            eventually(Duration::from_secs(10), "the miner listening for offers", || async {
+                let asked = self.bus.client.request(subject.clone(), probe.clone().into());
+                match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 5 s".to_owned()),
+                }
+            })
+            .await;
         }
         TestMiner { client, stop }
     }
@@ -172,15 +202,13 @@ impl Sandbox {
 
     /// Waits until the task reaches `state` in dispatch's records.
     pub async fn wait_for_state(&self, task_id: &str, state: &str) -> task::Model {
-        for _ in 0..200 {
-            if let Some(row) = task::Entity::find_by_id(task_id.to_owned()).one(&self.store).await.unwrap() {
-                if row.state == state {
-                    return row;
-                }
+        eventually(Duration::from_secs(10), &format!("task {task_id} {state}"), || async {
+            match task::Entity::find_by_id(task_id.to_owned()).one(&self.store).await.unwrap() {
+                Some(row) if row.state == state => Ok(row),
+                other => Err(format!("{:?}", other.map(|row| row.state))),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("task {task_id} never reached {state}");
+        })
+        .await
     }
 
     /// Every offer made for `task_id`.
@@ -197,15 +225,6 @@ impl Sandbox {
     /// Messages on a stream's subject.
     pub async fn messages_on(&self, stream: &str, subject: &str) -> Vec<async_nats::jetstream::Message> {
         gradients_testkit::stream_messages(&self.bus.jetstream, stream, subject).await
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for (shutdown, handle) in self.replicas.drain(..) {
-            shutdown.cancel();
-            handle.abort();
-        }
     }
 }
 
@@ -233,6 +252,7 @@ pub struct Policy(pub Decision, pub Duration);
 
 impl OfferHandler for Policy {
     async fn decide(&self, _offer: &Offer) -> Decision {
+        // The thinking time is the behaviour under test (a slow miner), not a wait.
         tokio::time::sleep(self.1).await;
         self.0.clone()
     }

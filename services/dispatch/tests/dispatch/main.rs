@@ -15,7 +15,7 @@ use gradients_proto::v1::{
     Assignment, ChallengeRequest, ChallengeResponse, ErrorCode, MinerCapabilities, RegisterMinerRequest,
     RegisterMinerResponse, TaskStatus, TaskStatusChanged, TaskType, Timestamp,
 };
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use common::{accept, capable, Sandbox};
@@ -89,7 +89,23 @@ async fn a_task_reaches_exactly_the_eligible_live_miners() {
         let too_small = sandbox.miner(MinerCapabilities { max_model_params: 1_000, ..capable() }, accept()).await;
         let silent = sandbox.miner(capable(), accept()).await;
         silent.stop.cancel(); // stops heartbeating and answering
-        tokio::time::sleep(Duration::from_millis(3_500)).await;
+                              // Once its heartbeat lapses dispatch lists only the other four as live.
+        eventually(Duration::from_secs(10), "the silent miner no longer live", || async {
+            let listed: Result<gradients_proto::v1::ListMinersResponse, _> = gradients_bus::api::call(
+                &sandbox.bus.client,
+                api::miners(api::MINERS_LIST),
+                &gradients_proto::v1::ListMinersRequest {},
+                Duration::from_secs(2),
+            )
+            .await;
+            let live: Vec<String> = listed.map_err(|e| e.to_string())?.miners.into_iter().map(|m| m.miner_id).collect();
+            if live.len() == 4 && !live.contains(&silent.id()) {
+                Ok(())
+            } else {
+                Err(format!("live: {live:?}"))
+            }
+        })
+        .await;
 
         sandbox.task("t-eligible", TaskType::Instruct, gradients_proto::v1::Timestamp::now().unix_ms + HOUR_MS).await;
         sandbox.wait_for_state("t-eligible", state::TRAINING).await;
@@ -178,7 +194,7 @@ async fn two_replicas_assign_every_task_miner_pair_once() {
         for t in 0..tasks {
             sandbox.wait_for_state(&format!("t-{t}"), state::TRAINING).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        sandbox.wait_until_settled().await;
         let rows = sandbox.assignments().await;
         assert_eq!(rows.len(), tasks * miners.len(), "{backend}");
         let mut published = 0;
@@ -209,7 +225,7 @@ async fn killed_mid_offer_and_restarted_assigns_once() {
     sandbox.settings.dispatch.faults.crash_after_offers = false;
     sandbox.start_replica().await;
     sandbox.wait_for_state("t-crash", state::TRAINING).await;
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    sandbox.wait_until_settled().await;
     assert_eq!(sandbox.assignments().await.len(), 2);
     for miner in &miners {
         assert_eq!(sandbox.messages_on(streams::ASSIGNMENTS, &subjects::assignments(&miner.id())).await.len(), 1);

@@ -17,7 +17,7 @@ use gradients_proto::v1::{
     HeartbeatResponse, ListMinersRequest, ListMinersResponse, Offer, OfferReply, RegisterMinerRequest,
     RegisterMinerResponse, TaskStatus, TaskStatusChanged, TaskType, Timestamp, TrainDataRequest, TrainDataResponse,
 };
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use crate::common::{accept, capable, Policy, Sandbox};
@@ -242,26 +242,24 @@ async fn a_task_cancelled_while_offers_are_out_gets_no_assignments() {
         let slow = Policy(Decision::Accept { estimated_seconds: 60.0 }, Duration::from_millis(1_500));
         let miner = sandbox.miner_with(capable(), Some(slow)).await;
         sandbox.task("t-cancel", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
-        for _ in 0..100 {
-            if !sandbox.offers("t-cancel").await.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(sandbox.offers("t-cancel").await[0].outcome, "sent", "{backend}: the offer is out");
+        let offers = eventually(Duration::from_secs(10), "the offer out", || async {
+            let offers = sandbox.offers("t-cancel").await;
+            (!offers.is_empty()).then_some(offers)
+        })
+        .await;
+        assert_eq!(offers[0].outcome, "sent", "{backend}: the offer is out");
         cancel(&sandbox, "t-cancel", TaskStatus::Dispatching).await;
         let row = sandbox.wait_for_state("t-cancel", state::CANCELLED).await;
         assert!(row.reason.contains("cancelled by the customer"), "{}", row.reason);
         // The miner's acceptance arrives after the cancellation and is recorded...
-        for _ in 0..100 {
-            if sandbox.offers("t-cancel").await[0].outcome != "sent" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sandbox.offers("t-cancel").await[0].outcome, "accepted", "{backend}");
+        let answered = eventually(Duration::from_secs(10), "the miner's answer recorded", || async {
+            let offer = sandbox.offers("t-cancel").await.remove(0);
+            (offer.outcome != "sent").then_some(offer)
+        })
+        .await;
+        assert_eq!(answered.outcome, "accepted", "{backend}");
         // ...and assigns nothing.
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        sandbox.wait_until_settled().await;
         assert!(sandbox.assignments().await.is_empty(), "{backend}: no assignment rows");
         let published = sandbox.messages_on(streams::ASSIGNMENTS, &subjects::assignments(&miner.id())).await;
         assert!(published.is_empty(), "{backend}: no assignment published");
@@ -270,7 +268,7 @@ async fn a_task_cancelled_while_offers_are_out_gets_no_assignments() {
         cancel(&sandbox, "t-early", TaskStatus::Accepted).await;
         sandbox.wait_for_state("t-early", state::CANCELLED).await;
         sandbox.task("t-early", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        sandbox.wait_until_settled().await;
         assert!(sandbox.offers("t-early").await.is_empty(), "{backend}: never offered");
         assert_eq!(sandbox.wait_for_state("t-early", state::CANCELLED).await.state, state::CANCELLED);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::subjects::{self, api, streams};
 use gradients_proto::v1::{ErrorCode, ListTasksRequest, TaskStatus, TaskStatusChanged, Timestamp};
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use crate::common::{instruct_rows, refusal, Sandbox};
@@ -57,6 +57,8 @@ async fn get_list_and_cancel() {
                 .task
                 .unwrap();
             ids.push(task.id);
+            // Distinct creation times make "newest first" well defined: the pause is part
+            // of the scenario, not a wait before an assertion.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
 
@@ -133,16 +135,16 @@ async fn status_events_are_projected_forward_only() {
     publish("e-training", TaskStatus::Dispatching, TaskStatus::Training).await;
     publish("e-dispatching-late", TaskStatus::Accepted, TaskStatus::Dispatching).await;
 
-    let mut status = TaskStatus::Accepted;
-    for _ in 0..50 {
-        status = TaskStatus::try_from(sandbox.client.get(&task.id).await.unwrap().task.unwrap().status).unwrap();
-        if status == TaskStatus::Training {
-            break;
+    eventually(Duration::from_secs(5), "the task training", || async {
+        let status = sandbox.client.get(&task.id).await.unwrap().task.unwrap().status;
+        if status == TaskStatus::Training as i32 {
+            Ok(())
+        } else {
+            Err(format!("status {status}"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, TaskStatus::Training);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    })
+    .await;
+    sandbox.wait_until_settled().await;
     let after_late = sandbox.client.get(&task.id).await.unwrap().task.unwrap();
     assert_eq!(after_late.status, TaskStatus::Training as i32, "an older event does not move it back");
 
@@ -200,32 +202,28 @@ async fn readiness_follows_the_nats_connection() {
     assert!(status(port).await.contains("200"));
 
     sandbox.nats.kill();
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = status(port).await;
+    eventually(Duration::from_secs(5), "not ready while NATS is gone", || async {
+        let seen = status(port).await;
         if seen.contains("503") {
-            break;
+            Ok(())
+        } else {
+            Err(seen)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen.contains("503"), "not ready while NATS is gone: {seen}");
+    })
+    .await;
 
     sandbox.nats.restart().unwrap();
-    for _ in 0..100 {
-        seen = status(port).await;
+    eventually(Duration::from_secs(10), "ready again", || async {
+        let seen = status(port).await;
         if seen.contains("200") {
-            break;
+            Ok(())
+        } else {
+            Err(seen)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen.contains("200"), "ready again: {seen}");
-    let mut answered = sandbox.client.list(&ListTasksRequest::default()).await;
-    for _ in 0..50 {
-        if answered.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        answered = sandbox.client.list(&ListTasksRequest::default()).await;
-    }
-    assert!(answered.is_ok(), "{answered:?}");
+    })
+    .await;
+    eventually(Duration::from_secs(5), "list answered", || async {
+        sandbox.client.list(&ListTasksRequest::default()).await
+    })
+    .await;
 }

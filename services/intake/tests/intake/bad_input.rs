@@ -6,7 +6,7 @@ use std::time::Duration;
 use gradients_bus::objects;
 use gradients_bus::subjects::api;
 use gradients_proto::v1::{ErrorCode, SubmitTaskRequest, TaskType};
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 
 use crate::common::{instruct_rows, refusal, Sandbox};
 
@@ -211,12 +211,19 @@ async fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
         assert_eq!(headers.get("Gradients-Error-Code").map(|v| v.to_string()).as_deref(), Some("MALFORMED_REQUEST"));
         assert_eq!(headers.get("Nats-Service-Error-Code").map(|v| v.to_string()).as_deref(), Some("400"));
 
-        // Nothing of any of them was kept.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Nothing of any of them was kept; the refused uploads are removed after the answer.
+        eventually(Duration::from_secs(10), "the refused uploads removed", || async {
+            let left = sandbox.objects_in(&sandbox.uploads()).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        })
+        .await;
+        sandbox.wait_until_settled().await;
         assert!(sandbox.client.list(&Default::default()).await.unwrap().tasks.is_empty(), "{backend}: no task stored");
         assert_eq!(sandbox.task_stream_messages().await, 0, "{backend}: no event published");
         assert!(sandbox.split_objects().await.is_empty(), "{backend}: no split written");
-        let left = sandbox.objects_in(&sandbox.uploads()).await;
-        assert!(left.is_empty(), "{backend}: refused uploads removed, found {left:?}");
     }
 }

@@ -49,7 +49,7 @@ async fn killed_between_store_and_publish_announces_once_after_restart() {
         assert!(!retry.created);
         let task = retry.task.unwrap();
         assert_eq!(task.status, TaskStatus::Accepted as i32);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        sandbox.wait_until_settled().await;
         assert_eq!(
             sandbox.messages_on(streams::TASKS, subjects::TASK_CREATED).await.len(),
             1,
@@ -60,7 +60,7 @@ async fn killed_between_store_and_publish_announces_once_after_restart() {
         // A graceful stop and start publishes nothing again.
         sandbox.stop_intake().await.unwrap();
         sandbox.start_intake().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        sandbox.wait_until_settled().await;
         assert_eq!(sandbox.task_stream_messages().await, 2, "{backend}: created + accepted, nothing more");
     }
 }

@@ -10,7 +10,7 @@ use gradients_bus::objects;
 use gradients_bus::subjects::{api, buckets};
 use gradients_intake::customer::CustomerKey;
 use gradients_proto::v1::{ErrorCode, GetTaskRequest, ListTasksRequest, ObjectRef, TaskStatus, Timestamp};
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use crate::common::{instruct_rows, refusal, Sandbox};
@@ -105,7 +105,8 @@ async fn chunks_never_written_are_refused_in_bounded_time_and_others_are_answere
     let started = Instant::now();
     let attacks = futures::future::join_all(hanging.iter().map(|r| attacker.submit(r)));
     let honest = async {
-        // Let the attacker's submits take their slots first.
+        // Let the attacker's submits take their slots first: an ordering of the scenario
+        // (the honest customer comes second), not a wait before an assertion.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let request = sandbox.upload_request("honest", &instruct_rows(40)).await;
         let accepted = sandbox.client.submit(&request).await.expect("another customer is served");
@@ -291,14 +292,15 @@ async fn status_events_count_only_for_the_task_their_subject_names() {
     }
 
     publish("nul-reason", &a, &a, "no miner\0 accepted").await;
-    let mut task = sandbox.client.get(&a).await.unwrap().task.unwrap();
-    for _ in 0..50 {
+    let task = eventually(Duration::from_secs(5), "the task failed", || async {
+        let task = sandbox.client.get(&a).await.unwrap().task.unwrap();
         if task.status == TaskStatus::Failed as i32 {
-            break;
+            Ok(task)
+        } else {
+            Err(format!("status {}", task.status))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        task = sandbox.client.get(&a).await.unwrap().task.unwrap();
-    }
+    })
+    .await;
     assert_eq!(task.status, TaskStatus::Failed as i32);
     assert_eq!(task.status_reason, "no miner  accepted");
 }
@@ -356,6 +358,7 @@ async fn many_hanging_uploads_cannot_take_every_slot() {
     let started = Instant::now();
     let hanging = futures::future::join_all(attacks.iter().map(|(client, request)| client.submit(request)));
     let meanwhile = async {
+        // The hanging submits go first: an ordering of the scenario, not a wait.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let listed = sandbox.client.list(&ListTasksRequest::default()).await.expect("list is answered");
         let answered_at = started.elapsed();

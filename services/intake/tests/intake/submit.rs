@@ -114,8 +114,9 @@ async fn retries_with_the_same_key_make_one_task() {
         assert_eq!(one.task, two.task);
         assert_eq!([one.created, two.created].iter().filter(|c| **c).count(), 1, "{backend}: exactly one created");
 
-        let created = sandbox.wait_for_messages(streams::TASKS, subjects::TASK_CREATED, 2).await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sandbox.wait_for_messages(streams::TASKS, subjects::TASK_CREATED, 2).await;
+        sandbox.wait_until_settled().await;
+        let created = sandbox.messages_on(streams::TASKS, subjects::TASK_CREATED).await;
         assert_eq!(created.len(), 2, "{backend}: one event per task");
         let listed = sandbox.client.list(&Default::default()).await.unwrap();
         assert_eq!(listed.tasks.len(), 2);

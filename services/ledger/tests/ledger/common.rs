@@ -1,12 +1,12 @@
-//! A sandbox for the ledger's tests: a private nats-server, a scratch database, ledger
-//! replicas in-process, and a publisher of the events the ledger consumes.
+//! The ledger's tests on the testkit's sandbox (a private nats-server and a scratch
+//! database): ledger replicas in-process, and a publisher of the events the ledger consumes.
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
-use gradients_bus::{topology, Bus};
 use gradients_config::Settings;
 use gradients_ledger::client::LedgerClient;
 use gradients_ledger::LedgerError;
@@ -15,52 +15,57 @@ use gradients_proto::v1::{
 };
 use gradients_store::entity::ledger::{entry, task_result};
 use gradients_store::sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
-use gradients_testkit::{Backend, NatsServer, ScratchDb};
+use gradients_testkit::{eventually, Backend, Services};
 use prost::Message;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// The ledger under test and what it stands on.
+/// The ledger under test on the testkit's sandbox (its server, database, settings and bus
+/// are reached through `Deref`).
 pub struct Sandbox {
-    pub nats: NatsServer,
-    pub db: ScratchDb,
-    pub settings: Settings,
-    pub bus: Bus,
+    base: gradients_testkit::Sandbox,
     pub client: LedgerClient,
     /// A direct connection to the ledger's database, for counting rows.
     pub store: DatabaseConnection,
     /// Dispatch's key: [`Sandbox::assign`] signs with it, the ledger verifies with it.
     pub dispatch: gradients_miner::Identity,
-    replicas: Vec<(CancellationToken, JoinHandle<Result<(), LedgerError>>)>,
+    replicas: Services<LedgerError>,
+}
+
+impl Deref for Sandbox {
+    type Target = gradients_testkit::Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for Sandbox {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 impl Sandbox {
     /// A sandbox with `replicas` ledger processes sharing one database and one consumer set.
-    pub async fn start(backend: Backend, replicas: usize, tweak: impl FnOnce(&mut Settings)) -> Sandbox {
-        gradients_telemetry::init_for_tests();
-        let nats = NatsServer::start().expect("nats-server");
-        let db = ScratchDb::new(backend).await.expect("scratch database");
-        let mut settings = Settings::default();
-        settings.nats.url = vec![nats.url()];
-        settings.nats.retry_backoff_ms = 50;
-        settings.nats.ack_wait_ms = 2_000;
-        settings.store.url = db.url().to_owned();
-        settings.ledger.http_addr = "127.0.0.1:0".to_owned();
-        settings.ledger.sweep_interval_ms = 200;
-        settings.ledger.evaluation_grace_ms = 0;
-        settings.ledger.weights_interval_ms = 300;
+    pub async fn start(backend: Backend, replicas: usize, tweak: impl FnOnce(&mut Settings) + Send) -> Sandbox {
         let dispatch = gradients_miner::Identity::generate();
-        settings.ledger.dispatch_public_key = hex::encode(dispatch.public_key());
+        let dispatch_public_key = hex::encode(dispatch.public_key());
+        let base = gradients_testkit::Sandbox::builder()
+            .store(backend)
+            .client_name("ledger-test")
+            .settings(move |settings| {
+                settings.nats.ack_wait_ms = 2_000;
+                settings.ledger.sweep_interval_ms = 200;
+                settings.ledger.evaluation_grace_ms = 0;
+                settings.ledger.weights_interval_ms = 300;
+                settings.ledger.dispatch_public_key = dispatch_public_key;
+            })
+            .settings(tweak)
+            .build()
+            .await;
         // The evaluator's key: [`Sandbox::evaluation`] signs with it, the ledger verifies.
-        settings.evaluator.key_file =
-            std::env::temp_dir().join(format!("gradients-ledger-test-{}.key", uuid::Uuid::new_v4()));
-        gradients_miner::Identity::generate().save(&settings.evaluator.key_file).expect("evaluator key");
-        tweak(&mut settings);
-        let bus = Bus::connect(&settings.nats, "ledger-test").await.expect("connect");
-        topology::declare(&bus, &settings.nats).await.expect("topology");
-        let store = gradients_store::connect(&settings.store).await.expect("store");
-        let client = LedgerClient::new(bus.clone(), Duration::from_secs(10));
-        let mut sandbox = Sandbox { nats, db, settings, bus, client, store, dispatch, replicas: Vec::new() };
+        gradients_miner::Identity::generate().save(&base.settings.evaluator.key_file).expect("evaluator key");
+        let store = gradients_store::connect(&base.settings.store).await.expect("store");
+        let client = LedgerClient::new(base.bus.clone(), Duration::from_secs(10));
+        let mut sandbox = Sandbox { base, client, store, dispatch, replicas: Services::new() };
         for _ in 0..replicas {
             sandbox.start_replica();
         }
@@ -72,25 +77,17 @@ impl Sandbox {
 
     /// Starts one more ledger replica.
     pub fn start_replica(&mut self) {
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(gradients_ledger::run(self.settings.clone(), shutdown.clone()));
-        self.replicas.push((shutdown, handle));
+        let settings = self.base.settings.clone();
+        self.replicas.spawn(|stop| gradients_ledger::run(settings, stop));
     }
 
     /// Kills replica `index` at once, mid-work, as a crash would.
     pub fn kill_replica(&mut self, index: usize) {
-        let (_, handle) = self.replicas.remove(index);
-        handle.abort();
+        self.replicas.kill(index);
     }
 
     async fn wait_until_answering(&self) {
-        for _ in 0..200 {
-            if self.client.weights(1).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the ledger did not start answering");
+        eventually(Duration::from_secs(10), "the ledger answers", || self.client.weights(1)).await;
     }
 
     /// Publishes an event with `id` as its message id.
@@ -158,44 +155,73 @@ impl Sandbox {
         entry::Entity::find().count(&self.store).await.expect("count")
     }
 
-    /// Waits until `count` tasks are finalized (or a few seconds pass) and returns how many are.
-    pub async fn wait_for_results(&self, count: u64) -> u64 {
-        for _ in 0..150 {
-            let done = task_result::Entity::find().count(&self.store).await.expect("count");
-            if done >= count {
-                return done;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// Tasks finalized so far.
+    pub async fn result_count(&self) -> u64 {
         task_result::Entity::find().count(&self.store).await.expect("count")
+    }
+
+    /// Waits until at least `count` tasks are finalized and returns how many are.
+    pub async fn wait_for_results(&self, count: u64) -> u64 {
+        eventually(Duration::from_secs(15), &format!("{count} finalized tasks"), || async {
+            let done = self.result_count().await;
+            if done >= count {
+                Ok(done)
+            } else {
+                Err(format!("{done} finalized"))
+            }
+        })
+        .await
     }
 
     /// Waits until the ledger holds `assignments` assignments and `evaluations` evaluations.
     pub async fn wait_for_rows(&self, assignments: u64, evaluations: u64) {
         use gradients_store::entity::ledger::{assignment, evaluation};
-        for _ in 0..150 {
+        let what = format!("{assignments} assignments and {evaluations} evaluations in the ledger");
+        eventually(Duration::from_secs(15), &what, || async {
             let a = assignment::Entity::find().count(&self.store).await.expect("count");
             let e = evaluation::Entity::find().count(&self.store).await.expect("count");
             if a >= assignments && e >= evaluations {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{a} assignments, {e} evaluations"))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the ledger did not record {assignments} assignments and {evaluations} evaluations");
+        })
+        .await;
+    }
+
+    /// Waits until the ledger has processed everything it was sent: each of its consumers
+    /// has nothing pending or awaiting an ack, and its outbox nothing unpublished. Tests call
+    /// it before asserting that something did *not* happen.
+    pub async fn wait_until_settled(&self) {
+        use gradients_bus::subjects::{consumers, streams};
+        use gradients_store::entity::outbox;
+        use gradients_store::sea_orm::{ColumnTrait, QueryFilter};
+        let js = &self.bus.jetstream;
+        eventually(Duration::from_secs(30), "the ledger settled", || async {
+            for (stream, consumer) in [
+                (streams::TASKS, consumers::LEDGER_TASKS),
+                (streams::ASSIGNMENTS, consumers::LEDGER_ASSIGNMENTS),
+                (streams::EVALUATIONS, consumers::LEDGER_EVALUATIONS),
+            ] {
+                gradients_testkit::consumer_settled(js, stream, consumer).await?;
+            }
+            let unpublished = outbox::Entity::find()
+                .filter(outbox::Column::PublishedAtMs.is_null())
+                .count(&self.store)
+                .await
+                .map_err(|e| e.to_string())?;
+            if unpublished == 0 {
+                Ok(())
+            } else {
+                Err(format!("{unpublished} outbox rows unpublished"))
+            }
+        })
+        .await;
     }
 
     /// Every message now stored on `subject` in `stream`.
     pub async fn messages_on(&self, stream: &str, subject: &str) -> Vec<async_nats::jetstream::Message> {
         gradients_testkit::stream_messages(&self.bus.jetstream, stream, subject).await
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for (shutdown, handle) in self.replicas.drain(..) {
-            shutdown.cancel();
-            handle.abort();
-        }
     }
 }
 

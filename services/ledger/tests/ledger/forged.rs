@@ -11,7 +11,7 @@ use gradients_miner::identity::{domains, Identity};
 use gradients_proto::v1::{Assignment, TaskType, Timestamp};
 use gradients_store::entity::ledger::assignment;
 use gradients_store::sea_orm::EntityTrait;
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use crate::common::Sandbox;
@@ -45,14 +45,15 @@ async fn assignments_not_signed_by_dispatch_are_refused_as_alarms() {
         sandbox.publish(subjects::assignments("alice"), "g1", genuine.encode_to_vec()).await;
 
         let dead_letters = subjects::dead_letter(consumers::LEDGER_ASSIGNMENTS);
-        let mut alarms = Vec::new();
-        for _ in 0..100 {
-            alarms = sandbox.messages_on(streams::DEAD_LETTERS, &dead_letters).await;
+        let alarms = eventually(Duration::from_secs(10), "three dead letters", || async {
+            let alarms = sandbox.messages_on(streams::DEAD_LETTERS, &dead_letters).await;
             if alarms.len() >= 3 {
-                break;
+                Ok(alarms)
+            } else {
+                Err(format!("{} dead letters", alarms.len()))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         let reasons: Vec<String> = alarms
             .iter()
             .map(|m| {
@@ -64,7 +65,7 @@ async fn assignments_not_signed_by_dispatch_are_refused_as_alarms() {
         assert_eq!(reasons.iter().filter(|r| r.contains("came on")).count(), 1, "{reasons:?}");
 
         sandbox.wait_for_rows(1, 0).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        sandbox.wait_until_settled().await;
         let rows = assignment::Entity::find().all(&sandbox.store).await.unwrap();
         let miners: Vec<&str> = rows.iter().map(|r| r.miner_id.as_str()).collect();
         assert_eq!(miners, ["alice"], "{backend}: only dispatch's assignment is recorded");

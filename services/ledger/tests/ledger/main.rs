@@ -15,7 +15,7 @@ use gradients_proto::v1::{
     EvaluationKind, LedgerEntriesRequest, LedgerEntry, LedgerEntryKind, TaskStatus, TaskStatusChanged, TaskType,
     Timestamp, WeightsPublished,
 };
-use gradients_testkit::Backend;
+use gradients_testkit::{eventually, Backend};
 use prost::Message;
 
 use common::{invalid, reference, valid, Sandbox};
@@ -95,14 +95,21 @@ async fn scripted_series_gives_exact_entries_and_weights() {
         assert!((weights[1].weight - 0.5).abs() < 1e-9, "{backend}: {weights:?}");
 
         // Events: one per entry (5); the weights on their own clock, the latest with both.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        sandbox.wait_until_settled().await;
         let entry_events = sandbox.messages_on(streams::LEDGER, subjects::LEDGER_ENTRIES).await;
         assert_eq!(entry_events.len(), 5, "{backend}");
         let first = LedgerEntry::decode(entry_events[0].payload.as_ref()).unwrap();
         assert_eq!(entry_events[0].headers.as_ref().unwrap().get("Nats-Msg-Id").unwrap().to_string(), first.entry_id);
-        let weight_events = sandbox.messages_on(streams::LEDGER, subjects::LEDGER_WEIGHTS).await;
-        let latest =
-            WeightsPublished::decode(weight_events.last().expect("weights published").payload.as_ref()).unwrap();
+        // Weights are published on their own clock: wait for a publication with both tasks.
+        let latest = eventually(Duration::from_secs(10), "weights published with both tasks", || async {
+            let events = sandbox.messages_on(streams::LEDGER, subjects::LEDGER_WEIGHTS).await;
+            let latest = events.last().map(|m| WeightsPublished::decode(m.payload.as_ref()).unwrap());
+            match latest {
+                Some(latest) if latest.weights == weights => Ok(latest),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         assert_eq!(latest.weights, weights, "{backend}");
 
         // Each finalized task ends with its status event: scored, with the winner named.
@@ -138,14 +145,16 @@ async fn redelivery_replicas_and_a_crash_never_double_an_entry() {
                 }
             }
             if round == 0 {
-                // Kill one replica while it works; a new one takes its place.
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                // Kill one replica while it works (once it has recorded some of the
+                // round); a new one takes its place.
+                sandbox.wait_for_rows(0, 1).await;
                 sandbox.kill_replica(0);
                 sandbox.start_replica();
             }
         }
         assert_eq!(sandbox.wait_for_results(tasks).await, tasks, "{backend}");
-        tokio::time::sleep(Duration::from_secs(3)).await; // redeliveries of the killed replica's messages
+        // The killed replica's unacknowledged messages come back after the ack wait.
+        sandbox.wait_until_settled().await;
         assert_eq!(sandbox.entry_count().await, tasks * miners.len() as u64, "{backend}: one entry per (task, miner)");
         let events = sandbox.messages_on(streams::LEDGER, subjects::LEDGER_ENTRIES).await;
         assert_eq!(events.len() as u64, tasks * miners.len() as u64, "{backend}: one event per entry");
@@ -272,15 +281,17 @@ async fn queries_paging_and_bad_events() {
     conflicting.evaluation_id = "a-different-evaluation".into();
     sandbox.evaluation("conflict", &conflicting).await;
     let dead_subject = subjects::dead_letter(subjects::consumers::LEDGER_EVALUATIONS);
-    let mut dead = Vec::new();
-    for _ in 0..50 {
-        dead = sandbox.messages_on(streams::DEAD_LETTERS, &dead_subject).await;
-        if dead.len() >= 2 {
-            break;
+    eventually(Duration::from_secs(10), "two dead letters", || async {
+        let dead = sandbox.messages_on(streams::DEAD_LETTERS, &dead_subject).await.len();
+        if dead >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{dead} dead letters"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(dead.len(), 2);
+    })
+    .await;
+    sandbox.wait_until_settled().await;
+    assert_eq!(sandbox.messages_on(streams::DEAD_LETTERS, &dead_subject).await.len(), 2);
     let first_stands = sandbox.client.task("q0").await.unwrap().result.unwrap();
     assert_eq!(first_stands.entries.len(), 2);
 }

@@ -34,6 +34,8 @@ async fn waits_for_nats_and_reports_not_ready_until_connected() {
         }
     })
     .await;
+    // Three connect timeouts of waiting: the time is the thing under test (the ledger keeps
+    // waiting, and stays not ready, instead of giving up or claiming readiness).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(http_get(port, "/readyz").await.starts_with("HTTP/1.1 503"), "not ready without NATS");
     assert!(!ledger.is_finished(), "the ledger gave up instead of waiting");

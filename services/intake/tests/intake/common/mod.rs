@@ -1,37 +1,48 @@
-//! A sandbox for intake's tests: a private nats-server, a scratch database, intake running
-//! in-process, a client, and helpers to look at what reached the streams and buckets.
+//! Intake's tests on the testkit's sandbox (a private nats-server and a scratch database):
+//! intake running in-process, a client, and helpers to look at what reached the streams and buckets.
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use gradients_bus::api::CallError;
 use gradients_bus::subjects::{buckets, streams};
-use gradients_bus::Bus;
 use gradients_config::Settings;
 use gradients_intake::client::IntakeClient;
 use gradients_intake::customer::CustomerKey;
 use gradients_intake::IntakeError;
 use gradients_proto::v1::{ErrorCode, SubmitTaskRequest, TaskType};
-use gradients_testkit::{Backend, NatsServer, ScratchDb};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use gradients_testkit::{eventually, Backend, Services};
 
-/// A running intake and everything it stands on. Dropping it stops intake, the server
-/// and the database.
+/// The base model the sandbox publishes and its requests name.
+pub const BASE_MODEL: &str = "tiny-1m";
+
+/// A running intake on the testkit's sandbox (its server, database, settings and bus are
+/// reached through `Deref`). Dropping it stops intake, the server and the database.
 pub struct Sandbox {
-    pub nats: NatsServer,
-    pub db: ScratchDb,
-    pub settings: Settings,
-    pub bus: Bus,
+    base: gradients_testkit::Sandbox,
     /// The customer most tests act as.
     pub customer: CustomerKey,
     pub client: IntakeClient,
     /// A key configured in `intake.operator_keys`.
     pub operator: CustomerKey,
-    intake: Option<(CancellationToken, JoinHandle<Result<(), IntakeError>>)>,
+    intake: Services<IntakeError>,
+}
+
+impl Deref for Sandbox {
+    type Target = gradients_testkit::Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for Sandbox {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 impl Sandbox {
@@ -41,61 +52,82 @@ impl Sandbox {
     }
 
     /// Intake with test-sized limits, then `tweak` applied to its settings.
-    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Sandbox {
-        gradients_telemetry::init_for_tests();
-        let nats = NatsServer::start().expect("nats-server starts");
-        let db = ScratchDb::new(backend).await.expect("scratch database");
-        let mut settings = Settings::default();
-        settings.nats.url = vec![nats.url()];
-        settings.nats.retry_backoff_ms = 50;
-        settings.store.url = db.url().to_owned();
-        settings.intake.http_addr = "127.0.0.1:0".to_owned();
-        settings.intake.limits.min_rows = 20;
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings) + Send) -> Sandbox {
         let operator = CustomerKey::generate();
-        settings.intake.operator_keys = vec![hex::encode(operator.public_key())];
-        tweak(&mut settings);
-        let bus = Bus::connect(&settings.nats, "intake-test").await.expect("connect");
+        let operator_key = hex::encode(operator.public_key());
+        let base = gradients_testkit::Sandbox::builder()
+            .store(backend)
+            .client_name("intake-test")
+            // Intake declares the topology itself.
+            .without_topology()
+            .settings(move |settings| {
+                settings.intake.limits.min_rows = 20;
+                settings.intake.operator_keys = vec![operator_key];
+            })
+            .settings(tweak)
+            .build()
+            .await;
         let customer = CustomerKey::generate();
-        let client = IntakeClient::new(bus.clone(), customer.clone(), Duration::from_secs(10));
-        let mut sandbox = Sandbox { nats, db, settings, bus, customer, client, operator, intake: None };
+        let client = IntakeClient::new(base.bus.clone(), customer.clone(), Duration::from_secs(10));
+        let mut sandbox = Sandbox { base, customer, client, operator, intake: Services::new() };
         sandbox.start_intake().await;
         sandbox
     }
 
     /// Starts intake with the sandbox's settings and waits until it answers.
     pub async fn start_intake(&mut self) {
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(gradients_intake::run(self.settings.clone(), shutdown.clone()));
-        self.intake = Some((shutdown, handle));
+        assert!(self.intake.is_empty(), "intake is already running");
+        let settings = self.base.settings.clone();
+        self.intake.spawn(|stop| gradients_intake::run(settings, stop));
         self.wait_until_answering().await;
     }
 
     /// Stops intake gracefully and returns how it ended.
     pub async fn stop_intake(&mut self) -> Result<(), IntakeError> {
-        let (shutdown, handle) = self.intake.take().expect("intake is running");
-        shutdown.cancel();
-        handle.await.expect("intake task")
+        self.intake.stop(0).await
     }
 
     /// Waits for intake to end on its own (a fault point) and returns how it ended.
     pub async fn wait_for_intake_exit(&mut self) -> Result<(), IntakeError> {
-        let (_, handle) = self.intake.take().expect("intake is running");
-        tokio::time::timeout(Duration::from_secs(20), handle).await.expect("intake ends").expect("intake task")
+        self.intake.wait_for_exit(0, Duration::from_secs(20)).await
     }
 
     async fn wait_until_answering(&mut self) {
-        for _ in 0..200 {
-            if self.intake.as_ref().is_some_and(|(_, handle)| handle.is_finished()) {
-                let (_, handle) = self.intake.take().expect("intake was started");
-                panic!("intake stopped while starting: {:?}", handle.await);
-            }
+        let operator = self.client_for(&self.operator);
+        let intake = &self.intake;
+        eventually(Duration::from_secs(10), "intake answers", || async {
+            assert!(!intake.has_ended(0), "intake stopped while starting");
             // As the operator: allowed whatever `intake.customer_keys` says.
-            match self.client_for(&self.operator).get("no-such-task").await {
-                Err(CallError::Service(e)) if e.code == ErrorCode::TaskNotFound as i32 => return,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            match operator.get("no-such-task").await {
+                Err(CallError::Service(e)) if e.code == ErrorCode::TaskNotFound as i32 => Ok(()),
+                other => Err(format!("{other:?}")),
             }
-        }
-        panic!("intake did not start answering");
+        })
+        .await;
+    }
+
+    /// Waits until intake has handled everything it was sent and published everything it
+    /// decided (its status consumer has nothing pending or awaiting an ack, its outbox
+    /// nothing unpublished). Tests call it before asserting that something did *not* happen.
+    pub async fn wait_until_settled(&self) {
+        use gradients_bus::subjects::consumers;
+        use gradients_store::entity::outbox;
+        use gradients_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        let store = gradients_store::connect(&self.settings.store).await.expect("store");
+        eventually(Duration::from_secs(30), "intake settled", || async {
+            gradients_testkit::consumer_settled(&self.bus.jetstream, streams::TASKS, consumers::INTAKE_STATUS).await?;
+            let unpublished = outbox::Entity::find()
+                .filter(outbox::Column::PublishedAtMs.is_null())
+                .count(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            if unpublished == 0 {
+                Ok(())
+            } else {
+                Err(format!("{unpublished} outbox rows unpublished"))
+            }
+        })
+        .await;
     }
 
     /// A client acting as the holder of `key`.
@@ -125,7 +157,7 @@ impl Sandbox {
             idempotency_key: key.to_owned(),
             name: format!("test {key}"),
             r#type: TaskType::Instruct as i32,
-            base_model: "tiny-1m".to_owned(),
+            base_model: BASE_MODEL.to_owned(),
             hours_to_complete: 1.0,
             dataset: Some(dataset),
             ..Default::default()
@@ -137,16 +169,17 @@ impl Sandbox {
         gradients_testkit::stream_messages(&self.bus.jetstream, stream, subject).await
     }
 
-    /// Messages on `subject` once there are at least `count` (or after a few seconds).
+    /// Messages on `subject` once there are at least `count`.
     pub async fn wait_for_messages(&self, stream: &str, subject: &str, count: usize) -> Vec<jetstream::Message> {
-        for _ in 0..50 {
+        eventually(Duration::from_secs(10), &format!("{count} messages on {subject}"), || async {
             let found = self.messages_on(stream, subject).await;
             if found.len() >= count {
-                return found;
+                Ok(found)
+            } else {
+                Err(format!("{} messages", found.len()))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.messages_on(stream, subject).await
+        })
+        .await
     }
 
     /// Number of messages stored in the task stream.
@@ -176,15 +209,6 @@ impl Sandbox {
         let mut names = self.objects_in(buckets::TRAIN).await;
         names.extend(self.objects_in(buckets::VALIDATOR).await);
         names
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if let Some((shutdown, handle)) = self.intake.take() {
-            shutdown.cancel();
-            handle.abort();
-        }
     }
 }
 
