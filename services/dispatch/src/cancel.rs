@@ -11,11 +11,10 @@ use async_nats::jetstream;
 use gradients_bus::subjects;
 use gradients_bus::worker::{Handler, HandlerError};
 use gradients_proto::v1::{TaskStatus, TaskStatusChanged, Timestamp};
-use gradients_store::entity::dispatch::task;
+use gradients_store::entity::dispatch::{task, TaskState};
 use gradients_store::sea_orm::sea_query::Expr;
 use gradients_store::sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 
-use crate::placement::state;
 use crate::Context;
 
 /// The handler of `tasks.status.>`.
@@ -46,7 +45,7 @@ async fn cancel(ctx: &Context, task_id: &str, reason: &str) -> Result<(), DbErr>
     let row = task::Model {
         task_id: task_id.to_owned(),
         task_proto: Vec::new(),
-        state: state::CANCELLED.to_owned(),
+        state: TaskState::Cancelled,
         reason: reason.clone(),
         deadline_ms: now,
         updated_at_ms: now,
@@ -60,11 +59,11 @@ async fn cancel(ctx: &Context, task_id: &str, reason: &str) -> Result<(), DbErr>
         Err(e) => return Err(e),
     }
     let moved = task::Entity::update_many()
-        .col_expr(task::Column::State, Expr::value(state::CANCELLED))
+        .col_expr(task::Column::State, Expr::value(TaskState::Cancelled))
         .col_expr(task::Column::Reason, Expr::value(reason))
         .col_expr(task::Column::UpdatedAtMs, Expr::value(now))
         .filter(task::Column::TaskId.eq(task_id))
-        .filter(task::Column::State.is_in([state::OFFERING, state::TRAINING]))
+        .filter(task::Column::State.is_in([TaskState::Offering, TaskState::Training]))
         .exec(&ctx.db)
         .await?;
     tracing::info!(task_id, moved = moved.rows_affected, "task cancelled");

@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use gradients_proto::v1::{TaskStatus, Timestamp};
-use gradients_store::entity::dispatch::task;
+use gradients_store::entity::dispatch::{task, TaskState};
 use gradients_store::outbox::status_event;
 use gradients_store::sea_orm::sea_query::Expr;
 use gradients_store::sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 
-use crate::placement::state;
 use crate::{Context, SERVICE_NAME};
 
 /// Closes due tasks every `interval` until `stop`.
@@ -31,16 +30,16 @@ pub async fn sweep(ctx: &Context, interval: Duration, stop: CancellationToken) {
 pub async fn close_due(ctx: &Context, now_ms: i64) -> Result<usize, DbErr> {
     let due = task::Entity::find()
         .filter(task::Column::DeadlineMs.lte(now_ms))
-        .filter(task::Column::State.is_in([state::OFFERING, state::TRAINING]))
+        .filter(task::Column::State.is_in([TaskState::Offering, TaskState::Training]))
         .all(&ctx.db)
         .await?;
     let mut closed = 0;
     for row in due {
-        let (next, from, to, reason) = if row.state == state::TRAINING {
-            (state::CLOSED, TaskStatus::Training, TaskStatus::Evaluating, "deadline passed: closed for submissions")
+        let (next, from, to, reason) = if row.state == TaskState::Training {
+            (TaskState::Closed, TaskStatus::Training, TaskStatus::Evaluating, "deadline passed: closed for submissions")
         } else {
             (
-                state::FAILED,
+                TaskState::Failed,
                 TaskStatus::Dispatching,
                 TaskStatus::Failed,
                 "deadline passed before any miner was assigned",
@@ -52,7 +51,7 @@ pub async fn close_due(ctx: &Context, now_ms: i64) -> Result<usize, DbErr> {
             .col_expr(task::Column::Reason, Expr::value(reason))
             .col_expr(task::Column::UpdatedAtMs, Expr::value(now_ms))
             .filter(task::Column::TaskId.eq(row.task_id.as_str()))
-            .filter(task::Column::State.eq(row.state.as_str()))
+            .filter(task::Column::State.eq(row.state))
             .exec(&txn)
             .await?;
         if moved.rows_affected == 1 {

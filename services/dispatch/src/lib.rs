@@ -39,7 +39,7 @@ use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{DispatchError, Refusal};
-pub use placement::state;
+pub use gradients_store::entity::dispatch::{OfferOutcome, TaskState};
 
 /// The service's name in metrics, logs, events and the NATS connection.
 pub const SERVICE_NAME: &str = "dispatch";
@@ -96,7 +96,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         &settings.nats,
     )
     .await?;
-    let db = gradients_store::connect(&settings.store).await?;
+    let db = gradients_store::connect(&settings.store, gradients_store::Schema::Dispatch).await?;
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
     let ctx = Arc::new(Context {
         settings: settings.clone(),

@@ -18,7 +18,7 @@ use gradients_miner::identity::{domains, verify_message};
 use gradients_proto::v1::{
     Assignment, DataGrant, DatasetRef, Miner, Offer, OfferReply, Task, TaskCreated, TaskStatus, Timestamp,
 };
-use gradients_store::entity::dispatch::{assignment, offer, task};
+use gradients_store::entity::dispatch::{assignment, offer, task, OfferOutcome, TaskState};
 use gradients_store::outbox::{status_event, PendingEvent};
 use gradients_store::sea_orm::sea_query::Expr;
 use gradients_store::sea_orm::{
@@ -27,29 +27,6 @@ use gradients_store::sea_orm::{
 use prost::Message;
 
 use crate::{registry, Context, SERVICE_NAME};
-
-/// Task states in `dispatch_tasks`.
-pub mod state {
-    /// Offers are being made.
-    pub const OFFERING: &str = "offering";
-    /// Assigned; miners are training.
-    pub const TRAINING: &str = "training";
-    /// Too few miners accepted.
-    pub const FAILED: &str = "failed";
-    /// The deadline passed; no more submissions.
-    pub const CLOSED: &str = "closed";
-    /// The customer cancelled it: no (more) offers or assignments.
-    pub const CANCELLED: &str = "cancelled";
-}
-
-/// Offer outcomes in `dispatch_offers`.
-mod outcome {
-    pub const SENT: &str = "sent";
-    pub const ACCEPTED: &str = "accepted";
-    pub const DECLINED: &str = "declined";
-    pub const TIMEOUT: &str = "timeout";
-    pub const INVALID: &str = "invalid";
-}
 
 /// The handler of `tasks.created`.
 pub struct Placer(pub Arc<Context>);
@@ -66,13 +43,13 @@ impl Handler for Placer {
         let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
         let round = message.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
         let row = record_task(ctx, &task).await.map_err(transient)?;
-        if row.state != state::OFFERING {
+        if row.state != TaskState::Offering {
             return Ok(()); // Placed, failed, closed or cancelled already.
         }
         offer_round(ctx, &task, round).await?;
         let accepted = offer::Entity::find()
             .filter(offer::Column::TaskId.eq(task.id.as_str()))
-            .filter(offer::Column::Outcome.eq(outcome::ACCEPTED))
+            .filter(offer::Column::Outcome.eq(OfferOutcome::Accepted))
             .all(&ctx.db)
             .await
             .map_err(transient)?;
@@ -119,7 +96,7 @@ async fn record_task(ctx: &Context, task: &Task) -> Result<task::Model, DbErr> {
     let row = task::Model {
         task_id: task.id.clone(),
         task_proto: task.encode_to_vec(),
-        state: state::OFFERING.to_owned(),
+        state: TaskState::Offering,
         reason: String::new(),
         deadline_ms: task.deadline.map(|d| d.unix_ms).unwrap_or(now),
         updated_at_ms: now,
@@ -156,10 +133,10 @@ async fn offer_round(ctx: &Context, task: &Task, round: u32) -> Result<(), Handl
     // An offer left `sent` by a crashed replica is past its time: count it as a timeout.
     let cutoff = Timestamp::now().unix_ms - ctx.settings.dispatch.offer_timeout_ms as i64;
     offer::Entity::update_many()
-        .col_expr(offer::Column::Outcome, Expr::value(outcome::TIMEOUT))
+        .col_expr(offer::Column::Outcome, Expr::value(OfferOutcome::Timeout))
         .col_expr(offer::Column::Reason, Expr::value("no answer recorded (dispatch restarted)"))
         .filter(offer::Column::TaskId.eq(task.id.as_str()))
-        .filter(offer::Column::Outcome.eq(outcome::SENT))
+        .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
         .filter(offer::Column::SentAtMs.lt(cutoff))
         .exec(&ctx.db)
         .await
@@ -170,7 +147,7 @@ async fn offer_round(ctx: &Context, task: &Task, round: u32) -> Result<(), Handl
         .all(&ctx.db)
         .await
         .map_err(transient)?;
-    let accepted = offered.iter().filter(|o| o.outcome == outcome::ACCEPTED).count();
+    let accepted = offered.iter().filter(|o| o.outcome == OfferOutcome::Accepted).count();
     let room = ctx.settings.dispatch.max_miners_per_task.saturating_sub(accepted);
     let mut candidates: Vec<Miner> = registry::live_miners(ctx)
         .await
@@ -198,7 +175,7 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
         miner_id: Set(miner.miner_id.clone()),
         offer_id: Set(offer_id.clone()),
         round: Set(round as i32),
-        outcome: Set(outcome::SENT.to_owned()),
+        outcome: Set(OfferOutcome::Sent),
         reason: Set(String::new()),
         estimated_seconds: Set(0.0),
         sent_at_ms: Set(Timestamp::now().unix_ms),
@@ -224,9 +201,9 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
         .timeout(Some(ctx.settings.dispatch.offer_timeout()));
     let subject = subjects::miner_offers(&miner.miner_id);
     let (result, reason, estimate) = match ctx.bus.client.send_request(subject, request).await {
-        Err(e) => (outcome::TIMEOUT, e.to_string(), 0.0),
+        Err(e) => (OfferOutcome::Timeout, e.to_string(), 0.0),
         Ok(reply) => match OfferReply::decode(reply.payload.as_ref()) {
-            Err(e) => (outcome::INVALID, format!("undecodable reply: {e}"), 0.0),
+            Err(e) => (OfferOutcome::Invalid, format!("undecodable reply: {e}"), 0.0),
             Ok(answer) => {
                 let signed = verify_message(&miner.public_key, domains::OFFER_REPLY, &answer, &answer.signature, |a| {
                     a.signature.clear()
@@ -237,18 +214,18 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
                     ctx.settings.dispatch.max_clock_skew_ms,
                 );
                 if signed.is_err() || answer.offer_id != offer_id || answer.miner_id != miner.miner_id {
-                    (outcome::INVALID, "reply not signed by the miner for this offer".to_owned(), 0.0)
+                    (OfferOutcome::Invalid, "reply not signed by the miner for this offer".to_owned(), 0.0)
                 } else if let Err(stale) = fresh {
-                    (outcome::INVALID, format!("stale reply: {stale}"), 0.0)
+                    (OfferOutcome::Invalid, format!("stale reply: {stale}"), 0.0)
                 } else if answer.accepted {
-                    (outcome::ACCEPTED, String::new(), answer.estimated_seconds)
+                    (OfferOutcome::Accepted, String::new(), answer.estimated_seconds)
                 } else {
-                    (outcome::DECLINED, answer.decline_reason, 0.0)
+                    (OfferOutcome::Declined, answer.decline_reason, 0.0)
                 }
             }
         },
     };
-    tracing::info!(task_id = %task.id, miner_id = %miner.miner_id, outcome = result, %reason, "offer answered");
+    tracing::info!(task_id = %task.id, miner_id = %miner.miner_id, outcome = %result, %reason, "offer answered");
     offer::Entity::update_many()
         .col_expr(offer::Column::Outcome, Expr::value(result))
         .col_expr(offer::Column::Reason, Expr::value(reason))
@@ -256,7 +233,7 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
         .col_expr(offer::Column::AnsweredAtMs, Expr::value(Timestamp::now().unix_ms))
         .filter(offer::Column::TaskId.eq(task.id.as_str()))
         .filter(offer::Column::MinerId.eq(miner.miner_id.as_str()))
-        .filter(offer::Column::Outcome.eq(outcome::SENT))
+        .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
         .exec(&ctx.db)
         .await?;
     Ok(())
@@ -270,10 +247,10 @@ async fn assign(ctx: &Context, task: &Task, accepted: &[offer::Model]) -> Result
     let train = task.splits.as_ref().and_then(|s| s.train.clone()).and_then(|t: DatasetRef| t.object);
     let txn = ctx.db.begin().await?;
     let moved = task::Entity::update_many()
-        .col_expr(task::Column::State, Expr::value(state::TRAINING))
+        .col_expr(task::Column::State, Expr::value(TaskState::Training))
         .col_expr(task::Column::UpdatedAtMs, Expr::value(now))
         .filter(task::Column::TaskId.eq(task.id.as_str()))
-        .filter(task::Column::State.eq(state::OFFERING))
+        .filter(task::Column::State.eq(TaskState::Offering))
         .exec(&txn)
         .await?;
     if moved.rows_affected == 0 {
@@ -329,11 +306,11 @@ async fn fail(ctx: &Context, task_id: &str, reason: &str) -> Result<(), DbErr> {
     let now = Timestamp::now().unix_ms;
     let txn = ctx.db.begin().await?;
     let moved = task::Entity::update_many()
-        .col_expr(task::Column::State, Expr::value(state::FAILED))
+        .col_expr(task::Column::State, Expr::value(TaskState::Failed))
         .col_expr(task::Column::Reason, Expr::value(reason))
         .col_expr(task::Column::UpdatedAtMs, Expr::value(now))
         .filter(task::Column::TaskId.eq(task_id))
-        .filter(task::Column::State.eq(state::OFFERING))
+        .filter(task::Column::State.eq(TaskState::Offering))
         .exec(&txn)
         .await?;
     if moved.rows_affected == 1 {

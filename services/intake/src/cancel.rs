@@ -32,7 +32,7 @@ pub async fn cancel(
     };
     for _ in 0..MAX_ATTEMPTS {
         let row = tasks::find_visible(&ctx.db, caller, &request.task_id).await?;
-        let current = TaskStatus::from_label(&row.status).unwrap_or_default();
+        let current = TaskStatus::from(row.status);
         if current == TaskStatus::Cancelled {
             return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)) });
         }

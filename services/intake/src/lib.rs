@@ -80,7 +80,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         return Ok(());
     };
     topology::declare(&bus, &settings.nats).await?;
-    let db = gradients_store::connect(&settings.store).await?;
+    let db = gradients_store::connect(&settings.store, gradients_store::Schema::Intake).await?;
     let relay = outbox::Relay::new(db.clone(), bus.clone(), metrics.clone());
     let auth = auth::Authenticator::new(&bus, &settings).await?;
     let submits =

@@ -45,7 +45,7 @@ impl Handler for StatusProjection {
             let row = tasks::find(&self.db, &event.task_id).await.map_err(transient)?.ok_or_else(|| {
                 HandlerError::Poison(format!("status event {} for unknown task {}", event.event_id, event.task_id))
             })?;
-            let current = TaskStatus::from_label(&row.status).unwrap_or_default();
+            let current = TaskStatus::from(row.status);
             if current.progress() >= to.progress() {
                 return Ok(()); // Already there or past it: a repeat or a late arrival.
             }

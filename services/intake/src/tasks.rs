@@ -16,6 +16,16 @@ use gradients_store::sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
+/// The stored type of a checked task type.
+pub fn stored_type(checked: gradients_data::TaskType) -> task::TaskType {
+    match checked {
+        gradients_data::TaskType::Instruct => task::TaskType::Instruct,
+        gradients_data::TaskType::Chat => task::TaskType::Chat,
+        gradients_data::TaskType::Dpo => task::TaskType::Dpo,
+        gradients_data::TaskType::Grpo => task::TaskType::Grpo,
+    }
+}
+
 /// Finds a task by id.
 pub async fn find(db: &DatabaseConnection, task_id: &str) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find_by_id(task_id.to_owned()).one(db).await
@@ -163,12 +173,12 @@ pub fn to_proto(row: &task::Model) -> Task {
     Task {
         id: row.id.clone(),
         name: row.name.clone(),
-        r#type: TaskType::from_label(&row.task_type).unwrap_or_default() as i32,
+        r#type: TaskType::from(row.task_type) as i32,
         base_model: row.base_model.clone(),
         columns,
         hours_to_complete: row.hours_to_complete,
         reward_functions,
-        status: TaskStatus::from_label(&row.status).unwrap_or_default() as i32,
+        status: TaskStatus::from(row.status) as i32,
         status_reason: row.status_reason.clone(),
         dataset: Some(ObjectRef {
             bucket: buckets::uploads(&row.customer_id),

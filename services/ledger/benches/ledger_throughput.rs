@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let store = gradients_store::connect(&settings.store).await?;
+    let store = gradients_store::connect(&settings.store, gradients_store::Schema::Ledger).await?;
     let progress = ProgressBar::new(tasks as u64);
     progress.set_style(ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} tasks ({elapsed})")?);
     progress.set_message("ledger finalizing");
@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
 async fn fresh_database() -> anyhow::Result<(ScratchDb, DatabaseConnection)> {
     let db = ScratchDb::new(Backend::Postgres).await?;
     let settings = gradients_config::StoreSettings { url: db.url().to_owned(), max_connections: 8 };
-    let connection = gradients_store::connect(&settings).await?;
+    let connection = gradients_store::connect(&settings, gradients_store::Schema::Ledger).await?;
     Ok((db, connection))
 }
 

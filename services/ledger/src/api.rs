@@ -12,7 +12,7 @@ use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest,
     LedgerTaskResponse, LedgerWeightsRequest, LedgerWeightsResponse, Timestamp,
 };
-use gradients_store::entity::ledger::{entry, evaluation, task_result};
+use gradients_store::entity::ledger::{entry, evaluation, task_result, EvaluationKind as StoredKind};
 use gradients_store::paging::{page_token, parse_page_token};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -20,6 +20,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::QueryError;
+use crate::finalize::UNDECODABLE_EVIDENCE;
 use crate::record::kind_label;
 use crate::{convert, weights, Context, VERSION};
 
@@ -68,7 +69,7 @@ async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskRes
         .order_by(entry::Column::MinerId, Order::Asc)
         .all(&ctx.db)
         .await?;
-    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries, references)) })
+    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries, references)?) })
 }
 
 /// The base model's and the fixed baseline's test losses on a task, if measured (valid).
@@ -80,14 +81,25 @@ async fn references(ctx: &Context, task_id: &str) -> Result<convert::References,
         .await?;
     let mut references = convert::References::default();
     for row in measured {
-        let Ok(result) = EvaluationResult::decode(row.payload.as_slice()) else { continue };
+        let result = match EvaluationResult::decode(row.payload.as_slice()) {
+            Ok(result) => result,
+            // Evidence that no longer decodes is an alarm; the reference reads as unmeasured.
+            Err(e) => {
+                ctx.metrics.rejected(UNDECODABLE_EVIDENCE);
+                tracing::error!(
+                    alarm = UNDECODABLE_EVIDENCE, evaluation_id = %row.evaluation_id, task_id,
+                    error = %e, "a stored evaluation does not decode"
+                );
+                continue;
+            }
+        };
         if result.status != EvaluationStatus::Valid as i32 {
             continue;
         }
-        match EvaluationKind::try_from(result.kind) {
-            Ok(EvaluationKind::BaseModel) => references.base_model = result.test_loss,
-            Ok(EvaluationKind::FixedBaseline) => references.baseline = result.test_loss,
-            _ => {}
+        match row.kind {
+            StoredKind::BaseModel => references.base_model = result.test_loss,
+            StoredKind::FixedBaseline => references.baseline = result.test_loss,
+            StoredKind::MinerSubmission => {}
         }
     }
     Ok(references)
@@ -130,7 +142,8 @@ async fn entries(ctx: &Context, request: LedgerEntriesRequest) -> Result<LedgerE
     } else {
         String::new()
     };
-    Ok(LedgerEntriesResponse { entries: rows.iter().map(convert::entry_to_proto).collect(), next_page_token })
+    let entries = rows.iter().map(convert::entry_to_proto).collect::<Result<_, _>>()?;
+    Ok(LedgerEntriesResponse { entries, next_page_token })
 }
 
 async fn weights(ctx: &Context, request: LedgerWeightsRequest) -> Result<LedgerWeightsResponse, QueryError> {

@@ -1,40 +1,42 @@
 //! Between stored rows, wire messages and the scoring crate's types.
 
-use gradients_proto::v1::{LedgerEntry, LedgerEntryKind, TaskResult, TaskType, Timestamp};
-use gradients_store::entity::ledger::{entry, task_result};
+use gradients_proto::v1::{LedgerEntry, LedgerEntryKind, TaskResult, Timestamp};
+use gradients_store::entity::ledger::{entry, task_result, TaskType};
+use gradients_store::sea_orm::DbErr;
 
-/// The scoring crate's task type for a stored type label.
-pub fn scoring_task_type(label: &str) -> gradients_scoring::TaskType {
-    match TaskType::from_label(label) {
-        Some(TaskType::Chat) => gradients_scoring::TaskType::Chat,
-        Some(TaskType::Dpo) => gradients_scoring::TaskType::Dpo,
-        Some(TaskType::Grpo) => gradients_scoring::TaskType::Grpo,
-        _ => gradients_scoring::TaskType::Instruct,
+/// The scoring crate's task type for a stored type (every stored type is a scored one).
+pub fn scoring_task_type(stored: &TaskType) -> gradients_scoring::TaskType {
+    match stored {
+        TaskType::Instruct => gradients_scoring::TaskType::Instruct,
+        TaskType::Chat => gradients_scoring::TaskType::Chat,
+        TaskType::Dpo => gradients_scoring::TaskType::Dpo,
+        TaskType::Grpo => gradients_scoring::TaskType::Grpo,
     }
 }
 
-/// The stored name of an entry kind (`task_score`).
-pub fn entry_kind_label(kind: LedgerEntryKind) -> String {
-    kind.as_str_name().to_ascii_lowercase()
-}
-
-/// A stored entry as its wire message.
-pub fn entry_to_proto(row: &entry::Model) -> LedgerEntry {
-    LedgerEntry {
+/// A stored entry as its wire message; stored evidence lists that no longer parse are an
+/// error, never an empty list.
+pub fn entry_to_proto(row: &entry::Model) -> Result<LedgerEntry, DbErr> {
+    let evidence = |column: &str, json: &str| {
+        serde_json::from_str::<Vec<String>>(json).map_err(|e| {
+            DbErr::Json(format!("ledger entry {}: stored {column} {json:?} is not a JSON list: {e}", row.entry_id))
+        })
+    };
+    Ok(LedgerEntry {
         entry_id: row.entry_id.clone(),
         task_id: row.task_id.clone(),
         miner_id: row.miner_id.clone(),
-        kind: LedgerEntryKind::from_str_name(&row.kind.to_ascii_uppercase()).unwrap_or_default() as i32,
+        kind: LedgerEntryKind::from(row.kind) as i32,
         score: row.score,
         task_weight: row.task_weight,
         rank: row.rank.unwrap_or(0).max(0) as u32,
-        source_event_ids: serde_json::from_str(&row.source_event_ids).unwrap_or_default(),
-        source_sha256: serde_json::from_str(&row.source_sha256).unwrap_or_default(),
+        source_event_ids: evidence("source_event_ids", &row.source_event_ids)?,
+        source_sha256: evidence("source_sha256", &row.source_sha256)?,
         corrects_entry_id: row.corrects_entry_id.clone(),
         recorded_at: Some(Timestamp { unix_ms: row.recorded_at_ms }),
         reason: row.reason.clone(),
         ranking_loss: row.ranking_loss,
-    }
+    })
 }
 
 /// The test losses the base model and the fixed baseline scored on a task, when measured.
@@ -49,11 +51,15 @@ pub struct References {
 /// A stored result, its entries and the reference measurements as the wire message.
 /// Improvements are computed here, at read time: reference measurements may arrive after
 /// the task was finalized, and they change no reward.
-pub fn result_to_proto(row: &task_result::Model, entries: &[entry::Model], references: References) -> TaskResult {
-    TaskResult {
+pub fn result_to_proto(
+    row: &task_result::Model,
+    entries: &[entry::Model],
+    references: References,
+) -> Result<TaskResult, DbErr> {
+    Ok(TaskResult {
         task_id: row.task_id.clone(),
         winner_miner_id: row.winner_miner_id.clone(),
-        finalized_because: row.finalized_because.clone(),
+        finalized_because: row.finalized_because.label().to_owned(),
         finalized_at: Some(Timestamp { unix_ms: row.finalized_at_ms }),
         winner_loss: row.winner_loss,
         base_model_loss: references.base_model,
@@ -61,8 +67,8 @@ pub fn result_to_proto(row: &task_result::Model, entries: &[entry::Model], refer
         improvement_over_base: improvement(references.base_model, row.winner_loss),
         improvement_over_baseline: improvement(references.baseline, row.winner_loss),
         task_weight: row.task_weight,
-        entries: entries.iter().map(entry_to_proto).collect(),
-    }
+        entries: entries.iter().map(entry_to_proto).collect::<Result<_, _>>()?,
+    })
 }
 
 /// Relative improvement of `loss` over `reference`; positive is better.

@@ -12,7 +12,7 @@ use gradients_bus::subjects;
 use gradients_config::LedgerSettings;
 use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntryKind, TaskStatus};
 use gradients_scoring::{MinerResult, MinerScore, Outcome, ScoreReason};
-use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result};
+use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result, EntryKind, FinalizedBecause};
 use gradients_store::outbox::{status_event, PendingEvent, Relay};
 use gradients_store::sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
@@ -27,10 +27,10 @@ use crate::{convert, readiness};
 /// The alarm (rejection code and log field) for stored evidence that no longer decodes.
 pub const UNDECODABLE_EVIDENCE: &str = "UNDECODABLE_EVIDENCE";
 
-/// Why a task was finalized.
-pub const BECAUSE_ALL_EVALUATED: &str = "all_evaluated";
-/// Why a task was finalized.
-pub const BECAUSE_DEADLINE: &str = "deadline";
+/// Why a task was finalized: every assigned miner was evaluated.
+pub const BECAUSE_ALL_EVALUATED: FinalizedBecause = FinalizedBecause::AllEvaluated;
+/// Why a task was finalized: its deadline and grace passed first.
+pub const BECAUSE_DEADLINE: FinalizedBecause = FinalizedBecause::Deadline;
 
 /// What [`Finalizer::try_finalize`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl Finalizer {
     /// returns how many this call finalized (another replica may have taken some).
     pub async fn finalize_ready(&self, task_ids: &[String], now_ms: i64) -> Result<usize, DbErr> {
         let states = readiness::task_states(&self.db, task_ids).await?;
-        let ready: Vec<(String, &'static str)> = states
+        let ready: Vec<(String, FinalizedBecause)> = states
             .iter()
             .filter(|s| !s.finalized)
             .filter_map(|s| self.because(s, now_ms).map(|because| (s.task_id.clone(), because)))
@@ -83,7 +83,7 @@ impl Finalizer {
     }
 
     /// Why `state` can be finalized now, if it can.
-    fn because(&self, state: &readiness::TaskState, now_ms: i64) -> Option<&'static str> {
+    fn because(&self, state: &readiness::TaskState, now_ms: i64) -> Option<FinalizedBecause> {
         if state.complete() {
             Some(BECAUSE_ALL_EVALUATED)
         } else if state.expired(now_ms, self.settings.evaluation_grace_ms) {
@@ -97,7 +97,7 @@ impl Finalizer {
     /// task this call finalized.
     async fn finalize_many(
         &self,
-        ready: &[(String, &'static str)],
+        ready: &[(String, FinalizedBecause)],
         now_ms: i64,
     ) -> Result<Vec<(String, usize)>, DbErr> {
         if ready.is_empty() {
@@ -139,7 +139,7 @@ impl Finalizer {
         task: &task::Model,
         assigned: &[assignment::Model],
         evaluations: &[evaluation::Model],
-        because: &str,
+        because: &FinalizedBecause,
         now_ms: i64,
     ) -> Plan {
         let miner_kind = kind_label(EvaluationKind::MinerSubmission);
@@ -202,10 +202,10 @@ impl Finalizer {
             .map(|score| {
                 let kind = entry_kind(score);
                 entry::Model {
-                    entry_id: entry_id(&task.task_id, &score.miner_id, kind, ""),
+                    entry_id: entry_id(&task.task_id, &score.miner_id, kind.into(), ""),
                     task_id: task.task_id.clone(),
                     miner_id: score.miner_id.clone(),
-                    kind: convert::entry_kind_label(kind),
+                    kind,
                     score: score.score,
                     task_weight: work,
                     rank: score.rank.map(|r| r as i32),
@@ -230,7 +230,7 @@ impl Finalizer {
             task_id: task.task_id.clone(),
             task_type: task.task_type.clone(),
             winner_miner_id: winner.map(|w| w.miner_id.clone()).unwrap_or_default(),
-            finalized_because: because.to_owned(),
+            finalized_because: *because,
             finalized_at_ms: now_ms,
             winner_loss,
             task_weight: work,
@@ -262,12 +262,14 @@ impl Finalizer {
         }
         let mut events: Vec<PendingEvent> = entries
             .iter()
-            .map(|row| PendingEvent {
-                id: row.entry_id.clone(),
-                subject: subjects::LEDGER_ENTRIES.to_owned(),
-                payload: convert::entry_to_proto(row).encode_to_vec(),
+            .map(|row| {
+                Ok(PendingEvent {
+                    id: row.entry_id.clone(),
+                    subject: subjects::LEDGER_ENTRIES.to_owned(),
+                    payload: convert::entry_to_proto(row)?.encode_to_vec(),
+                })
             })
-            .collect();
+            .collect::<Result<_, DbErr>>()?;
         // The task's last move, decided here: scored with a winner, or failed without one.
         events.extend(mine.iter().map(|p| final_status(&p.result, now_ms)));
         for chunk in chunked(events, ROWS_PER_INSERT) {
@@ -309,11 +311,11 @@ struct Plan {
 }
 
 /// A scored penalty is recorded as a penalty entry, anything else as a task score.
-fn entry_kind(score: &MinerScore) -> LedgerEntryKind {
+fn entry_kind(score: &MinerScore) -> EntryKind {
     if score.score < 0.0 {
-        LedgerEntryKind::Penalty
+        EntryKind::Penalty
     } else {
-        LedgerEntryKind::TaskScore
+        EntryKind::TaskScore
     }
 }
 

@@ -74,7 +74,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         return Ok(());
     };
     topology::declare(&bus, &settings.nats).await?;
-    let db = gradients_store::connect(&settings.store).await?;
+    let db = gradients_store::connect(&settings.store, gradients_store::Schema::Ledger).await?;
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
     let finalizer = Arc::new(Finalizer {
         db: db.clone(),

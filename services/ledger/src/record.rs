@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use gradients_bus::objects::sha256_hex;
 use gradients_bus::worker::{Handler, HandlerError};
-use gradients_proto::v1::{Assignment, EvaluationKind, EvaluationResult, TaskCreated, TaskType, Timestamp};
-use gradients_store::entity::ledger::{assignment, evaluation, task};
+use gradients_proto::v1::{Assignment, EvaluationKind, EvaluationResult, TaskCreated, Timestamp};
+use gradients_store::entity::ledger::{assignment, evaluation, task, EvaluationKind as StoredKind, TaskType};
 use gradients_store::sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
 use prost::Message;
 
@@ -40,16 +40,14 @@ pub fn task_row(message: &jetstream::Message) -> Result<task::ActiveModel, Handl
         return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
     }
     // A type or deadline read as a default would score every miner wrongly: refuse instead.
-    let task_type = match TaskType::try_from(task.r#type) {
-        Ok(t) if t != TaskType::Unspecified => t,
-        _ => return Err(HandlerError::Poison(format!("task {} has no known type ({})", task.id, task.r#type))),
-    };
+    let task_type = TaskType::from_wire(task.r#type)
+        .map_err(|_| HandlerError::Poison(format!("task {} has no known type ({})", task.id, task.r#type)))?;
     let Some(deadline) = task.deadline.filter(|d| d.unix_ms > 0) else {
         return Err(HandlerError::Poison(format!("task {} has no deadline", task.id)));
     };
     Ok(task::ActiveModel {
         task_id: Set(task.id.clone()),
-        task_type: Set(task_type.label()),
+        task_type: Set(task_type),
         base_model: Set(task.base_model.clone()),
         hours_to_complete: Set(task.hours_to_complete),
         deadline_ms: Set(deadline.unix_ms),
@@ -100,9 +98,9 @@ impl Handler for AssignmentRecorder {
 /// Records each evaluation result as evidence, then finalizes its task if it completes it.
 pub struct EvaluationRecorder(pub Arc<Finalizer>);
 
-/// The stored name of an evaluation kind.
-pub fn kind_label(kind: EvaluationKind) -> String {
-    kind.as_str_name().to_ascii_lowercase()
+/// The stored value of an evaluation kind.
+pub fn kind_label(kind: EvaluationKind) -> StoredKind {
+    kind.into()
 }
 
 /// The row an `EvaluationResult` message records (its payload byte for byte, as evidence),

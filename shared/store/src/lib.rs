@@ -1,12 +1,17 @@
 //! Storage for the Gradients services: sea-orm entities, migrations and the connection.
 //!
 //! The embedded default is a SQLite file; a `postgres://` URL switches to PostgreSQL.
-//! [`connect`] brings the schema up to date before returning, so a service never runs
-//! against an older schema. Times are stored as Unix milliseconds (`i64`) and structured
+//! [`connect`] brings the calling service's [`Schema`] (and only it) up to date before
+//! returning, so a service never runs against an older schema and its database holds only
+//! its own tables. Enum columns are typed ([`label`]): a stored label this build does not
+//! know fails the read with [`UnknownLabel`], never a default. Times are stored as Unix
+//! milliseconds (`i64`) and structured
 //! values as JSON text, so both backends hold the same bytes. [`outbox`] publishes the
 //! events a transaction stored, after it commits.
 
+pub mod append_only;
 pub mod entity;
+pub mod label;
 mod migration;
 pub mod outbox;
 pub mod paging;
@@ -14,10 +19,13 @@ pub mod paging;
 use std::time::Duration;
 
 use gradients_config::StoreSettings;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
-use sea_orm_migration::MigratorTrait;
 
-pub use migration::{Migrator, APPEND_ONLY_TABLES};
+pub use label::{unknown_label, UnknownLabel, Unspecified};
+pub use migration::{
+    DispatchMigrator, IntakeMigrator, LedgerMigrator, Schema, APPEND_ONLY_TABLES, LEGACY_MIGRATION_TABLE,
+};
 pub use sea_orm;
 
 /// Why storage failed.
@@ -28,14 +36,15 @@ pub enum StoreError {
     Connect { url: String, source: DbErr },
     /// The schema could not be brought up to date.
     #[error("migrating the database: {0}")]
-    Migrate(DbErr),
+    Migrate(#[source] DbErr),
 }
 
 /// How long a pooled connection may sit idle before it is pinged on checkout.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
-/// Connects, tunes the backend and applies pending migrations.
-pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, StoreError> {
+/// Connects, tunes the backend and applies `schema`'s pending migrations (no other
+/// service's).
+pub async fn connect(settings: &StoreSettings, schema: Schema) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(settings.url.clone());
     options
         .max_connections(settings.max_connections)
@@ -44,32 +53,32 @@ pub async fn connect(settings: &StoreSettings) -> Result<DatabaseConnection, Sto
         // idle long enough to have been dropped by the server (or a proxy) is pinged first.
         .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .sqlx_logging(false);
+    // On every pooled SQLite connection (a PRAGMA run once reaches only one of them): WAL
+    // lets readers run beside the writer; the busy timeout makes concurrent writers from
+    // several tasks wait instead of failing at once.
+    options.map_sqlx_sqlite_opts(|sqlite| {
+        sqlite.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(10)).foreign_keys(true)
+    });
     let db = Database::connect(options)
         .await
         .map_err(|source| StoreError::Connect { url: redact(&settings.url), source })?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        // WAL lets readers run beside the writer; the busy timeout makes concurrent
-        // writers from several tasks wait instead of failing at once.
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON"] {
-            db.execute_unprepared(pragma).await.map_err(StoreError::Migrate)?;
-        }
-    }
-    migrate(&db).await.map_err(StoreError::Migrate)?;
+    migrate(&db, schema).await.map_err(StoreError::Migrate)?;
     Ok(db)
 }
 
 /// Any number for the advisory lock that serialises migrations; the same in every process.
 const MIGRATION_LOCK: i64 = 0x6772_6164_6965_6e74; // "gradient"
 
-/// Applies pending migrations. On PostgreSQL, replicas starting together take turns: the
-/// migration runs in one transaction holding an advisory lock (DDL is transactional there).
-async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+/// Applies `schema`'s pending migrations. On PostgreSQL, replicas (and services sharing the
+/// database) starting together take turns: the migration runs in one transaction holding an
+/// advisory lock (DDL is transactional there).
+async fn migrate(db: &DatabaseConnection, schema: Schema) -> Result<(), DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        return Migrator::up(db, None).await;
+        return schema.up(db).await;
     }
     let txn = db.begin().await?;
     txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
-    Migrator::up(&txn, None).await?;
+    schema.up(&txn).await?;
     txn.commit().await
 }
 
@@ -114,8 +123,8 @@ mod tests {
         for backend in Backend::ALL {
             let scratch = ScratchDb::new(backend).await.unwrap();
             let settings = StoreSettings { url: scratch.url().to_owned(), max_connections: 2 };
-            let db = connect(&settings).await.unwrap();
-            let again = connect(&settings).await.unwrap();
+            let db = connect(&settings, Schema::Intake).await.unwrap();
+            let again = connect(&settings, Schema::Intake).await.unwrap();
             let row = outbox::ActiveModel {
                 id: Set("e1".into()),
                 subject: Set("s".into()),
@@ -137,7 +146,7 @@ mod tests {
     async fn replicas_migrate_a_fresh_database_together() {
         let scratch = ScratchDb::new(Backend::Postgres).await.unwrap();
         let settings = StoreSettings { url: scratch.url().to_owned(), max_connections: 2 };
-        let start = || async { connect(&settings).await.map(|_| ()).map_err(|e| e.to_string()) };
+        let start = || async { connect(&settings, Schema::Intake).await.map(|_| ()).map_err(|e| e.to_string()) };
         let started = tokio::join!(start(), start(), start(), start());
         let started = [started.0, started.1, started.2, started.3];
         assert!(started.iter().all(|r| r.is_ok()), "{started:?}");
@@ -147,15 +156,16 @@ mod tests {
     /// ledger table, whoever connects; inserts still work.
     #[tokio::test]
     async fn ledger_tables_are_append_only_in_the_database() {
-        use crate::entity::ledger::entry;
+        use crate::entity::ledger::{entry, EntryKind};
         for backend in Backend::ALL {
             let scratch = ScratchDb::new(backend).await.unwrap();
-            let db = connect(&StoreSettings { url: scratch.url().to_owned(), max_connections: 2 }).await.unwrap();
+            let settings = StoreSettings { url: scratch.url().to_owned(), max_connections: 2 };
+            let db = connect(&settings, Schema::Ledger).await.unwrap();
             entry::ActiveModel {
                 entry_id: Set("e1".into()),
                 task_id: Set("t".into()),
                 miner_id: Set("m".into()),
-                kind: Set("task_score".into()),
+                kind: Set(EntryKind::TaskScore),
                 score: Set(3.0),
                 task_weight: Set(1.0),
                 rank: Set(Some(1)),

@@ -88,40 +88,7 @@ impl MigrationTrait for Initial {
             super::entity::HEAD_ID
         ))
         .await?;
-        if postgres {
-            db.execute_unprepared(
-                "CREATE OR REPLACE FUNCTION gradients_audit_append_only() RETURNS trigger AS $$
-                 BEGIN
-                   RAISE EXCEPTION 'table % is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
-                     USING ERRCODE = 'insufficient_privilege';
-                 END $$ LANGUAGE plpgsql",
-            )
-            .await?;
-            for table in APPEND_ONLY_TABLES {
-                db.execute_unprepared(&format!(
-                    "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                     FOR EACH ROW EXECUTE FUNCTION gradients_audit_append_only()"
-                ))
-                .await?;
-                db.execute_unprepared(&format!(
-                    "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-                     FOR EACH STATEMENT EXECUTE FUNCTION gradients_audit_append_only()"
-                ))
-                .await?;
-            }
-        } else {
-            for table in APPEND_ONLY_TABLES {
-                for operation in ["UPDATE", "DELETE"] {
-                    db.execute_unprepared(&format!(
-                        "CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {operation} ON {table}
-                         BEGIN SELECT RAISE(ABORT, 'table {table} is append-only: {operation} is not allowed'); END",
-                        op = operation.to_lowercase()
-                    ))
-                    .await?;
-                }
-            }
-        }
-        Ok(())
+        gradients_store::append_only::install(db, "gradients_audit_append_only", &APPEND_ONLY_TABLES).await
     }
 }
 

@@ -634,7 +634,7 @@ async fn reconcile_names_a_changed_ledger_row() {
     assert!(clean.weights >= 1);
 
     // An attacker with database access rewrites m2's reward.
-    let ledger_store = gradients_store::connect(&settings.store).await.unwrap();
+    let ledger_store = gradients_store::connect(&settings.store, gradients_store::Schema::Ledger).await.unwrap();
     ledger_store.execute_unprepared("DROP TRIGGER ledger_entries_no_update").await.unwrap();
     ledger_store.execute_unprepared("UPDATE ledger_entries SET score = 3.0 WHERE miner_id = 'm2'").await.unwrap();
     let found = reconcile(

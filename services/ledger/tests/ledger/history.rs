@@ -2,7 +2,7 @@
 //! finalized tasks in the store than either database accepts as bound parameters.
 
 use gradients_proto::v1::{TaskType, Timestamp};
-use gradients_store::entity::ledger::{task, task_result};
+use gradients_store::entity::ledger::{task, task_result, FinalizedBecause, TaskType as StoredType};
 use gradients_store::sea_orm::ActiveValue::Set;
 use gradients_store::sea_orm::{EntityTrait, TransactionTrait};
 use gradients_testkit::Backend;
@@ -26,7 +26,7 @@ async fn a_long_history_does_not_stop_the_sweep_or_the_weights() {
             let ids: Vec<String> = (start..(start + CHUNK).min(HISTORY)).map(|i| format!("old-{i:06}")).collect();
             let tasks = ids.iter().map(|id| task::ActiveModel {
                 task_id: Set(id.clone()),
-                task_type: Set("instruct".to_owned()),
+                task_type: Set(StoredType::Instruct),
                 base_model: Set("tiny-1m".to_owned()),
                 hours_to_complete: Set(1.0),
                 deadline_ms: Set(now - 3_600_000),
@@ -34,9 +34,9 @@ async fn a_long_history_does_not_stop_the_sweep_or_the_weights() {
             });
             let results = ids.iter().map(|id| task_result::ActiveModel {
                 task_id: Set(id.clone()),
-                task_type: Set("instruct".to_owned()),
+                task_type: Set(StoredType::Instruct),
                 winner_miner_id: Set(String::new()),
-                finalized_because: Set("deadline".to_owned()),
+                finalized_because: Set(FinalizedBecause::Deadline),
                 finalized_at_ms: Set(now - 1_800_000),
                 winner_loss: Set(None),
                 task_weight: Set(2.0),

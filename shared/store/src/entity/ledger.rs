@@ -1,5 +1,80 @@
 //! The reward ledger's tables, all append-only (see the migration's triggers).
 
+use gradients_proto::v1;
+
+pub use super::task_type::TaskType;
+use crate::label::{stored_label, Unspecified};
+
+stored_label! {
+    /// What an evaluation measured (`ledger_evaluations.kind`).
+    pub enum EvaluationKind {
+        MinerSubmission => "miner_submission",
+        BaseModel => "base_model",
+        FixedBaseline => "fixed_baseline",
+    }
+}
+
+impl From<EvaluationKind> for v1::EvaluationKind {
+    fn from(stored: EvaluationKind) -> Self {
+        match stored {
+            EvaluationKind::MinerSubmission => Self::MinerSubmission,
+            EvaluationKind::BaseModel => Self::BaseModel,
+            EvaluationKind::FixedBaseline => Self::FixedBaseline,
+        }
+    }
+}
+
+impl From<v1::EvaluationKind> for EvaluationKind {
+    fn from(wire: v1::EvaluationKind) -> Self {
+        match wire {
+            v1::EvaluationKind::MinerSubmission => Self::MinerSubmission,
+            v1::EvaluationKind::BaseModel => Self::BaseModel,
+            v1::EvaluationKind::FixedBaseline => Self::FixedBaseline,
+        }
+    }
+}
+
+stored_label! {
+    /// What an entry records (`ledger_entries.kind`).
+    pub enum EntryKind {
+        TaskScore => "task_score",
+        Penalty => "penalty",
+        Correction => "correction",
+    }
+}
+
+impl From<EntryKind> for v1::LedgerEntryKind {
+    fn from(stored: EntryKind) -> Self {
+        match stored {
+            EntryKind::TaskScore => Self::TaskScore,
+            EntryKind::Penalty => Self::Penalty,
+            EntryKind::Correction => Self::Correction,
+        }
+    }
+}
+
+impl EntryKind {
+    /// The stored value of a wire value; unspecified is never stored.
+    pub fn from_proto(wire: v1::LedgerEntryKind) -> Result<Self, Unspecified> {
+        match wire {
+            v1::LedgerEntryKind::TaskScore => Ok(Self::TaskScore),
+            v1::LedgerEntryKind::Penalty => Ok(Self::Penalty),
+            v1::LedgerEntryKind::Correction => Ok(Self::Correction),
+            v1::LedgerEntryKind::Unspecified => Err(Unspecified { kind: "LedgerEntryKind", value: wire as i32 }),
+        }
+    }
+}
+
+stored_label! {
+    /// Why a task was finalized (`ledger_task_results.finalized_because`).
+    pub enum FinalizedBecause {
+        /// Every assigned miner was evaluated.
+        AllEvaluated => "all_evaluated",
+        /// The deadline and its grace passed first.
+        Deadline => "deadline",
+    }
+}
+
 /// `ledger_tasks`: what the ledger needs to know of each created task.
 pub mod task {
     use sea_orm::entity::prelude::*;
@@ -10,7 +85,7 @@ pub mod task {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub task_id: String,
-        pub task_type: String,
+        pub task_type: super::TaskType,
         pub base_model: String,
         pub hours_to_complete: f64,
         pub deadline_ms: i64,
@@ -59,8 +134,7 @@ pub mod evaluation {
         pub evaluation_id: String,
         pub task_id: String,
         pub miner_id: String,
-        /// `miner_submission`, `base_model` or `fixed_baseline`.
-        pub kind: String,
+        pub kind: super::EvaluationKind,
         /// The protobuf `EvaluationResult` as published.
         pub payload: Vec<u8>,
         pub payload_sha256: String,
@@ -86,8 +160,7 @@ pub mod entry {
         pub entry_id: String,
         pub task_id: String,
         pub miner_id: String,
-        /// `task_score`, `penalty` or `correction`.
-        pub kind: String,
+        pub kind: super::EntryKind,
         pub score: f64,
         pub task_weight: f64,
         pub rank: Option<i32>,
@@ -118,11 +191,10 @@ pub mod task_result {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub task_id: String,
-        pub task_type: String,
+        pub task_type: super::TaskType,
         /// "" when no submission was valid.
         pub winner_miner_id: String,
-        /// `all_evaluated` or `deadline`.
-        pub finalized_because: String,
+        pub finalized_because: super::FinalizedBecause,
         pub finalized_at_ms: i64,
         /// The winner's test loss.
         pub winner_loss: Option<f64>,

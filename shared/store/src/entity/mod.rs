@@ -4,3 +4,4 @@ pub mod dispatch;
 pub mod ledger;
 pub mod outbox;
 pub mod task;
+pub mod task_type;

@@ -1,7 +1,60 @@
 //! `tasks`: intake's record of every accepted task; `status` is the projection of the
 //! task's status events.
 
+use gradients_proto::v1;
 use sea_orm::entity::prelude::*;
+
+pub use super::task_type::TaskType;
+use crate::label::{stored_label, Unspecified};
+
+stored_label! {
+    /// Where a task stands: the lower-case label of each `TaskStatus` but unspecified.
+    pub enum TaskStatus {
+        Pending => "pending",
+        Accepted => "accepted",
+        Dispatching => "dispatching",
+        Training => "training",
+        Evaluating => "evaluating",
+        Scored => "scored",
+        Rejected => "rejected",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+}
+
+impl From<TaskStatus> for v1::TaskStatus {
+    fn from(stored: TaskStatus) -> Self {
+        match stored {
+            TaskStatus::Pending => Self::Pending,
+            TaskStatus::Accepted => Self::Accepted,
+            TaskStatus::Dispatching => Self::Dispatching,
+            TaskStatus::Training => Self::Training,
+            TaskStatus::Evaluating => Self::Evaluating,
+            TaskStatus::Scored => Self::Scored,
+            TaskStatus::Rejected => Self::Rejected,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl TaskStatus {
+    /// The stored value of a wire value; unspecified is never stored.
+    pub fn from_proto(wire: v1::TaskStatus) -> Result<Self, Unspecified> {
+        Ok(match wire {
+            v1::TaskStatus::Pending => Self::Pending,
+            v1::TaskStatus::Accepted => Self::Accepted,
+            v1::TaskStatus::Dispatching => Self::Dispatching,
+            v1::TaskStatus::Training => Self::Training,
+            v1::TaskStatus::Evaluating => Self::Evaluating,
+            v1::TaskStatus::Scored => Self::Scored,
+            v1::TaskStatus::Rejected => Self::Rejected,
+            v1::TaskStatus::Failed => Self::Failed,
+            v1::TaskStatus::Cancelled => Self::Cancelled,
+            v1::TaskStatus::Unspecified => return Err(Unspecified { kind: "TaskStatus", value: wire as i32 }),
+        })
+    }
+}
 
 /// One accepted task.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -20,16 +73,14 @@ pub struct Model {
     /// request is refused.
     pub request_sha256: String,
     pub name: String,
-    /// `instruct`, `chat`, `dpo`, `grpo`.
-    pub task_type: String,
+    pub task_type: TaskType,
     pub base_model: String,
     /// JSON object: canonical role → the customer's column name.
     pub columns_json: String,
     pub hours_to_complete: f64,
     /// JSON array of reward function names (GRPO).
     pub reward_functions_json: String,
-    /// Lower-case `TaskStatus` label.
-    pub status: String,
+    pub status: TaskStatus,
     pub status_reason: String,
     pub dataset_sha256: String,
     pub dataset_size: i64,

@@ -2,7 +2,6 @@
 //! DELETE (triggers on both PostgreSQL and SQLite, TRUNCATE too on PostgreSQL), so a
 //! correction can only be a new entry that references the one it corrects.
 
-use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 
 use super::schema::{index, int, optional_real, real, text};
@@ -170,44 +169,6 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        let db = manager.get_connection();
-        match manager.get_database_backend() {
-            DbBackend::Postgres => {
-                db.execute_unprepared(
-                    "CREATE OR REPLACE FUNCTION gradients_append_only() RETURNS trigger AS $$
-                     BEGIN
-                       RAISE EXCEPTION 'table % is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
-                         USING ERRCODE = 'insufficient_privilege';
-                     END $$ LANGUAGE plpgsql",
-                )
-                .await?;
-                for table in APPEND_ONLY_TABLES {
-                    db.execute_unprepared(&format!(
-                        "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                         FOR EACH ROW EXECUTE FUNCTION gradients_append_only()"
-                    ))
-                    .await?;
-                    db.execute_unprepared(&format!(
-                        "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-                         FOR EACH STATEMENT EXECUTE FUNCTION gradients_append_only()"
-                    ))
-                    .await?;
-                }
-            }
-            DbBackend::Sqlite => {
-                for table in APPEND_ONLY_TABLES {
-                    for operation in ["UPDATE", "DELETE"] {
-                        db.execute_unprepared(&format!(
-                            "CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {operation} ON {table}
-                             BEGIN SELECT RAISE(ABORT, 'table {table} is append-only: {operation} is not allowed'); END",
-                            op = operation.to_lowercase()
-                        ))
-                        .await?;
-                    }
-                }
-            }
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        }
-        Ok(())
+        crate::append_only::install(manager.get_connection(), "gradients_append_only", &APPEND_ONLY_TABLES).await
     }
 }
