@@ -41,8 +41,8 @@ pub struct Audited {
 
 /// Captures `audited` until `stop`.
 pub async fn run(ctx: Arc<Context>, audited: Audited, stop: CancellationToken) -> Result<(), BusError> {
-    let fail = |reason: String| BusError::Consume { consumer: audited.durable.to_owned(), reason };
-    let stream = ctx.bus.jetstream.get_stream(audited.stream).await.map_err(|e| fail(e.to_string()))?;
+    let fail = |source: gradients_bus::Cause| BusError::Consume { consumer: audited.durable.to_owned(), source };
+    let stream = ctx.bus.jetstream.get_stream(audited.stream).await.map_err(|e| fail(e.into()))?;
     let consumer = stream
         .get_or_create_consumer(
             audited.durable,
@@ -57,7 +57,7 @@ pub async fn run(ctx: Arc<Context>, audited: Audited, stop: CancellationToken) -
             },
         )
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     let probe = Probe { stream };
     let batch_size = ctx.settings.audit.batch_size;
     // A continuous pull: the next batch is on its way while this one is appended.
@@ -67,7 +67,7 @@ pub async fn run(ctx: Arc<Context>, audited: Audited, stop: CancellationToken) -
         .expires(FETCH_EXPIRES)
         .messages()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => break,

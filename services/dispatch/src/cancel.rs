@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use gradients_bus::subjects;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_proto::v1::{TaskStatus, TaskStatusChanged, Timestamp};
 use gradients_store::entity::dispatch::{task, TaskState};
 use gradients_store::sea_orm::sea_query::Expr;
@@ -21,20 +21,21 @@ use crate::Context;
 pub struct Canceller(pub Arc<Context>);
 
 impl Handler for Canceller {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let change = prost::Message::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not a TaskStatusChanged: {e}")))?;
+            .map_err(|e| HandlerError::poison(format!("not a TaskStatusChanged: {e}")))?;
         let change: TaskStatusChanged = change;
         if change.to != TaskStatus::Cancelled as i32 {
-            return Ok(());
+            return Ok(Handled::Done);
         }
         if message.subject.as_str() != subjects::task_status(&change.task_id) {
-            return Err(HandlerError::Poison(format!(
+            return Err(HandlerError::poison(format!(
                 "a cancellation of task {:?} came on {}",
                 change.task_id, message.subject
             )));
         }
-        cancel(&self.0, &change.task_id, &change.reason).await.map_err(|e| HandlerError::Transient(e.to_string()))
+        cancel(&self.0, &change.task_id, &change.reason).await.map_err(HandlerError::transient)?;
+        Ok(Handled::Done)
     }
 }
 

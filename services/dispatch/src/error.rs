@@ -1,6 +1,6 @@
 //! Dispatch's errors.
 
-use gradients_bus::api::api_error;
+use gradients_bus::api::{api_error, service_failure};
 use gradients_bus::BusError;
 use gradients_proto::v1::{Error as ApiError, ErrorCode};
 
@@ -32,21 +32,40 @@ pub struct Refusal {
     pub code: ErrorCode,
     /// For people.
     pub message: String,
+    /// For a failure of dispatch itself: the correlation id its cause was logged under.
+    pub reference: String,
 }
 
 impl Refusal {
     /// A refusal with `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), reference: String::new() }
     }
 
-    /// The service could not do its part (bus, database): the miner may retry.
-    pub fn unavailable(error: impl std::fmt::Display) -> Self {
-        Self::new(ErrorCode::Unavailable, error.to_string())
+    /// Dispatch could not do its part (the bus, the registry): the miner may retry. The
+    /// cause is logged under a reference; the miner gets the code and that reference only.
+    pub fn unavailable(error: impl std::error::Error + 'static) -> Self {
+        Self::failed(ErrorCode::Unavailable, &error)
+    }
+
+    /// Something dispatch holds is not what it wrote (an undecodable registry entry): a
+    /// retry will not help. Logged like [`Refusal::unavailable`].
+    pub fn internal(error: impl std::error::Error + 'static) -> Self {
+        Self::failed(ErrorCode::Internal, &error)
+    }
+
+    fn failed(code: ErrorCode, error: &(dyn std::error::Error + 'static)) -> Self {
+        let api = service_failure(code, error);
+        Self { code, message: api.message, reference: api.reference }
+    }
+
+    /// Whether the miner asked for something wrong, as opposed to dispatch failing.
+    pub fn is_rejection(&self) -> bool {
+        self.reference.is_empty()
     }
 
     /// The typed error sent to the miner.
     pub fn to_api(&self) -> ApiError {
-        api_error(self.code, self.message.clone())
+        ApiError { reference: self.reference.clone(), ..api_error(self.code, self.message.clone()) }
     }
 }

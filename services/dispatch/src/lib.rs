@@ -161,7 +161,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     health.readiness.set_ready(true);
     tracing::info!(service = api::DISPATCH_SERVICE, version = VERSION, dispatch_key = %hex::encode(ctx.identity.public_key()), "dispatch ready");
 
-    let panicked = |reason: String| DispatchError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
+    let panicked =
+        |reason: String| DispatchError::Bus(BusError::Service { service: SERVICE_NAME.into(), source: reason.into() });
     let outcome = tokio::select! {
         outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
         point = ctx.crash.fired() => {
@@ -204,8 +205,11 @@ async fn serve(ctx: Arc<Context>, stop: CancellationToken) -> Result<(), BusErro
 async fn handle(ctx: &Context, endpoint: &'static str, request: Request) {
     let started = Instant::now();
     let to_api = |refusal: Refusal| {
-        tracing::warn!(endpoint, code = refusal.code.as_str_name(), error = %refusal.message, "request refused");
-        ctx.metrics.rejected(refusal.code.as_str_name());
+        // A failure of dispatch itself was logged, with its cause, where it happened.
+        if refusal.is_rejection() {
+            tracing::warn!(endpoint, code = refusal.code.as_str_name(), error = %refusal.message, "request refused");
+            ctx.metrics.rejected(refusal.code.as_str_name());
+        }
         refusal.to_api()
     };
     let code = match endpoint {

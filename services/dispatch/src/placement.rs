@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_bus::{subjects, topology};
 use gradients_miner::freshness;
 use gradients_miner::identity::{domains, verify_message};
@@ -31,20 +31,24 @@ use crate::{registry, Context, SERVICE_NAME};
 /// The handler of `tasks.created`.
 pub struct Placer(pub Arc<Context>);
 
-fn transient(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+fn transient(e: impl Into<gradients_bus::Cause>) -> HandlerError {
+    HandlerError::transient(e)
 }
 
 impl Handler for Placer {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let ctx = &self.0;
         let created = TaskCreated::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
-        let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+            .map_err(|e| HandlerError::poison(format!("not a TaskCreated: {e}")))?;
+        let task = created.task.ok_or_else(|| HandlerError::poison("TaskCreated without a task"))?;
+        // Without a deadline the task could never close on time: refuse it, never default it.
+        let Some(deadline) = task.deadline.filter(|d| d.unix_ms > 0) else {
+            return Err(HandlerError::poison(format!("task {} has no deadline", task.id)));
+        };
         let round = message.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
-        let row = record_task(ctx, &task).await.map_err(transient)?;
+        let row = record_task(ctx, &task, deadline.unix_ms).await.map_err(transient)?;
         if row.state != TaskState::Offering {
-            return Ok(()); // Placed, failed, closed or cancelled already.
+            return Ok(Handled::Done); // Placed, failed, closed or cancelled already.
         }
         offer_round(ctx, &task, round).await?;
         let accepted = offer::Entity::find()
@@ -69,26 +73,38 @@ impl Handler for Placer {
                     .map_err(transient)?;
             }
             assign(ctx, &task, &accepted).await.map_err(transient)?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
-        let rounds = ctx.settings.dispatch.offer_rounds;
+        // Each round is one delivery of the message: the last round comes no later than the
+        // consumer's last delivery, so the task fails with its reason rather than being
+        // dead-lettered.
+        let max_deliver = ctx.settings.nats.max_deliver;
+        let rounds = match u32::try_from(max_deliver) {
+            Ok(deliveries) if deliveries > 0 => ctx.settings.dispatch.offer_rounds.min(deliveries),
+            _ => ctx.settings.dispatch.offer_rounds,
+        };
         if round >= rounds {
             let reason = format!(
                 "only {} of the {needed} miners needed accepted after {round} rounds of offers",
                 accepted.len()
             );
             fail(ctx, &task.id, &reason).await.map_err(transient)?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
-        Err(HandlerError::Transient(format!(
-            "{} of {needed} miners accepted; offering again (round {round} of {rounds})",
-            accepted.len()
-        )))
+        // Not a failure: the market has too few willing miners yet. The message comes back
+        // after the back-off for another round.
+        Ok(Handled::RetryLater {
+            after: ctx.settings.nats.retry_backoff(round as u64),
+            reason: format!(
+                "{} of {needed} miners accepted; offering again (round {round} of {rounds})",
+                accepted.len()
+            ),
+        })
     }
 }
 
 /// Records the task once (with its `accepted -> dispatching` event) and returns its row.
-async fn record_task(ctx: &Context, task: &Task) -> Result<task::Model, DbErr> {
+async fn record_task(ctx: &Context, task: &Task, deadline_ms: i64) -> Result<task::Model, DbErr> {
     if let Some(row) = task::Entity::find_by_id(task.id.clone()).one(&ctx.db).await? {
         return Ok(row);
     }
@@ -98,7 +114,7 @@ async fn record_task(ctx: &Context, task: &Task) -> Result<task::Model, DbErr> {
         task_proto: task.encode_to_vec(),
         state: TaskState::Offering,
         reason: String::new(),
-        deadline_ms: task.deadline.map(|d| d.unix_ms).unwrap_or(now),
+        deadline_ms,
         updated_at_ms: now,
     };
     let txn = ctx.db.begin().await?;

@@ -117,7 +117,7 @@ pub async fn find(ctx: &Context, miner_id: &str) -> Result<Option<Miner>, Refusa
     let Some(bytes) = ctx.registry.miners.get(miner_id).await.map_err(Refusal::unavailable)? else {
         return Ok(None);
     };
-    let miner = Miner::decode(bytes.as_ref()).map_err(Refusal::unavailable)?;
+    let miner = Miner::decode(bytes.as_ref()).map_err(Refusal::internal)?;
     Ok(is_live(ctx, &miner, Timestamp::now().unix_ms).then_some(miner))
 }
 
@@ -138,7 +138,7 @@ pub async fn heartbeat(ctx: &Context, beat: Heartbeat) -> Result<HeartbeatRespon
     };
     let entry = ctx.registry.miners.entry(&beat.miner_id).await.map_err(Refusal::unavailable)?;
     let entry = entry.filter(|e| e.operation == kv::Operation::Put).ok_or_else(unknown)?;
-    let mut miner = Miner::decode(entry.value.as_ref()).map_err(Refusal::unavailable)?;
+    let mut miner = Miner::decode(entry.value.as_ref()).map_err(Refusal::internal)?;
     if !is_live(ctx, &miner, Timestamp::now().unix_ms) {
         return Err(unknown());
     }

@@ -77,6 +77,6 @@ impl Refusal {
 
     /// The typed error carried by the evaluation.
     pub fn to_api(&self) -> ApiError {
-        ApiError { code: self.code as i32, message: self.message.clone(), row: 0, column: String::new() }
+        ApiError { code: self.code as i32, message: self.message.clone(), ..Default::default() }
     }
 }

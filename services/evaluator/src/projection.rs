@@ -85,8 +85,8 @@ pub fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn transient(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+fn transient(e: impl Into<gradients_bus::Cause>) -> HandlerError {
+    HandlerError::transient(e)
 }
 
 /// The projection bucket.
@@ -113,7 +113,7 @@ impl Projection {
         match self.kv.entry(key).await.map_err(transient)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 let value = serde_json::from_slice(&entry.value)
-                    .map_err(|e| HandlerError::Poison(format!("projection {key} is unreadable: {e}")))?;
+                    .map_err(|e| HandlerError::poison(format!("projection {key} is unreadable: {e}")))?;
                 Ok(Some((value, entry.revision)))
             }
             _ => Ok(None),
@@ -145,16 +145,26 @@ impl Projection {
 
     /// Records a created task (a put of the same facts on redelivery).
     pub async fn record_task(&self, created: &TaskCreated) -> Result<TaskRecord, HandlerError> {
-        let task = created.task.as_ref().ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+        let task = created.task.as_ref().ok_or_else(|| HandlerError::poison("TaskCreated without a task"))?;
         if !safe_id(&task.id) {
-            return Err(HandlerError::Poison(format!("task id {:?} is not an id", task.id)));
+            return Err(HandlerError::poison(format!("task id {:?} is not an id", task.id)));
         }
+        // A type or deadline read as a default would fail every submission (an unknown type,
+        // or every one late against deadline 0): refuse the event instead.
+        let task_type = TaskType::try_from(task.r#type)
+            .ok()
+            .filter(|t| *t != TaskType::Unspecified)
+            .ok_or_else(|| HandlerError::poison(format!("task {} has no known type ({})", task.id, task.r#type)))?;
+        let deadline = task
+            .deadline
+            .filter(|d| d.unix_ms > 0)
+            .ok_or_else(|| HandlerError::poison(format!("task {} has no deadline", task.id)))?;
         let splits = task.splits.as_ref();
         let record = TaskRecord {
             task_id: task.id.clone(),
-            task_type: TaskType::try_from(task.r#type).unwrap_or_default().label(),
+            task_type: task_type.label(),
             base_model: task.base_model.clone(),
-            deadline_ms: task.deadline.map(|d| d.unix_ms).unwrap_or_default(),
+            deadline_ms: deadline.unix_ms,
             test: splits.and_then(|s| s.test.as_ref()).and_then(|d| d.object.as_ref()).map(StoredRef::from),
             synth: splits.and_then(|s| s.synth.as_ref()).and_then(|d| d.object.as_ref()).map(StoredRef::from),
         };
@@ -197,7 +207,7 @@ impl Projection {
 /// Checks dispatch's signature on an assignment.
 pub fn verify_assignment(assignment: &Assignment, dispatch_key: &[u8]) -> Result<(), HandlerError> {
     verify_message(dispatch_key, domains::ASSIGNMENT, assignment, &assignment.signature, |a| a.signature.clear())
-        .map_err(|e| HandlerError::Poison(format!("assignment {} is not dispatch's: {e}", assignment.assignment_id)))
+        .map_err(|e| HandlerError::poison(format!("assignment {} is not dispatch's: {e}", assignment.assignment_id)))
 }
 
 /// The public key miner `miner_id` registered with, from dispatch's registry, checked to

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::subjects::{self, buckets};
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_bus::{objects, Bus};
 use gradients_config::Settings;
 use gradients_data::TaskType as DataType;
@@ -58,8 +58,8 @@ pub struct Prepared {
     pub reference: Option<Vec<Vec<LossSum>>>,
 }
 
-fn transient(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+fn transient(e: impl Into<gradients_bus::Cause>) -> HandlerError {
+    HandlerError::transient(e)
 }
 
 impl Context {
@@ -268,15 +268,16 @@ async fn with_progress<T>(
 pub struct TaskHandler(pub Arc<Context>);
 
 impl Handler for TaskHandler {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let created = TaskCreated::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
+            .map_err(|e| HandlerError::poison(format!("not a TaskCreated: {e}")))?;
         let task = self.0.projection.record_task(&created).await?;
         if TaskType::from_label(&task.task_type).and_then(data_type).is_none() {
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let ack_wait = self.0.settings.nats.ack_wait();
-        with_progress(message, ack_wait, evaluate_base(&self.0, &task)).await
+        with_progress(message, ack_wait, evaluate_base(&self.0, &task)).await?;
+        Ok(Handled::Done)
     }
 }
 
@@ -306,7 +307,7 @@ async fn evaluate_base(ctx: &Context, task: &TaskRecord) -> Result<(), HandlerEr
                     .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
             })
             .await
-            .map_err(transient)?
+            .map_err(HandlerError::from_join)?
         }
     };
     result.evaluated_at = Some(Timestamp::now());
@@ -331,15 +332,16 @@ async fn evaluate_base(ctx: &Context, task: &TaskRecord) -> Result<(), HandlerEr
 pub struct AssignmentHandler(pub Arc<Context>);
 
 impl Handler for AssignmentHandler {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let assignment = Assignment::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
+            .map_err(|e| HandlerError::poison(format!("not an Assignment: {e}")))?;
         if !safe_id(&assignment.task_id) || !safe_id(&assignment.miner_id) {
-            return Err(HandlerError::Poison("an assignment without a usable task or miner id".into()));
+            return Err(HandlerError::poison("an assignment without a usable task or miner id"));
         }
         verify_assignment(&assignment, &self.0.dispatch_key)?;
         let key = registered_key(&self.0.bus, &assignment.miner_id).await?.map(hex::encode).unwrap_or_default();
-        self.0.projection.record_assignment(&assignment, key).await
+        self.0.projection.record_assignment(&assignment, key).await?;
+        Ok(Handled::Done)
     }
 }
 
@@ -347,15 +349,15 @@ impl Handler for AssignmentHandler {
 pub struct SubmissionHandler(pub Arc<Context>);
 
 impl Handler for SubmissionHandler {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let submission = Submission::decode(message.payload.as_ref())
-            .map_err(|e| HandlerError::Poison(format!("not a Submission: {e}")))?;
+            .map_err(|e| HandlerError::poison(format!("not a Submission: {e}")))?;
         if !safe_id(&submission.submission_id) || !safe_id(&submission.task_id) || !safe_id(&submission.miner_id) {
-            return Err(HandlerError::Poison("a submission without usable ids".into()));
+            return Err(HandlerError::poison("a submission without usable ids"));
         }
         let marker = format!("done.{}", submission.submission_id);
         if self.0.projection.published(&marker).await?.is_some() {
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let ack_wait = self.0.settings.nats.ack_wait();
         with_progress(message, ack_wait, evaluate_submission(&self.0, message, submission, &marker)).await
@@ -367,9 +369,14 @@ async fn evaluate_submission(
     message: &jetstream::Message,
     submission: Submission,
     marker: &str,
-) -> Result<(), HandlerError> {
+) -> Result<Handled, HandlerError> {
     let Some(task) = ctx.projection.task(&submission.task_id).await? else {
-        return Err(HandlerError::Transient(format!("task {} is not known yet", submission.task_id)));
+        // Its `tasks.created` is on another stream and not projected yet: nothing failed.
+        let delivered = message.info().map(|info| info.delivered.max(1) as u64).unwrap_or(1);
+        return Ok(Handled::RetryLater {
+            after: ctx.settings.nats.retry_backoff(delivered),
+            reason: format!("task {} is not known yet", submission.task_id),
+        });
     };
     let arrived_ms = arrival_ms(message)?;
     let cohort = ctx.projection.cohort(&submission.task_id).await?;
@@ -382,6 +389,9 @@ async fn evaluate_submission(
         artifact_sha256: artifact.sha256.clone(),
         kind: EvaluationKind::MinerSubmission as i32,
         submitted_at: Some(Timestamp { unix_ms: arrived_ms }),
+        // Where the model is, for the ledger's result (a customer downloads the winner's).
+        artifact: submission.artifact.clone(),
+        manifest: submission.manifest.clone(),
         ..Default::default()
     };
     let max_bytes = ctx.settings.evaluator.max_artifact_bytes;
@@ -399,7 +409,7 @@ async fn evaluate_submission(
                         .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
                 })
                 .await
-                .map_err(transient)?
+                .map_err(HandlerError::from_join)?
             }
         },
     };
@@ -419,5 +429,6 @@ async fn evaluate_submission(
             None
         }
     };
-    ctx.publish(result, &submission.submission_id, marker, evidence).await
+    ctx.publish(result, &submission.submission_id, marker, evidence).await?;
+    Ok(Handled::Done)
 }

@@ -27,7 +27,7 @@ pub struct Admitted {
 /// When a JetStream message was stored, in Unix milliseconds: the arrival time every
 /// replica and every redelivery agrees on.
 pub fn arrival_ms(message: &jetstream::Message) -> Result<i64, HandlerError> {
-    let info = message.info().map_err(|e| HandlerError::Transient(format!("no message info: {e}")))?;
+    let info = message.info().map_err(|e| HandlerError::transient(format!("no message info: {e}")))?;
     Ok((info.published.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -47,7 +47,7 @@ async fn assigned_key(
         }
         // Assignments and submissions travel on different streams: wait for the rest of
         // the cohort before deciding.
-        return Err(HandlerError::Transient(format!(
+        return Err(HandlerError::transient(format!(
             "the assignments of task {} are not all known yet",
             submission.task_id
         )));
@@ -102,10 +102,10 @@ pub async fn admit(
             format!("the artifact is {} bytes, more than the limit of {max_artifact_bytes}", artifact.size),
         )));
     }
-    let store = objects::bucket(bus, &artifact.bucket).await.map_err(|e| HandlerError::Transient(e.to_string()))?;
+    let store = objects::bucket(bus, &artifact.bucket).await.map_err(HandlerError::transient)?;
     match objects::read_verified(&store, &artifact, max_artifact_bytes).await {
         Ok(bytes) => Ok(Ok(Admitted { artifact: bytes })),
-        Err(objects::ObjectError::Bus(e)) => Err(HandlerError::Transient(e.to_string())),
+        Err(objects::ObjectError::Bus(e)) => Err(HandlerError::transient(e)),
         Err(e @ objects::ObjectError::ChecksumMismatch { .. }) => {
             Ok(Err(Refusal::invalid(ErrorCode::ChecksumMismatch, e.to_string())))
         }
@@ -122,10 +122,9 @@ async fn earlier_copy(
     submission: &Submission,
     cohort: &CohortRecord,
 ) -> Result<Option<String>, HandlerError> {
-    let transient = |e: String| HandlerError::Transient(e);
-    let own_sequence = message.info().map_err(|e| transient(e.to_string()))?.stream_sequence;
+    let own_sequence = message.info().map_err(HandlerError::transient)?.stream_sequence;
     let sha256 = submission.artifact.as_ref().map(|a| a.sha256.to_ascii_lowercase()).unwrap_or_default();
-    let stream = bus.jetstream.get_stream(streams::SUBMISSIONS).await.map_err(|e| transient(e.to_string()))?;
+    let stream = bus.jetstream.get_stream(streams::SUBMISSIONS).await.map_err(HandlerError::transient)?;
     let reader = stream
         .create_consumer(consumer::pull::Config {
             filter_subject: subjects::submissions_of_task(&submission.task_id),
@@ -135,7 +134,7 @@ async fn earlier_copy(
             ..Default::default()
         })
         .await
-        .map_err(|e| transient(e.to_string()))?;
+        .map_err(HandlerError::transient)?;
     let mut found = None;
     'scan: loop {
         let mut batch = reader
@@ -144,10 +143,10 @@ async fn earlier_copy(
             .expires(Duration::from_millis(200))
             .messages()
             .await
-            .map_err(|e| transient(e.to_string()))?;
+            .map_err(HandlerError::transient)?;
         let mut any = false;
         while let Some(earlier) = batch.next().await {
-            let earlier = earlier.map_err(|e| transient(e.to_string()))?;
+            let earlier = earlier.map_err(HandlerError::transient)?;
             any = true;
             let sequence = earlier.info().map(|i| i.stream_sequence).unwrap_or(u64::MAX);
             if sequence >= own_sequence {

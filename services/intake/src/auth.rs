@@ -146,7 +146,7 @@ impl Authenticator {
             }
             Err(e) => Err(RequestError::Bus(BusError::Object {
                 bucket: subjects::kv::INTAKE_NONCES.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             })),
         }
     }

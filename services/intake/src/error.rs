@@ -62,6 +62,20 @@ pub enum RequestError {
     /// The bus failed.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The data set is larger than all the bytes intake processes at once
+    /// (`intake.data_budget_bytes`): it could never be given room.
+    #[error("the data set is {size} bytes, more than the {budget} bytes intake processes at once")]
+    OverBudget { size: u64, budget: u64 },
+    /// The blocking thread preparing the data set panicked or was cancelled.
+    #[error("preparing the data set failed")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The ledger did not answer for a task's result.
+    #[error("the ledger: {0}")]
+    Ledger(#[source] gradients_bus::api::CallError),
+    /// A file of the winning model could not be copied for download (a reference that is
+    /// not the winner's own, a manifest that does not parse, a checksum that does not match).
+    #[error("the winning model's {path}: {reason}")]
+    Staging { path: String, reason: String },
 }
 
 impl RequestError {
@@ -84,7 +98,11 @@ impl RequestError {
             Self::Stale(_) => ErrorCode::StaleMessage,
             Self::Forbidden(_) => ErrorCode::AccessDenied,
             Self::Busy(_) => ErrorCode::RateLimited,
+            Self::OverBudget { .. } => ErrorCode::DatasetTooLarge,
+            Self::Store(e) if !gradients_store::failure::classify(e).is_retryable() => ErrorCode::Internal,
             Self::Upload(ObjectError::Bus(_)) | Self::Bus(_) | Self::Store(_) => ErrorCode::Unavailable,
+            Self::Worker(_) | Self::Staging { .. } => ErrorCode::Internal,
+            Self::Ledger(_) => ErrorCode::Unavailable,
             Self::Dataset(e) => ErrorCode::from_str_name(e.code()).unwrap_or(ErrorCode::InvalidArgument),
             Self::NotFound(_) => ErrorCode::TaskNotFound,
             Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
@@ -109,13 +127,17 @@ impl RequestError {
             _ => (0, String::new()),
         };
         let message = match self {
-            Self::Store(_) => format!("intake's storage failed; retry later (reference {reference})"),
+            Self::Store(_) if self.code() == ErrorCode::Internal => {
+                format!("intake's storage failed (reference {reference})")
+            }
+            Self::Store(_) => format!("intake's storage is unavailable; retry later (reference {reference})"),
+            Self::Worker(_) => format!("intake failed preparing the data set (reference {reference})"),
             Self::Bus(_) | Self::Upload(ObjectError::Bus(_)) => {
                 format!("intake could not reach NATS; retry later (reference {reference})")
             }
             _ => self.to_string(),
         };
-        ApiError { code: self.code() as i32, message, row, column }
+        ApiError { code: self.code() as i32, message, row, column, reference: reference.to_owned() }
     }
 }
 

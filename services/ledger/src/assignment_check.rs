@@ -8,7 +8,7 @@
 
 use async_nats::jetstream;
 use gradients_bus::subjects;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_config::Settings;
 use gradients_miner::identity::{domains, verify_message};
 use gradients_miner::Identity;
@@ -76,9 +76,9 @@ impl VerifiedAssignments {
 }
 
 impl Handler for VerifiedAssignments {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         if let Some(reason) = crate::batch::Screen::refusal(self, message) {
-            return Err(HandlerError::Poison(reason));
+            return Err(HandlerError::poison(reason));
         }
         self.recorder.handle(message).await
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use gradients_bus::batch_worker::BatchHandler;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_proto::v1::Timestamp;
 use gradients_store::sea_orm::{ActiveModelTrait, DbErr, EntityTrait, TransactionTrait};
 
@@ -47,7 +47,7 @@ pub trait Input: Send + Sync + 'static {
     fn handle_one(
         finalizer: &Arc<Finalizer>,
         message: &jetstream::Message,
-    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send;
+    ) -> impl std::future::Future<Output = Result<Handled, HandlerError>> + Send;
 }
 
 /// Created tasks.
@@ -65,7 +65,7 @@ impl Input for Tasks {
     fn task_of(row: &<Self::Entity as EntityTrait>::ActiveModel) -> String {
         row.task_id.as_ref().clone()
     }
-    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         TaskRecorder(finalizer.clone()).handle(message).await
     }
 }
@@ -78,7 +78,7 @@ impl Input for Assignments {
     fn task_of(row: &<Self::Entity as EntityTrait>::ActiveModel) -> String {
         row.task_id.as_ref().clone()
     }
-    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         AssignmentRecorder(finalizer.clone()).handle(message).await
     }
 }
@@ -91,7 +91,7 @@ impl Input for Evaluations {
     fn task_of(row: &<Self::Entity as EntityTrait>::ActiveModel) -> String {
         row.task_id.as_ref().clone()
     }
-    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle_one(finalizer: &Arc<Finalizer>, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         EvaluationRecorder(finalizer.clone()).handle(message).await
     }
 }
@@ -132,20 +132,20 @@ impl<I: Input, S: Screen> BatchHandler for Batched<I, S>
 where
     <I::Entity as EntityTrait>::ActiveModel: ActiveModelTrait<Entity = I::Entity> + Send,
 {
-    async fn handle_batch(&self, messages: &[jetstream::Message]) -> Vec<Result<(), HandlerError>> {
+    async fn handle_batch(&self, messages: &[jetstream::Message]) -> Vec<Result<Handled, HandlerError>> {
         let decided: Vec<Result<<I::Entity as EntityTrait>::ActiveModel, HandlerError>> = messages
             .iter()
             .map(|message| match self.screen.refusal(message) {
-                Some(reason) => Err(HandlerError::Poison(reason)),
+                Some(reason) => Err(HandlerError::poison(reason)),
                 None => I::row(message),
             })
             .collect();
         let rows: Vec<_> = decided.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
         if rows.is_empty() {
-            return decided.into_iter().map(|d| d.map(|_| ())).collect();
+            return decided.into_iter().map(|d| d.map(|_| Handled::Done)).collect();
         }
         match self.write(rows).await {
-            Ok(()) => decided.into_iter().map(|d| d.map(|_| ())).collect(),
+            Ok(()) => decided.into_iter().map(|d| d.map(|_| Handled::Done)).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, messages = messages.len(), "batch failed; handling its messages one at a time");
                 let mut results = Vec::with_capacity(messages.len());

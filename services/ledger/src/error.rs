@@ -33,19 +33,26 @@ pub enum QueryError {
     /// A parameter is out of bounds.
     #[error("{0}")]
     Invalid(String),
-    /// The database failed.
+    /// The database failed. Its text is logged under a reference, never sent: it can quote
+    /// the query or the schema.
     #[error("storage: {0}")]
     Store(#[from] DbErr),
 }
 
 impl QueryError {
-    /// The typed error sent to the client.
+    /// The typed error sent to the client: for a refused query, its code and why; for a
+    /// failed database, `UNAVAILABLE` (when a retry may help) or `INTERNAL`, and the
+    /// reference its cause was logged under.
     pub fn to_api(&self) -> ApiError {
         let code = match self {
             Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
             Self::Invalid(_) => ErrorCode::InvalidArgument,
-            Self::Store(_) => ErrorCode::Unavailable,
+            Self::Store(e) if gradients_store::failure::classify(e).is_retryable() => ErrorCode::Unavailable,
+            Self::Store(_) => ErrorCode::Internal,
         };
-        gradients_bus::api::api_error(code, self.to_string())
+        match self {
+            Self::Store(_) => gradients_bus::api::service_failure(code, self),
+            _ => gradients_bus::api::api_error(code, self.to_string()),
+        }
     }
 }

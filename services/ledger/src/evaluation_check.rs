@@ -7,7 +7,7 @@
 
 use async_nats::jetstream;
 use gradients_bus::subjects;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_config::Settings;
 use gradients_miner::identity::{domains, verify_message};
 use gradients_miner::Identity;
@@ -70,9 +70,9 @@ fn refusal(evaluator_key: &[u8], subject: &str, payload: &[u8]) -> Option<String
 }
 
 impl Handler for VerifiedEvaluations {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         if let Some(reason) = crate::batch::Screen::refusal(self, message) {
-            return Err(HandlerError::Poison(reason));
+            return Err(HandlerError::poison(reason));
         }
         self.recorder.handle(message).await
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use gradients_bus::objects::sha256_hex;
-use gradients_bus::worker::{Handler, HandlerError};
+use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_proto::v1::{Assignment, EvaluationKind, EvaluationResult, TaskCreated, Timestamp};
 use gradients_store::entity::ledger::{assignment, evaluation, task, EvaluationKind as StoredKind, TaskType};
 use gradients_store::sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
@@ -16,7 +16,7 @@ use prost::Message;
 use crate::finalize::Finalizer;
 
 fn transient(e: DbErr) -> HandlerError {
-    HandlerError::Transient(e.to_string())
+    HandlerError::transient(e)
 }
 
 /// An insert whose key is already there is a redelivery: done, not an error.
@@ -34,16 +34,16 @@ pub struct TaskRecorder(pub Arc<Finalizer>);
 /// The row a `TaskCreated` message records, or why it is poison.
 pub fn task_row(message: &jetstream::Message) -> Result<task::ActiveModel, HandlerError> {
     let created = TaskCreated::decode(message.payload.as_ref())
-        .map_err(|e| HandlerError::Poison(format!("not a TaskCreated: {e}")))?;
-    let task = created.task.ok_or_else(|| HandlerError::Poison("TaskCreated without a task".into()))?;
+        .map_err(|e| HandlerError::poison(format!("not a TaskCreated: {e}")))?;
+    let task = created.task.ok_or_else(|| HandlerError::poison("TaskCreated without a task"))?;
     if task.id.is_empty() {
-        return Err(HandlerError::Poison("TaskCreated with an empty task id".into()));
+        return Err(HandlerError::poison("TaskCreated with an empty task id"));
     }
     // A type or deadline read as a default would score every miner wrongly: refuse instead.
     let task_type = TaskType::from_wire(task.r#type)
-        .map_err(|_| HandlerError::Poison(format!("task {} has no known type ({})", task.id, task.r#type)))?;
+        .map_err(|_| HandlerError::poison(format!("task {} has no known type ({})", task.id, task.r#type)))?;
     let Some(deadline) = task.deadline.filter(|d| d.unix_ms > 0) else {
-        return Err(HandlerError::Poison(format!("task {} has no deadline", task.id)));
+        return Err(HandlerError::poison(format!("task {} has no deadline", task.id)));
     };
     Ok(task::ActiveModel {
         task_id: Set(task.id.clone()),
@@ -56,13 +56,13 @@ pub fn task_row(message: &jetstream::Message) -> Result<task::ActiveModel, Handl
 }
 
 impl Handler for TaskRecorder {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let row = task_row(message)?;
         let task_id = row.task_id.clone().unwrap();
         inserted_once(row.insert(&self.0.db).await)?;
         // Evaluations may have come first (streams are consumed independently).
         self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
-        Ok(())
+        Ok(Handled::Done)
     }
 }
 
@@ -72,9 +72,9 @@ pub struct AssignmentRecorder(pub Arc<Finalizer>);
 /// The row an `Assignment` message records, or why it is poison.
 pub fn assignment_row(message: &jetstream::Message) -> Result<assignment::ActiveModel, HandlerError> {
     let assigned = Assignment::decode(message.payload.as_ref())
-        .map_err(|e| HandlerError::Poison(format!("not an Assignment: {e}")))?;
+        .map_err(|e| HandlerError::poison(format!("not an Assignment: {e}")))?;
     if assigned.task_id.is_empty() || assigned.miner_id.is_empty() {
-        return Err(HandlerError::Poison("Assignment without a task or miner id".into()));
+        return Err(HandlerError::poison("Assignment without a task or miner id"));
     }
     Ok(assignment::ActiveModel {
         task_id: Set(assigned.task_id.clone()),
@@ -86,12 +86,12 @@ pub fn assignment_row(message: &jetstream::Message) -> Result<assignment::Active
 }
 
 impl Handler for AssignmentRecorder {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let row = assignment_row(message)?;
         let task_id = row.task_id.clone().unwrap();
         inserted_once(row.insert(&self.0.db).await)?;
         self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
-        Ok(())
+        Ok(Handled::Done)
     }
 }
 
@@ -107,18 +107,18 @@ pub fn kind_label(kind: EvaluationKind) -> StoredKind {
 /// or why it is poison.
 pub fn evaluation_row(message: &jetstream::Message) -> Result<evaluation::ActiveModel, HandlerError> {
     let result = EvaluationResult::decode(message.payload.as_ref())
-        .map_err(|e| HandlerError::Poison(format!("not an EvaluationResult: {e}")))?;
+        .map_err(|e| HandlerError::poison(format!("not an EvaluationResult: {e}")))?;
     if result.evaluation_id.is_empty() || result.task_id.is_empty() {
-        return Err(HandlerError::Poison("EvaluationResult without an evaluation or task id".into()));
+        return Err(HandlerError::poison("EvaluationResult without an evaluation or task id"));
     }
     let Ok(kind) = EvaluationKind::try_from(result.kind) else {
-        return Err(HandlerError::Poison(format!(
+        return Err(HandlerError::poison(format!(
             "evaluation {} has an unknown kind ({})",
             result.evaluation_id, result.kind
         )));
     };
     if kind == EvaluationKind::MinerSubmission && result.miner_id.is_empty() {
-        return Err(HandlerError::Poison(format!("evaluation {} names no miner", result.evaluation_id)));
+        return Err(HandlerError::poison(format!("evaluation {} names no miner", result.evaluation_id)));
     }
     Ok(evaluation::ActiveModel {
         evaluation_id: Set(result.evaluation_id.clone()),
@@ -132,7 +132,7 @@ pub fn evaluation_row(message: &jetstream::Message) -> Result<evaluation::Active
 }
 
 impl Handler for EvaluationRecorder {
-    async fn handle(&self, message: &jetstream::Message) -> Result<(), HandlerError> {
+    async fn handle(&self, message: &jetstream::Message) -> Result<Handled, HandlerError> {
         let row = evaluation_row(message)?;
         let (evaluation_id, task_id) = (row.evaluation_id.clone().unwrap(), row.task_id.clone().unwrap());
         match row.clone().insert(&self.0.db).await {
@@ -142,7 +142,7 @@ impl Handler for EvaluationRecorder {
                     evaluation::Entity::find_by_id(evaluation_id.clone()).one(&self.0.db).await.map_err(transient)?;
                 if same.is_none() {
                     // Another evaluation of the same miner on the same task: the first stands.
-                    return Err(HandlerError::Poison(format!(
+                    return Err(HandlerError::poison(format!(
                         "a second evaluation ({evaluation_id}) of miner {} on task {task_id}; the first one stands",
                         row.miner_id.unwrap()
                     )));
@@ -151,6 +151,6 @@ impl Handler for EvaluationRecorder {
             Err(e) => return Err(transient(e)),
         }
         self.0.try_finalize(&task_id, Timestamp::now().unix_ms).await.map_err(transient)?;
-        Ok(())
+        Ok(Handled::Done)
     }
 }

@@ -6,6 +6,7 @@
 //! [`call`] turns both back into a `Result` for clients.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use async_nats::service::{
     error::Error as ServiceError, Request, ServiceExt, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
 };
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use gradients_proto::v1::{Error as ApiError, ErrorCode};
 use prost::Message;
 use tokio::sync::Semaphore;
@@ -56,23 +58,20 @@ where
     H: Fn(&'static str, Request) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let fail = |reason: String| BusError::Service { service: spec.name.to_owned(), reason };
-    let service = client
-        .service_builder()
-        .description(spec.description)
-        .start(spec.name, spec.version)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let fail = |source: crate::Cause| BusError::Service { service: spec.name.to_owned(), source };
+    let service =
+        client.service_builder().description(spec.description).start(spec.name, spec.version).await.map_err(fail)?;
     let group = service.group(spec.group);
     let mut endpoints = Vec::new();
     for name in spec.endpoints {
-        let endpoint = group.endpoint(*name).await.map_err(|e| fail(e.to_string()))?;
+        let endpoint = group.endpoint(*name).await.map_err(fail)?;
         endpoints.push(endpoint.map(move |request| (*name, request)).boxed());
     }
     let mut requests = stream::select_all(endpoints);
     let limit = Arc::new(Semaphore::new(spec.max_concurrent));
     let handler = Arc::new(handler);
     let mut in_flight = JoinSet::new();
+    let spec_name = spec.name;
     loop {
         let (endpoint, request) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -83,9 +82,15 @@ where
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
         };
         let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        // Kept to answer the caller if the handler panics, which would otherwise leave it
+        // waiting for its timeout.
+        let (replier, reply_to) = (client.clone(), request.message.reply.clone());
         let handled = handler(endpoint, request);
         in_flight.spawn(async move {
-            handled.await;
+            if let Err(payload) = AssertUnwindSafe(handled).catch_unwind().await {
+                let panic = crate::worker::panic_message(payload.as_ref());
+                answer_panicked(&replier, spec_name, endpoint, reply_to, &panic).await;
+            }
             drop(permit);
         });
     }
@@ -98,6 +103,58 @@ where
         tracing::warn!(service = spec.name, "requests still running after {DRAIN_LIMIT:?}; abandoning them");
     }
     Ok(())
+}
+
+/// Answers a request whose handler panicked with an `INTERNAL` error and a reference, the
+/// panic logged under it.
+async fn answer_panicked(
+    client: &async_nats::Client,
+    service: &'static str,
+    endpoint: &'static str,
+    reply_to: Option<async_nats::Subject>,
+    panic: &str,
+) {
+    let reference = new_reference();
+    tracing::error!(service, endpoint, reference, panic, "request handler panicked");
+    let Some(reply_to) = reply_to else { return };
+    let error = ApiError {
+        code: ErrorCode::Internal as i32,
+        message: failure_message(ErrorCode::Internal, &reference),
+        reference,
+        ..Default::default()
+    };
+    let (status, headers) = error_headers(&error);
+    let mut headers = headers;
+    headers.insert(NATS_SERVICE_ERROR, status.as_str());
+    headers.insert(NATS_SERVICE_ERROR_CODE, status_number(ErrorCode::Internal).to_string().as_str());
+    if let Err(e) = client.publish_with_headers(reply_to, headers, bytes::Bytes::new()).await {
+        tracing::warn!(service, endpoint, error = %e, "could not answer after the panic");
+    }
+}
+
+/// A new correlation id for a failure: logged with the full error, sent to the client.
+pub fn new_reference() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a client is told when the service itself failed: what kind of failure, and the
+/// reference under which the cause was logged; never the cause's own text.
+fn failure_message(code: ErrorCode, reference: &str) -> String {
+    let what = match code {
+        ErrorCode::Unavailable => "the service is unavailable (storage or bus); retry later",
+        _ => "the service failed",
+    };
+    format!("{what} (reference {reference})")
+}
+
+/// A failure of the service itself, as the client sees it: `code` (`UNAVAILABLE` for what a
+/// retry may fix, `INTERNAL` otherwise) and a fresh reference. `error` and its causes are
+/// logged under that reference, for whoever the client reports it to; the client never sees
+/// their text, which can quote the request, the schema or a server's address.
+pub fn service_failure(code: ErrorCode, error: &(dyn std::error::Error + 'static)) -> ApiError {
+    let reference = new_reference();
+    tracing::error!(code = code.as_str_name(), reference, error = %crate::error_chain(error), "request failed");
+    ApiError { code: code as i32, message: failure_message(code, &reference), reference, ..Default::default() }
 }
 
 /// Decodes a request as `Req`, runs `query`, answers with its result or its error (made
@@ -128,10 +185,13 @@ pub const ERROR_CODE_HEADER: &str = "Gradients-Error-Code";
 pub const ERROR_ROW_HEADER: &str = "Gradients-Error-Row";
 /// Header with the column an error is about.
 pub const ERROR_COLUMN_HEADER: &str = "Gradients-Error-Column";
+/// Header with the correlation id of a failure of the service itself (see
+/// [`service_failure`]).
+pub const ERROR_REFERENCE_HEADER: &str = "Gradients-Error-Reference";
 
 /// Builds a typed error.
 pub fn api_error(code: ErrorCode, message: impl Into<String>) -> ApiError {
-    ApiError { code: code as i32, message: message.into(), row: 0, column: String::new() }
+    ApiError { code: code as i32, message: message.into(), ..Default::default() }
 }
 
 /// The HTTP-like number that goes in `Nats-Service-Error-Code`, by error family.
@@ -171,24 +231,33 @@ pub async fn respond<M: Message>(request: &Request, result: Result<M, ApiError>)
         Ok(response) => request.respond(Ok(response.encode_to_vec().into())).await,
         Err(error) => {
             let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
-            let mut headers = HeaderMap::new();
-            headers.insert(ERROR_CODE_HEADER, code.as_str_name());
-            if error.row > 0 {
-                headers.insert(ERROR_ROW_HEADER, error.row.to_string().as_str());
-            }
-            if !error.column.is_empty() {
-                // A header value may hold no line break (async-nats panics on one), and the
-                // column can come from a client's data.
-                headers.insert(ERROR_COLUMN_HEADER, error.column.replace(['\r', '\n'], " ").as_str());
-            }
-            // Header values are one line; keep the message readable but safe.
-            let status = error.message.replace(['\r', '\n'], " ");
+            let (status, headers) = error_headers(&error);
             request.respond_with_headers(Err(ServiceError { status, code: status_number(code) }), headers).await
         }
     };
     if let Err(e) = outcome {
         tracing::warn!(subject = %request.message.subject, error = %e, "could not send the reply");
     }
+}
+
+/// Our typed headers for `error`, and the one-line status text of `Nats-Service-Error`.
+fn error_headers(error: &ApiError) -> (String, HeaderMap) {
+    let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
+    let mut headers = HeaderMap::new();
+    headers.insert(ERROR_CODE_HEADER, code.as_str_name());
+    if error.row > 0 {
+        headers.insert(ERROR_ROW_HEADER, error.row.to_string().as_str());
+    }
+    if !error.column.is_empty() {
+        // A header value may hold no line break (async-nats panics on one), and the
+        // column can come from a client's data.
+        headers.insert(ERROR_COLUMN_HEADER, error.column.replace(['\r', '\n'], " ").as_str());
+    }
+    if !error.reference.is_empty() {
+        headers.insert(ERROR_REFERENCE_HEADER, error.reference.replace(['\r', '\n'], " ").as_str());
+    }
+    // Header values are one line; keep the message readable but safe.
+    (error.message.replace(['\r', '\n'], " "), headers)
 }
 
 /// Why a call to a service API failed.
@@ -265,6 +334,7 @@ pub async fn call_with_headers<R: Message + Default>(
                 message: status.to_string(),
                 row: header(ERROR_ROW_HEADER).and_then(|r| r.parse().ok()).unwrap_or(0),
                 column: header(ERROR_COLUMN_HEADER).unwrap_or_default(),
+                reference: header(ERROR_REFERENCE_HEADER).unwrap_or_default(),
             }));
         }
     }

@@ -4,18 +4,20 @@
 //! whole batch, so it can write it in one transaction and answer for each message. Acks go
 //! out after the handler returns (its commits are done) as plain acks, not awaited round
 //! trips: the handler is idempotent, so a lost ack only repeats a message that changes
-//! nothing. Failed messages follow the single-message rules (nak with back-off, dead letter).
+//! nothing. Other results follow the single-message rules (deferral, nak with back-off, dead
+//! letter); a panic of the handler fails the whole batch's messages as [`HandlerError::Panicked`].
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use async_nats::jetstream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gradients_config::NatsSettings;
 use gradients_telemetry::{Metrics, Outcome};
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{declare_consumer, pull, settle, ConsumerSpec, HandlerError};
+use crate::worker::{declare_consumer, panic_message, pull, settle, ConsumerSpec, Handled, HandlerError};
 use crate::{Bus, BusError};
 
 /// Most messages one fetch hands to a batch handler.
@@ -28,7 +30,7 @@ pub trait BatchHandler: Send + Sync + 'static {
     fn handle_batch(
         &self,
         messages: &[jetstream::Message],
-    ) -> impl Future<Output = Vec<Result<(), HandlerError>>> + Send;
+    ) -> impl Future<Output = Vec<Result<Handled, HandlerError>>> + Send;
 }
 
 /// Declares the durable consumer (idempotently) and hands its messages to `handler` a batch
@@ -52,7 +54,15 @@ pub async fn run_batch_worker<H: BatchHandler>(
 
         let started = Instant::now();
         let span = tracing::info_span!("handle_batch", consumer = spec.durable, messages = messages.len());
-        let results = tracing::Instrument::instrument(handler.handle_batch(&messages), span).await;
+        // A panic fails every message of the batch (each is retried), not the worker.
+        let handled = AssertUnwindSafe(handler.handle_batch(&messages)).catch_unwind();
+        let results = match tracing::Instrument::instrument(handled, span).await {
+            Ok(results) => results,
+            Err(payload) => {
+                let text = panic_message(payload.as_ref());
+                messages.iter().map(|_| Err(HandlerError::Panicked(text.clone()))).collect()
+            }
+        };
         let elapsed_each = started.elapsed() / messages.len() as u32;
         if results.len() != messages.len() {
             // A handler bug; retrying the batch is the only safe answer.
@@ -65,24 +75,24 @@ pub async fn run_batch_worker<H: BatchHandler>(
         }
         let mut results = results.into_iter();
         let settled = messages.iter().map(|message| {
-            let result = results.next().unwrap_or_else(|| {
-                Err(HandlerError::Transient("the batch handler gave no result for this message".into()))
-            });
+            let result = results
+                .next()
+                .unwrap_or_else(|| Err(HandlerError::transient("the batch handler gave no result for this message")));
             let (spec, metrics) = (&spec, &metrics);
             async move {
                 let outcome = match result {
-                    Ok(()) => {
+                    Ok(Handled::Done) => {
                         if let Err(e) = message.ack().await {
                             tracing::warn!(error = %e, "ack not sent; the message may be redelivered");
                         }
                         Outcome::Ack
                     }
-                    Err(error) => {
+                    not_done => {
                         let (delivered, sequence) = match message.info() {
                             Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
                             Err(_) => (1, 0),
                         };
-                        settle(bus, spec, settings, message, Err(error), delivered, sequence).await
+                        settle(bus, spec, settings, message, not_done, delivered, sequence).await
                     }
                 };
                 metrics.handled(spec.durable, outcome, elapsed_each);

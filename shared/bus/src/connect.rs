@@ -6,7 +6,8 @@ use async_nats::jetstream;
 use gradients_config::NatsSettings;
 use tokio_util::sync::CancellationToken;
 
-use crate::BusError;
+use crate::error::During;
+use crate::{BusError, Cause};
 
 /// A connection and its JetStream context. Cheap to clone; clones share the connection.
 #[derive(Clone, Debug)]
@@ -65,8 +66,8 @@ impl Bus {
     /// One connection attempt, saying whether a failure is worth retrying.
     async fn attempt(settings: &NatsSettings, client_name: &str) -> Result<Self, ConnectFailure> {
         let urls = settings.url.join(",");
-        let fail = |reason: String| ConnectFailure {
-            error: BusError::Connect { urls: urls.clone(), reason },
+        let fail = |source: Cause| ConnectFailure {
+            error: BusError::Connect { urls: urls.clone(), source },
             retryable: false,
         };
         let mut options = async_nats::ConnectOptions::new()
@@ -91,7 +92,7 @@ impl Bus {
             options = options
                 .credentials_file(path)
                 .await
-                .map_err(|e| fail(format!("reading creds file {}: {e}", path.display())))?;
+                .map_err(|e| fail(During::new(format!("reading creds file {}", path.display()), e).into()))?;
         }
         if let Some(ca) = &settings.tls.ca_file {
             options = options.add_root_certificates(ca.clone());
@@ -103,12 +104,12 @@ impl Bus {
         let addrs: Vec<async_nats::ServerAddr> = settings
             .url
             .iter()
-            .map(|u| u.parse().map_err(|e| fail(format!("bad URL {u:?}: {e}"))))
+            .map(|u| u.parse().map_err(|e| fail(During::new(format!("bad URL {u:?}"), e).into())))
             .collect::<Result<_, _>>()?;
         let client = options.connect(addrs).await.map_err(|e| {
             use async_nats::ConnectErrorKind as Kind;
             let retryable = matches!(e.kind(), Kind::Io | Kind::TimedOut | Kind::Dns | Kind::MaxReconnects);
-            ConnectFailure { retryable, ..fail(e.to_string()) }
+            ConnectFailure { retryable, ..fail(e.into()) }
         })?;
         let jetstream = jetstream::new(client.clone());
         Ok(Self { client, jetstream })

@@ -5,7 +5,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use gradients_telemetry::{HeaderCarrier, TRACEPARENT};
 
-use crate::BusError;
+use crate::{BusError, Cause};
 
 /// An event ready to publish. Its `id` becomes `Nats-Msg-Id`, so publishing the same event
 /// twice inside the stream's duplicate window stores it once.
@@ -33,7 +33,7 @@ pub struct Published {
 
 /// Publishes `event` and waits for JetStream's acknowledgement.
 pub async fn publish_event(js: &jetstream::Context, event: OutgoingEvent) -> Result<Published, BusError> {
-    let fail = |reason: String| BusError::Publish { subject: event.subject.clone(), reason };
+    let fail = |source: Cause| BusError::Publish { subject: event.subject.clone(), source };
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, event.id.as_str());
     match &event.traceparent {
@@ -43,9 +43,9 @@ pub async fn publish_event(js: &jetstream::Context, event: OutgoingEvent) -> Res
     let ack = js
         .publish_with_headers(event.subject.clone(), headers, event.payload.clone())
         .await
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.into()))?
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
 }
 
@@ -66,8 +66,8 @@ pub async fn publish_events(js: &jetstream::Context, events: Vec<OutgoingEvent>)
         pending.push((subject, sent));
     }
     let acks = pending.into_iter().map(|(subject, sent)| async move {
-        let fail = |reason: String| BusError::Publish { subject: subject.clone(), reason };
-        let ack = sent.map_err(|e| fail(e.to_string()))?.await.map_err(|e| fail(e.to_string()))?;
+        let fail = |source: Cause| BusError::Publish { subject: subject.clone(), source };
+        let ack = sent.map_err(|e| fail(e.into()))?.await.map_err(|e| fail(e.into()))?;
         Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate })
     });
     futures::future::join_all(acks).await

@@ -8,12 +8,15 @@
 //! - [`api`]: request/reply on the NATS micro service protocol, typed errors both ways.
 //! - [`objects`]: data sets and models in object stores, checked by size and sha256.
 //! - [`service_loops`]: a service's loops, stopped and drained together.
+//! - [`lifecycle`]: how every service process starts (health, NATS, topology), runs its
+//!   loops and stops (drain, flush).
 
 pub mod api;
 pub mod batch_worker;
 mod connect;
 mod error;
 pub mod event;
+pub mod lifecycle;
 pub mod objects;
 pub mod service_loops;
 pub mod subjects;
@@ -21,4 +24,4 @@ pub mod topology;
 pub mod worker;
 
 pub use connect::Bus;
-pub use error::BusError;
+pub use error::{error_chain, BusError, Cause};

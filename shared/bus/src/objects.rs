@@ -11,7 +11,8 @@ use gradients_proto::v1::ObjectRef;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::{Bus, BusError};
+use crate::error::During;
+use crate::{Bus, BusError, Cause};
 
 /// Why an object could not be read as the reference describes it.
 #[derive(Debug, thiserror::Error)]
@@ -51,23 +52,30 @@ pub async fn bucket(bus: &Bus, name: &str) -> Result<ObjectStore, BusError> {
     bus.jetstream
         .get_object_store(name)
         .await
-        .map_err(|e| BusError::Object { bucket: name.to_owned(), reason: e.to_string() })
+        .map_err(|e| BusError::Object { bucket: name.to_owned(), source: e.into() })
 }
 
 /// Stores `data` as `name` (chunked by the object store) and returns its reference.
 pub async fn put_bytes(store: &ObjectStore, bucket: &str, name: &str, data: &[u8]) -> Result<ObjectRef, BusError> {
+    put_hashed(store, bucket, name, data, sha256_hex(data)).await
+}
+
+/// [`put_bytes`] for data whose sha256 the caller already computed (off the async
+/// runtime: hashing hundreds of megabytes would hold a worker thread for seconds).
+pub async fn put_hashed(
+    store: &ObjectStore,
+    bucket: &str,
+    name: &str,
+    data: &[u8],
+    sha256: String,
+) -> Result<ObjectRef, BusError> {
     let meta = object_store::ObjectMetadata { name: name.to_owned(), ..Default::default() };
     let mut reader = data;
-    store
-        .put(meta, &mut reader)
-        .await
-        .map_err(|e| BusError::Object { bucket: bucket.to_owned(), reason: format!("put {name}: {e}") })?;
-    Ok(ObjectRef {
+    store.put(meta, &mut reader).await.map_err(|e| BusError::Object {
         bucket: bucket.to_owned(),
-        name: name.to_owned(),
-        sha256: sha256_hex(data),
-        size: data.len() as u64,
-    })
+        source: During::new(format!("put {name}"), e).into(),
+    })?;
+    Ok(ObjectRef { bucket: bucket.to_owned(), name: name.to_owned(), sha256, size: data.len() as u64 })
 }
 
 /// How long [`read_verified`] waits for the next piece of an object (its metadata, or the
@@ -90,8 +98,50 @@ pub async fn read_verified_within(
     limit: u64,
     stall: Duration,
 ) -> Result<Bytes, ObjectError> {
+    let mut data = Vec::with_capacity(reference.size.min(limit) as usize);
+    stream_plain_within(store, reference, limit, stall, &mut data).await?;
+    let actual = sha256_hex(&data);
+    if !actual.eq_ignore_ascii_case(&reference.sha256) {
+        return Err(ObjectError::ChecksumMismatch { expected: reference.sha256.clone(), actual });
+    }
+    Ok(data.into())
+}
+
+/// Where [`stream_plain_within`] delivers an object, chunk by chunk, as it arrives.
+pub trait ChunkSink: Send {
+    /// Takes the next chunk; `false` when the receiver is gone and reading should stop.
+    fn accept(&mut self, chunk: &[u8]) -> impl std::future::Future<Output = bool> + Send;
+}
+
+impl ChunkSink for Vec<u8> {
+    async fn accept(&mut self, chunk: &[u8]) -> bool {
+        self.extend_from_slice(chunk);
+        true
+    }
+}
+
+/// A channel to a consumer elsewhere (a blocking thread that hashes and parses): the
+/// object is never buffered whole here, and a slow consumer slows the read down.
+impl ChunkSink for tokio::sync::mpsc::Sender<Bytes> {
+    async fn accept(&mut self, chunk: &[u8]) -> bool {
+        self.send(Bytes::copy_from_slice(chunk)).await.is_ok()
+    }
+}
+
+/// Streams the object `reference` names into `sink` with every check of
+/// [`read_verified_within`] but the last: the sha256 of the bytes is the sink's to compute
+/// (so that hashing can happen off the async runtime) and to compare with
+/// `reference.sha256` before anything is trusted. The sink never receives more bytes than
+/// `reference.size`; when this returns an error, what it received is to be discarded.
+pub async fn stream_plain_within(
+    store: &ObjectStore,
+    reference: &ObjectRef,
+    limit: u64,
+    stall: Duration,
+    sink: &mut impl ChunkSink,
+) -> Result<(), ObjectError> {
     let not_found = || ObjectError::NotFound { bucket: reference.bucket.clone(), name: reference.name.clone() };
-    let bus_error = |reason: String| ObjectError::Bus(BusError::Object { bucket: reference.bucket.clone(), reason });
+    let bus_error = |source: Cause| ObjectError::Bus(BusError::Object { bucket: reference.bucket.clone(), source });
     let stalled = || ObjectError::Stalled {
         bucket: reference.bucket.clone(),
         name: reference.name.clone(),
@@ -101,7 +151,7 @@ pub async fn read_verified_within(
         Ok(info) if !info.deleted => info,
         Ok(_) => return Err(not_found()),
         Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(bus_error(e.to_string())),
+        Err(e) => return Err(bus_error(e.into())),
     };
     check_plain(&info, reference)?;
     let size = info.size as u64;
@@ -114,7 +164,7 @@ pub async fn read_verified_within(
     let mut object = match tokio::time::timeout(stall, store.get(&reference.name)).await.map_err(|_| stalled())? {
         Ok(object) => object,
         Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(bus_error(e.to_string())),
+        Err(e) => return Err(bus_error(e.into())),
     };
     // `get` reads the metadata again and follows links: the object may have been replaced
     // by a link since it was checked, so what was opened is checked once more.
@@ -122,28 +172,28 @@ pub async fn read_verified_within(
     if object.info.size as u64 != size {
         return Err(ObjectError::Incomplete { expected: reference.size, actual: object.info.size as u64 });
     }
-    let mut data = Vec::with_capacity(size as usize);
+    let mut received = 0u64;
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let read = tokio::time::timeout(stall, object.read(&mut buffer)).await.map_err(|_| stalled())?;
-        let n = read.map_err(|e| bus_error(e.to_string()))?;
+        let n = read.map_err(|e| bus_error(e.into()))?;
         if n == 0 {
             break;
         }
-        data.extend_from_slice(&buffer[..n]);
-        if data.len() as u64 > reference.size {
-            // More chunks than the metadata declares: never buffer beyond what was promised.
-            return Err(ObjectError::Incomplete { expected: reference.size, actual: data.len() as u64 });
+        received += n as u64;
+        if received > reference.size {
+            // More chunks than the metadata declares: never pass on beyond what was promised.
+            return Err(ObjectError::Incomplete { expected: reference.size, actual: received });
+        }
+        if !sink.accept(&buffer[..n]).await {
+            // The consumer is gone and will say why; nothing more to read for it.
+            return Ok(());
         }
     }
-    if data.len() as u64 != reference.size {
-        return Err(ObjectError::Incomplete { expected: reference.size, actual: data.len() as u64 });
+    if received != reference.size {
+        return Err(ObjectError::Incomplete { expected: reference.size, actual: received });
     }
-    let actual = sha256_hex(&data);
-    if !actual.eq_ignore_ascii_case(&reference.sha256) {
-        return Err(ObjectError::ChecksumMismatch { expected: reference.sha256.clone(), actual });
-    }
-    Ok(data.into())
+    Ok(())
 }
 
 /// Refuses links and metadata that names another bucket or object than the one asked for.
@@ -174,6 +224,8 @@ pub async fn delete(store: &ObjectStore, bucket: &str, name: &str) -> Result<(),
     match store.delete(name).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
-        Err(e) => Err(BusError::Object { bucket: bucket.to_owned(), reason: format!("delete {name}: {e}") }),
+        Err(e) => {
+            Err(BusError::Object { bucket: bucket.to_owned(), source: During::new(format!("delete {name}"), e).into() })
+        }
     }
 }

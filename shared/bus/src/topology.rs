@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, object_store, stream};
 use gradients_config::NatsSettings;
 
 use crate::subjects::{buckets, streams};
-use crate::{Bus, BusError};
+use crate::{Bus, BusError, Cause};
 
 /// The streams of the system, each with the subjects it captures.
 fn stream_configs(settings: &NatsSettings) -> Vec<stream::Config> {
@@ -49,15 +49,15 @@ pub async fn declare(bus: &Bus, settings: &NatsSettings) -> Result<(), BusError>
 
 async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(), BusError> {
     let name = wanted.name.clone();
-    let fail = |reason: String| BusError::Declare { what: format!("stream {name}"), reason };
-    let mut stream = js.get_or_create_stream(wanted.clone()).await.map_err(|e| fail(e.to_string()))?;
-    let current = stream.info().await.map_err(|e| fail(e.to_string()))?.config.clone();
+    let fail = |source: Cause| BusError::Declare { what: format!("stream {name}"), source };
+    let mut stream = js.get_or_create_stream(wanted.clone()).await.map_err(|e| fail(e.into()))?;
+    let current = stream.info().await.map_err(|e| fail(e.into()))?.config.clone();
     let drifted = current.subjects != wanted.subjects
         || current.duplicate_window != wanted.duplicate_window
         || current.num_replicas != wanted.num_replicas;
     if drifted {
         tracing::info!(stream = %name, "updating stream settings");
-        js.update_stream(wanted).await.map_err(|e| fail(e.to_string()))?;
+        js.update_stream(wanted).await.map_err(|e| fail(e.into()))?;
     }
     Ok(())
 }
@@ -86,7 +86,7 @@ pub async fn key_value(
     bus.jetstream
         .create_key_value(config)
         .await
-        .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), reason: e.to_string() })
+        .map_err(|e| BusError::Declare { what: format!("key-value bucket {bucket}"), source: e.into() })
 }
 
 /// Creates a miner's own artifacts bucket ([`buckets::artifacts`]) when missing, holding at
@@ -115,7 +115,7 @@ pub async fn miner_artifacts(
         .create_object_store(config)
         .await
         .map(|_| ())
-        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
+        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), source: e.into() })
 }
 
 async fn ensure_object_store(
@@ -141,5 +141,5 @@ async fn ensure_object_store(
     js.create_object_store(config)
         .await
         .map(|_| ())
-        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
+        .map_err(|e| BusError::Declare { what: format!("object store {bucket}"), source: e.into() })
 }

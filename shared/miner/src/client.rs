@@ -35,10 +35,32 @@ pub enum MinerError {
     Bus(#[from] BusError),
     /// An assignment did not carry dispatch's signature.
     #[error("assignment {0} is not signed by dispatch: {1}")]
-    ForgedAssignment(String, IdentityError),
-    /// Something else went wrong on the connection.
-    #[error("{0}")]
-    Transport(String),
+    ForgedAssignment(String, #[source] IdentityError),
+    /// An assignment that does not decode (terminated: it never will).
+    #[error("not an assignment (terminated): {0}")]
+    UndecodableAssignment(#[source] prost::DecodeError),
+    /// Dispatch's assignment for another miner (terminated: never worked on here).
+    #[error("assignment {assignment_id} names miner {named}, not this miner")]
+    ForeignAssignment { assignment_id: String, named: String },
+    /// Granted data that does not hash to the sha256 its grant names.
+    #[error("the granted object {name} does not match its sha256")]
+    GrantedDataMismatch { name: String },
+    /// A NATS operation on the miner's own subjects, consumer or objects failed.
+    #[error("{action}: {source}")]
+    Transport {
+        /// What the miner was doing.
+        action: String,
+        #[source]
+        source: gradients_bus::Cause,
+    },
+}
+
+impl MinerError {
+    /// Turns a NATS error into [`MinerError::Transport`] naming `action`.
+    pub(crate) fn transport<E: Into<gradients_bus::Cause>>(action: impl Into<String>) -> impl FnOnce(E) -> Self {
+        let action = action.into();
+        move |source| Self::Transport { action, source: source.into() }
+    }
 }
 
 /// A miner's answer to an offer.
@@ -169,7 +191,12 @@ impl MinerClient {
     /// Answers offers on the miner's own subject with `handler`'s signed decisions until `stop`.
     pub async fn serve_offers<H: OfferHandler>(&self, handler: H, stop: CancellationToken) -> Result<(), MinerError> {
         let subject = gradients_bus::subjects::miner_offers(&self.miner_id());
-        let mut offers = self.bus.client.subscribe(subject).await.map_err(|e| MinerError::Transport(e.to_string()))?;
+        let mut offers = self
+            .bus
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(MinerError::transport(format!("subscribing to {subject}")))?;
         loop {
             let message = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -230,21 +257,21 @@ impl MinerClient {
                 streams::ASSIGNMENTS,
             )
             .await
-            .map_err(|e| MinerError::Transport(e.to_string()))?;
+            .map_err(MinerError::transport(format!("opening the assignment consumer {durable}")))?;
         let mut batch = consumer
             .fetch()
             .max_messages(1)
             .expires(wait)
             .messages()
             .await
-            .map_err(|e| MinerError::Transport(e.to_string()))?;
+            .map_err(MinerError::transport(format!("pulling from {durable}")))?;
         let Some(message) = batch.next().await else { return Ok(None) };
-        let message = message.map_err(|e| MinerError::Transport(e.to_string()))?;
+        let message = message.map_err(MinerError::transport(format!("pulling from {durable}")))?;
         let assignment = match Assignment::decode(message.payload.as_ref()) {
             Ok(assignment) => assignment,
             Err(e) => {
                 let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
-                return Err(MinerError::Transport(format!("not an assignment (terminated): {e}")));
+                return Err(MinerError::UndecodableAssignment(e));
             }
         };
         if let Err(e) = verify_message(dispatch_key, domains::ASSIGNMENT, &assignment, &assignment.signature, |a| {
@@ -256,10 +283,10 @@ impl MinerClient {
         if assignment.miner_id != miner_id {
             // Dispatch's, but another miner's: never work on it (nor count it as ours).
             let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
-            return Err(MinerError::Transport(format!(
-                "assignment {} names miner {}, not this miner",
-                assignment.assignment_id, assignment.miner_id
-            )));
+            return Err(MinerError::ForeignAssignment {
+                assignment_id: assignment.assignment_id,
+                named: assignment.miner_id,
+            });
         }
         Ok(Some(AssignmentLease::new(assignment, message)))
     }
@@ -298,7 +325,7 @@ impl MinerClient {
             }
         }
         if !object.sha256.is_empty() && objects::sha256_hex(&data) != object.sha256 {
-            return Err(MinerError::Transport("the granted data does not match its sha256".into()));
+            return Err(MinerError::GrantedDataMismatch { name: object.name.clone() });
         }
         Ok(data.into())
     }
@@ -331,6 +358,15 @@ impl MinerClient {
         Ok(submission)
     }
 
+    /// Uploads one file delivered beside a model (one its manifest lists: the HF folder it
+    /// was exported from, the training report) to the miner's own bucket, content-named
+    /// ([`buckets::artifact_file`]). Call it for every listed file before [`Self::submit`]:
+    /// the customer downloads the winner's files by the manifest's sha256s.
+    pub async fn store_file(&self, path: &str, data: &[u8]) -> Result<ObjectRef, MinerError> {
+        let store = objects::bucket(&self.bus, &buckets::artifacts(&self.miner_id())).await?;
+        self.put_once(&store, data, buckets::file_extension(path)).await
+    }
+
     /// Stores `data` under its content name unless that name exists; never replaces an
     /// object. An existing object of that name was written by this miner (no other user may
     /// write the bucket) with these very bytes (the name is their sha256, and readers check
@@ -341,7 +377,7 @@ impl MinerClient {
         let existing = match store.info(&name).await {
             Ok(info) => !info.deleted,
             Err(e) if e.kind() == InfoErrorKind::NotFound => false,
-            Err(e) => return Err(MinerError::Transport(format!("{bucket}/{name}: {e}"))),
+            Err(e) => return Err(MinerError::transport(format!("reading {bucket}/{name}"))(e)),
         };
         if existing {
             return Ok(ObjectRef { bucket, name, sha256, size: data.len() as u64 });

@@ -41,18 +41,25 @@ impl AssignmentLease {
 
     /// Tells JetStream the work is still going, resetting the ack wait.
     pub async fn keep_alive(&self) -> Result<(), MinerError> {
-        self.message.ack_with(AckKind::Progress).await.map_err(|e| MinerError::Transport(e.to_string()))
+        self.message.ack_with(AckKind::Progress).await.map_err(MinerError::transport("renewing an assignment"))
     }
 
     /// The submission is published: the assignment is done and never delivered again.
     pub async fn finish(self) -> Result<(), MinerError> {
-        self.message.double_ack().await.map_err(|e| MinerError::Transport(e.to_string()))
+        self.message.double_ack().await.map_err(MinerError::transport("finishing an assignment"))
     }
 
     /// The assignment cannot be done by this miner (an untrainable task, a missed deadline):
     /// it is never delivered again.
     pub async fn give_up(self) -> Result<(), MinerError> {
-        self.message.ack_with(AckKind::Term).await.map_err(|e| MinerError::Transport(e.to_string()))
+        self.message.ack_with(AckKind::Term).await.map_err(MinerError::transport("giving up an assignment"))
+    }
+
+    /// The work stopped before it was done (the miner is shutting down): the assignment
+    /// goes back to the miner's consumer at once, to be delivered again to its next start
+    /// (or, without that, after the ack wait), never submitted half-trained.
+    pub async fn hand_back(self) -> Result<(), MinerError> {
+        self.message.ack_with(AckKind::Nak(None)).await.map_err(MinerError::transport("handing back an assignment"))
     }
 
     /// Keeps the lease alive every `every` until `done` resolves, then returns its output.

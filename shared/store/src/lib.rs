@@ -11,6 +11,7 @@
 
 pub mod append_only;
 pub mod entity;
+pub mod failure;
 pub mod label;
 mod migration;
 pub mod outbox;

@@ -26,6 +26,11 @@ pub enum Outcome {
     Poison,
     /// Failed on every allowed delivery: dead-lettered.
     DeadLettered,
+    /// Not actionable yet (the handler asked for it later): redelivered after its delay.
+    /// Not a failure.
+    Deferred,
+    /// The handler panicked: redelivered later, dead-lettered on its last delivery.
+    Panicked,
 }
 
 impl Outcome {
@@ -36,6 +41,8 @@ impl Outcome {
             Outcome::Retry => "retry",
             Outcome::Poison => "poison",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::Deferred => "deferred",
+            Outcome::Panicked => "panicked",
         }
     }
 }
