@@ -104,7 +104,7 @@ fn record(ctx: &Context, error: RequestError) -> gradients_proto::v1::Error {
 
 async fn get(ctx: &Context, caller: &Caller, request: GetTaskRequest) -> Result<GetTaskResponse, RequestError> {
     let row = tasks::find_visible(&ctx.db, caller, &request.task_id).await?;
-    Ok(GetTaskResponse { task: Some(tasks::to_proto(&row)) })
+    Ok(GetTaskResponse { task: Some(tasks::to_proto(&row)?) })
 }
 
 async fn list(ctx: &Context, caller: &Caller, request: ListTasksRequest) -> Result<ListTasksResponse, RequestError> {
@@ -124,5 +124,6 @@ async fn list(ctx: &Context, caller: &Caller, request: ListTasksRequest) -> Resu
         PageTokenError::Malformed(_) => RequestError::bad(ErrorCode::InvalidArgument, e.to_string()),
         PageTokenError::Store(db) => RequestError::Store(db),
     })?;
-    Ok(ListTasksResponse { tasks: rows.iter().map(tasks::to_proto).collect(), next_page_token })
+    let tasks = rows.iter().map(tasks::to_proto).collect::<Result<_, _>>()?;
+    Ok(ListTasksResponse { tasks, next_page_token })
 }

@@ -34,7 +34,7 @@ pub async fn cancel(
         let row = tasks::find_visible(&ctx.db, caller, &request.task_id).await?;
         let current = TaskStatus::from(row.status);
         if current == TaskStatus::Cancelled {
-            return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)) });
+            return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)?) });
         }
         if current.is_terminal() {
             return Err(RequestError::InvalidTransition { from: current, to: TaskStatus::Cancelled });
@@ -50,7 +50,7 @@ pub async fn cancel(
             ctx.outbox.wake();
             let row = tasks::find(&ctx.db, &row.id).await?.ok_or_else(|| RequestError::NotFound(row.id.clone()))?;
             tracing::info!(task_id = %row.id, from = %current.label(), "task cancelled");
-            return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)) });
+            return Ok(CancelTaskResponse { task: Some(tasks::to_proto(&row)?) });
         }
     }
     Err(RequestError::bad(ErrorCode::Unavailable, "the task kept changing while cancelling; try again"))

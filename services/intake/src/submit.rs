@@ -130,7 +130,7 @@ async fn accept(
         deadline_ms: now + (request.hours_to_complete * 3_600_000.0) as i64,
         updated_at_ms: now,
     };
-    let task = tasks::to_proto(&row);
+    let task = tasks::to_proto(&row)?;
     let created =
         TaskCreated { event_id: task_id.clone(), task: Some(task.clone()), at: Some(Timestamp { unix_ms: now }) };
     let events = vec![
@@ -312,7 +312,7 @@ fn replay(existing: task::Model, key: &str, fingerprint: &str) -> Result<SubmitT
     if existing.request_sha256 != fingerprint {
         return Err(RequestError::IdempotencyConflict(key.to_owned()));
     }
-    Ok(SubmitTaskResponse { task: Some(tasks::to_proto(&existing)), created: false })
+    Ok(SubmitTaskResponse { task: Some(tasks::to_proto(&existing)?), created: false })
 }
 
 /// The task id a customer's idempotency key stands for. Keys are the customer's own:

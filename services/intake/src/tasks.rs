@@ -157,10 +157,16 @@ pub enum PageTokenError {
     Store(#[from] DbErr),
 }
 
-/// The wire form of a stored task.
-pub fn to_proto(row: &task::Model) -> Task {
-    let columns: BTreeMap<String, String> = serde_json::from_str(&row.columns_json).unwrap_or_default();
-    let reward_functions: Vec<String> = serde_json::from_str(&row.reward_functions_json).unwrap_or_default();
+/// The wire form of a stored task; stored JSON that no longer parses is an error, never an
+/// empty mapping.
+pub fn to_proto(row: &task::Model) -> Result<Task, DbErr> {
+    let unreadable = |column: &str, e: serde_json::Error| {
+        DbErr::Json(format!("task {}: stored {column} is not the JSON it was written as: {e}", row.id))
+    };
+    let columns: BTreeMap<String, String> =
+        serde_json::from_str(&row.columns_json).map_err(|e| unreadable("columns_json", e))?;
+    let reward_functions: Vec<String> =
+        serde_json::from_str(&row.reward_functions_json).map_err(|e| unreadable("reward_functions_json", e))?;
     let split = |bucket: &str, part: &str, sha256: &str, size: i64, rows: i64| DatasetRef {
         object: Some(ObjectRef {
             bucket: bucket.to_owned(),
@@ -170,7 +176,7 @@ pub fn to_proto(row: &task::Model) -> Task {
         }),
         rows: rows as u64,
     };
-    Task {
+    Ok(Task {
         id: row.id.clone(),
         name: row.name.clone(),
         r#type: TaskType::from(row.task_type) as i32,
@@ -196,5 +202,5 @@ pub fn to_proto(row: &task::Model) -> Task {
         deadline: Some(Timestamp { unix_ms: row.deadline_ms }),
         idempotency_key: row.idempotency_key.clone(),
         customer_id: row.customer_id.clone(),
-    }
+    })
 }

@@ -11,7 +11,7 @@ use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::objects;
 use gradients_bus::subjects::buckets;
 use gradients_config::Settings;
-use gradients_dispatch::DispatchError;
+use gradients_dispatch::{DispatchError, TaskState};
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{DatasetRef, MinerCapabilities, Offer, Task, TaskCreated, TaskSplits, TaskType, Timestamp};
 use gradients_store::entity::dispatch::{assignment, offer, task};
@@ -57,7 +57,8 @@ impl Sandbox {
             .build()
             .await;
         let identity = gradients_dispatch::load_or_create_identity(&base.settings).expect("dispatch key");
-        let store = gradients_store::connect(&base.settings.store).await.expect("store");
+        let store =
+            gradients_store::connect(&base.settings.store, gradients_store::Schema::Dispatch).await.expect("store");
         let mut sandbox =
             Sandbox { base, store, dispatch_key: identity.public_key().to_vec(), replicas: Services::new() };
         for _ in 0..replicas {
@@ -201,7 +202,7 @@ impl Sandbox {
     }
 
     /// Waits until the task reaches `state` in dispatch's records.
-    pub async fn wait_for_state(&self, task_id: &str, state: &str) -> task::Model {
+    pub async fn wait_for_state(&self, task_id: &str, state: TaskState) -> task::Model {
         eventually(Duration::from_secs(10), &format!("task {task_id} {state}"), || async {
             match task::Entity::find_by_id(task_id.to_owned()).one(&self.store).await.unwrap() {
                 Some(row) if row.state == state => Ok(row),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gradients_bus::api::CallError;
 use gradients_bus::subjects::{self, api, streams};
-use gradients_dispatch::{state, DispatchError};
+use gradients_dispatch::{DispatchError, OfferOutcome, TaskState};
 use gradients_miner::identity::{domains, Identity};
 use gradients_miner::{Decision, MinerClient, MinerError};
 use gradients_proto::v1::{
@@ -108,7 +108,7 @@ async fn a_task_reaches_exactly_the_eligible_live_miners() {
         .await;
 
         sandbox.task("t-eligible", TaskType::Instruct, gradients_proto::v1::Timestamp::now().unix_ms + HOUR_MS).await;
-        sandbox.wait_for_state("t-eligible", state::TRAINING).await;
+        sandbox.wait_for_state("t-eligible", TaskState::Training).await;
         let mut offered: Vec<String> = sandbox.offers("t-eligible").await.into_iter().map(|o| o.miner_id).collect();
         offered.sort();
         let mut expected = vec![first.id(), second.id()];
@@ -160,13 +160,13 @@ async fn too_few_acceptances_retry_then_fail_with_a_reason() {
     let unanswering = sandbox.miner(capable(), None).await;
 
     sandbox.task("t-thin", TaskType::Instruct, Timestamp::now().unix_ms + HOUR_MS).await;
-    let failed = sandbox.wait_for_state("t-thin", state::FAILED).await;
+    let failed = sandbox.wait_for_state("t-thin", TaskState::Failed).await;
     assert_eq!(failed.reason, "only 1 of the 2 miners needed accepted after 3 rounds of offers");
-    let outcomes: std::collections::BTreeMap<String, (String, String)> =
+    let outcomes: std::collections::BTreeMap<String, (OfferOutcome, String)> =
         sandbox.offers("t-thin").await.into_iter().map(|o| (o.miner_id, (o.outcome, o.reason))).collect();
-    assert_eq!(outcomes[&accepting.id()].0, "accepted");
-    assert_eq!(outcomes[&declining.id()], ("declined".to_owned(), "busy with a 70B job".to_owned()));
-    assert_eq!(outcomes[&unanswering.id()].0, "timeout");
+    assert_eq!(outcomes[&accepting.id()].0, OfferOutcome::Accepted);
+    assert_eq!(outcomes[&declining.id()], (OfferOutcome::Declined, "busy with a 70B job".to_owned()));
+    assert_eq!(outcomes[&unanswering.id()].0, OfferOutcome::Timeout);
     assert_eq!(outcomes.len(), 3, "each miner was offered once, whatever the rounds");
 
     assert!(sandbox.assignments().await.is_empty());
@@ -192,7 +192,7 @@ async fn two_replicas_assign_every_task_miner_pair_once() {
             sandbox.task(&format!("t-{t}"), TaskType::Instruct, Timestamp::now().unix_ms + HOUR_MS).await;
         }
         for t in 0..tasks {
-            sandbox.wait_for_state(&format!("t-{t}"), state::TRAINING).await;
+            sandbox.wait_for_state(&format!("t-{t}"), TaskState::Training).await;
         }
         sandbox.wait_until_settled().await;
         let rows = sandbox.assignments().await;
@@ -224,7 +224,7 @@ async fn killed_mid_offer_and_restarted_assigns_once() {
 
     sandbox.settings.dispatch.faults.crash_after_offers = false;
     sandbox.start_replica().await;
-    sandbox.wait_for_state("t-crash", state::TRAINING).await;
+    sandbox.wait_for_state("t-crash", TaskState::Training).await;
     sandbox.wait_until_settled().await;
     assert_eq!(sandbox.assignments().await.len(), 2);
     for miner in &miners {
@@ -261,7 +261,7 @@ async fn grants_are_checked_and_deadlines_close_tasks() {
     forged.grant.as_mut().unwrap().train = Some(test_split);
     assert_eq!(refusal_code(alice.client.fetch_train(&forged).await), ErrorCode::InvalidSignature);
 
-    let closed = sandbox.wait_for_state("t-grant", state::CLOSED).await;
+    let closed = sandbox.wait_for_state("t-grant", TaskState::Closed).await;
     assert_eq!(closed.reason, "deadline passed: closed for submissions");
     let events = sandbox.messages_on(streams::TASKS, &subjects::task_status("t-grant")).await;
     let last = TaskStatusChanged::decode(events.last().unwrap().payload.as_ref()).unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gradients_bus::api::CallError;
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::subjects::{self, api, kv, streams};
-use gradients_dispatch::state;
+use gradients_dispatch::{OfferOutcome, TaskState};
 use gradients_miner::identity::{domains, Identity};
 use gradients_miner::{Decision, MinerClient};
 use gradients_proto::v1::{
@@ -247,17 +247,17 @@ async fn a_task_cancelled_while_offers_are_out_gets_no_assignments() {
             (!offers.is_empty()).then_some(offers)
         })
         .await;
-        assert_eq!(offers[0].outcome, "sent", "{backend}: the offer is out");
+        assert_eq!(offers[0].outcome, OfferOutcome::Sent, "{backend}: the offer is out");
         cancel(&sandbox, "t-cancel", TaskStatus::Dispatching).await;
-        let row = sandbox.wait_for_state("t-cancel", state::CANCELLED).await;
+        let row = sandbox.wait_for_state("t-cancel", TaskState::Cancelled).await;
         assert!(row.reason.contains("cancelled by the customer"), "{}", row.reason);
         // The miner's acceptance arrives after the cancellation and is recorded...
         let answered = eventually(Duration::from_secs(10), "the miner's answer recorded", || async {
             let offer = sandbox.offers("t-cancel").await.remove(0);
-            (offer.outcome != "sent").then_some(offer)
+            (offer.outcome != OfferOutcome::Sent).then_some(offer)
         })
         .await;
-        assert_eq!(answered.outcome, "accepted", "{backend}");
+        assert_eq!(answered.outcome, OfferOutcome::Accepted, "{backend}");
         // ...and assigns nothing.
         sandbox.wait_until_settled().await;
         assert!(sandbox.assignments().await.is_empty(), "{backend}: no assignment rows");
@@ -266,11 +266,11 @@ async fn a_task_cancelled_while_offers_are_out_gets_no_assignments() {
 
         // Cancelled before dispatch saw it: no offer at all.
         cancel(&sandbox, "t-early", TaskStatus::Accepted).await;
-        sandbox.wait_for_state("t-early", state::CANCELLED).await;
+        sandbox.wait_for_state("t-early", TaskState::Cancelled).await;
         sandbox.task("t-early", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
         sandbox.wait_until_settled().await;
         assert!(sandbox.offers("t-early").await.is_empty(), "{backend}: never offered");
-        assert_eq!(sandbox.wait_for_state("t-early", state::CANCELLED).await.state, state::CANCELLED);
+        assert_eq!(sandbox.wait_for_state("t-early", TaskState::Cancelled).await.state, TaskState::Cancelled);
     }
 }
 
@@ -301,10 +301,10 @@ async fn stale_offer_replies_are_not_acceptances() {
         }
     });
     sandbox.task("t-stale-reply", TaskType::Instruct, Timestamp::now().unix_ms + 3_600_000).await;
-    sandbox.wait_for_state("t-stale-reply", state::FAILED).await;
+    sandbox.wait_for_state("t-stale-reply", TaskState::Failed).await;
     let answered = sandbox.offers("t-stale-reply").await;
     assert_eq!(answered.len(), 1);
-    assert_eq!(answered[0].outcome, "invalid");
+    assert_eq!(answered[0].outcome, OfferOutcome::Invalid);
     assert!(answered[0].reason.contains("stale reply"), "{}", answered[0].reason);
     assert!(sandbox.assignments().await.is_empty());
 }

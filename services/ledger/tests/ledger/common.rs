@@ -63,7 +63,8 @@ impl Sandbox {
             .await;
         // The evaluator's key: [`Sandbox::evaluation`] signs with it, the ledger verifies.
         gradients_miner::Identity::generate().save(&base.settings.evaluator.key_file).expect("evaluator key");
-        let store = gradients_store::connect(&base.settings.store).await.expect("store");
+        let store =
+            gradients_store::connect(&base.settings.store, gradients_store::Schema::Ledger).await.expect("store");
         let client = LedgerClient::new(base.bus.clone(), Duration::from_secs(10));
         let mut sandbox = Sandbox { base, client, store, dispatch, replicas: Services::new() };
         for _ in 0..replicas {

@@ -171,11 +171,11 @@ async fn redelivery_replicas_and_a_crash_never_double_an_entry() {
 async fn concurrent_finalizers_write_once() {
     let sandbox = Sandbox::start(Backend::Postgres, 0, |_| {}).await;
     let store = sandbox.store.clone();
-    use gradients_store::entity::ledger::{assignment, evaluation, task};
+    use gradients_store::entity::ledger::{assignment, evaluation, task, EvaluationKind, TaskType};
     use gradients_store::sea_orm::{ActiveModelTrait, Set};
     task::ActiveModel {
         task_id: Set("race".into()),
-        task_type: Set("instruct".into()),
+        task_type: Set(TaskType::Instruct),
         base_model: Set("tiny-1m".into()),
         hours_to_complete: Set(1.0),
         deadline_ms: Set(0),
@@ -200,7 +200,7 @@ async fn concurrent_finalizers_write_once() {
             evaluation_id: Set(result.evaluation_id.clone()),
             task_id: Set("race".into()),
             miner_id: Set(miner.into()),
-            kind: Set("miner_submission".into()),
+            kind: Set(EvaluationKind::MinerSubmission),
             payload: Set(result.encode_to_vec()),
             payload_sha256: Set(gradients_bus::objects::sha256_hex(&result.encode_to_vec())),
             received_at_ms: Set(0),

@@ -113,7 +113,8 @@ impl Sandbox {
         use gradients_bus::subjects::consumers;
         use gradients_store::entity::outbox;
         use gradients_store::sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-        let store = gradients_store::connect(&self.settings.store).await.expect("store");
+        let store =
+            gradients_store::connect(&self.settings.store, gradients_store::Schema::Intake).await.expect("store");
         eventually(Duration::from_secs(30), "intake settled", || async {
             gradients_testkit::consumer_settled(&self.bus.jetstream, streams::TASKS, consumers::INTAKE_STATUS).await?;
             let unpublished = outbox::Entity::find()
