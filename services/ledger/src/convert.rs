@@ -68,6 +68,8 @@ pub fn result_to_proto(
         improvement_over_baseline: improvement(references.baseline, row.winner_loss),
         task_weight: row.task_weight,
         entries: entries.iter().map(entry_to_proto).collect::<Result<_, _>>()?,
+        // The standings and confidences are the query's to add (`standings::complete`).
+        ..Default::default()
     })
 }
 
