@@ -170,6 +170,8 @@ async fn an_unknown_stored_label_is_a_typed_error() {
         let unknown = unknown_label(&error).unwrap_or_else(|| panic!("{backend}: not an unknown label: {error:?}"));
         assert_eq!((unknown.kind, unknown.label.as_str()), ("TaskState", "paused"), "{backend}");
         assert!(error.to_string().contains("paused"), "{backend}: the message names the label: {error}");
+        let kind = crate::failure::classify(&error);
+        assert_eq!(kind, crate::failure::DbFailure::Internal, "{backend}: a bad row is no reason to retry");
         let all = dispatch::task::Entity::find().all(&db).await.unwrap_err();
         assert!(unknown_label(&all).is_some(), "{backend}: a listing fails too, never skips the row");
     }
