@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# The demo: a private nats-server, intake and dispatch on ports of their own, SQLite files
-# in a temporary folder, and tasks through the system: one accepted and split, a broken one
-# refused with the row and column named, get and list; then a small base model pretrained
-# here, two trainers (miners with different strategies) joining the market, and a
-# generated task fine-tuned by both, each submitting a signed ONNX model with its report.
-# Everything stops on exit.
+# The demo: the whole market on this machine, every service its own process as production
+# runs them. A private nats-server; a small base model pretrained here and published to the
+# gradients-models store; intake, dispatch, the evaluator, the ledger and the audit
+# (`gradients serve <name>`, SQLite files in a temporary folder); four trainers (miners)
+# with different strategies, one of them running the fixed AutoTrain recipe as the
+# market's baseline; a generated task submitted by a customer and followed live with
+# `task watch`; then `task result` with the ranking, rewards and confidences, the winning
+# model downloaded and checked, and the audit verified and reconciled against the ledger.
+# Everything runs in a temporary folder outside the clone and stops on exit (KEEP_DEMO=1
+# keeps the folder).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 gradients="$root/target/debug/gradients"
+trainer="$root/target/debug/gradients-trainer"
 nats_server="$root/.deps/py/bin/nats-server"
+# Small on purpose: the whole demo runs in minutes on a 2-core CPU.
+steps=${DEMO_STEPS:-40}
+rows=${DEMO_ROWS:-200}
+strategies=(fixed lr-range-test random successive-halving)
 work=$(mktemp -d -t gradients-demo.XXXXXX)
 pids=()
 cleanup() {
-  # Services first, newest first, while NATS is still up to drain into; then nats-server.
-  # Anything still running after 15 s is killed.
+  # Newest first (trainers, then services), while NATS is still up to drain into; then
+  # nats-server. Each is asked to stop (SIGTERM) and killed if still there after 15 s.
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[$i]}" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
@@ -27,102 +36,112 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m  (%ds)\n' "$*" "$SECONDS"; }
+ready() { # waits for a service's /readyz
+  for _ in $(seq 1 300); do
+    python3 -c "import urllib.request; urllib.request.urlopen('http://$1/readyz', timeout=1)" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "$2 did not become ready; its log:" >&2; tail -n 20 "$work/$2.log" >&2; return 1
+}
+serve() { # serve NAME [VAR=VALUE...]: one service as its own process, logging to $work/NAME.log
+  local name=$1; shift
+  local port; port=$(free_port)
+  local upper; upper=$(echo "$name" | tr a-z A-Z)
+  env "GRADIENTS__${upper}__HTTP_ADDR=127.0.0.1:$port" "$@" "$gradients" serve "$name" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  ready "127.0.0.1:$port" "$name"
+  echo "$name ready (pid ${pids[-1]}, health and metrics on http://127.0.0.1:$port)"
+}
 
 nats_port=$(free_port)
-http_port=$(free_port)
 export GRADIENTS__NATS__URL="nats://127.0.0.1:$nats_port"
-export GRADIENTS__STORE__URL="sqlite://$work/gradients.db?mode=rwc"
-export GRADIENTS__INTAKE__HTTP_ADDR="127.0.0.1:$http_port"
-export GRADIENTS__TELEMETRY__LOG_FILTER="warn,gradients_intake=info"
+export GRADIENTS__TELEMETRY__LOG_FILTER="warn"
+# One key file per signing service, read by every party that verifies it.
+export GRADIENTS__DISPATCH__KEY_FILE="$work/keys/dispatch.key"
+export GRADIENTS__EVALUATOR__KEY_FILE="$work/keys/evaluator.key"
+export GRADIENTS__AUDIT__KEY_FILE="$work/keys/audit.key"
+export GRADIENTS__INTAKE__CUSTOMER_KEY_FILE="$work/keys/customer.key"
+mkdir -p "$work/keys"
 
 step "starting nats-server $("$nats_server" --version | awk '{print $2}') with JetStream on port $nats_port"
 "$nats_server" -a 127.0.0.1 -p "$nats_port" -js -sd "$work/jetstream" >"$work/nats.log" 2>&1 &
 pids+=($!)
-# Services refuse to start without their bus: wait until nats-server listens.
 for _ in $(seq 1 100); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $nats_port), 0.5).close()" 2>/dev/null && break
   sleep 0.1
 done
 
-step "starting intake (metrics and health on http://127.0.0.1:$http_port)"
-"$gradients" serve intake >"$work/intake.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$http_port/readyz', timeout=1)" 2>/dev/null; then break; fi
-  sleep 0.2
+step "keys: dispatch, the evaluator and the audit sign what they publish; a customer signs its requests"
+for service in dispatch evaluator audit; do "$gradients" miner keygen --out "$work/keys/$service.key" >/dev/null; done
+"$gradients" customer keygen --out "$work/keys/customer.key"
+
+step "pretraining the base model tiny-1m on the generated corpus, then publishing it to gradients-models"
+"$gradients" model pretrain --preset tiny-1m --out "$work/models/tiny-1m" --steps "${DEMO_PRETRAIN_STEPS:-80}" \
+  --batch-size 8 --corpus-bytes 300000 --device cpu
+"$gradients" model publish "$work/models/tiny-1m" --name tiny-1m
+"$gradients" model list
+
+step "four miners: one key each; the one running the fixed recipe is the market's baseline"
+declare -A miner_ids
+for strategy in "${strategies[@]}"; do
+  miner_ids[$strategy]=$("$gradients" miner keygen --out "$work/keys/miner-$strategy.key" --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["miner_id"])')
+  echo "$strategy: ${miner_ids[$strategy]}"
 done
-python3 -c "import urllib.request; print('readyz:', urllib.request.urlopen('http://127.0.0.1:$http_port/readyz').read().decode())"
 
-step "a customer key: every task request is signed with it; tasks belong to its customer id"
-export GRADIENTS__INTAKE__CUSTOMER_KEY_FILE="$work/customer.key"
-"$gradients" customer keygen --out "$work/customer.key"
+step "starting every service as its own process: intake, dispatch, evaluator, ledger, audit"
+serve intake "GRADIENTS__STORE__URL=sqlite://$work/intake.db?mode=rwc"
+serve dispatch "GRADIENTS__STORE__URL=sqlite://$work/dispatch.db?mode=rwc" \
+  GRADIENTS__DISPATCH__MIN_MINERS_PER_TASK=${#strategies[@]} GRADIENTS__DISPATCH__MAX_MINERS_PER_TASK=${#strategies[@]}
+serve evaluator "GRADIENTS__EVALUATOR__MODELS_DIR=$work/evaluator-models"
+serve ledger "GRADIENTS__STORE__URL=sqlite://$work/ledger.db?mode=rwc" \
+  "GRADIENTS__LEDGER__BASELINE_MINERS=${miner_ids[fixed]}"
+serve audit "GRADIENTS__AUDIT__STORE_URL=sqlite://$work/audit.db?mode=rwc" GRADIENTS__AUDIT__CHECKPOINT_INTERVAL_MS=1000
 
-step "submitting examples/tasks/capitals (120 rows, instruct, columns question/answer)"
-"$gradients" task submit --dir examples/tasks/capitals --idempotency-key demo-capitals
-task_id=$("$gradients" task submit --dir examples/tasks/capitals --idempotency-key demo-capitals --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-
-step "the same submit retried with the same idempotency key returns the same task"
-"$gradients" task submit --dir examples/tasks/capitals --idempotency-key demo-capitals | head -2
-
-step "a broken data set is refused, naming the row and column"
-"$gradients" task submit --dir examples/tasks/broken-columns || true
-
-step "task get $task_id --json (the splits live in object stores; test is hidden from miners)"
-"$gradients" task get "$task_id" --json
-
-step "task list"
-"$gradients" task list
-
-step "pretraining the base model tiny-1m on the generated corpus"
-"$gradients" model pretrain --preset tiny-1m --out "$work/models/tiny-1m" --steps 300 --corpus-bytes 1000000 --device cpu
-
-dispatch_http=$(free_port)
-step "starting dispatch (metrics and health on http://127.0.0.1:$dispatch_http)"
-GRADIENTS__STORE__URL="sqlite://$work/dispatch.db?mode=rwc" GRADIENTS__DISPATCH__HTTP_ADDR="127.0.0.1:$dispatch_http" \
-  GRADIENTS__DISPATCH__KEY_FILE="$work/dispatch.key" GRADIENTS__DISPATCH__MIN_MINERS_PER_TASK=2 \
-  "$gradients" serve dispatch >"$work/dispatch.log" 2>&1 &
-pids+=($!)
-
-step "two trainers join the market: strategies fixed (the AutoTrain baseline) and lr-range-test"
-for strategy in fixed lr-range-test; do
-  GRADIENTS__DISPATCH__KEY_FILE="$work/dispatch.key" GRADIENTS__TRAINER__KEY_FILE="$work/$strategy.key" \
-    GRADIENTS__TRAINER__MODELS_DIR="$work/models" GRADIENTS__TRAINER__WORK_DIR="$work/runs-$strategy" \
-    GRADIENTS__TRAINER__STRATEGY="$strategy" GRADIENTS__TRAINER__DEVICE=cpu GRADIENTS__TRAINER__MAX_STEPS=150 \
+step "four trainers join the market (${strategies[*]}; $steps optimizer steps each, CPU)"
+for strategy in "${strategies[@]}"; do
+  GRADIENTS__TRAINER__KEY_FILE="$work/keys/miner-$strategy.key" GRADIENTS__TRAINER__MODELS_DIR="$work/models" \
+    GRADIENTS__TRAINER__WORK_DIR="$work/runs-$strategy" GRADIENTS__TRAINER__STRATEGY="$strategy" \
+    GRADIENTS__TRAINER__DEVICE=cpu GRADIENTS__TRAINER__MAX_STEPS="$steps" \
     GRADIENTS__TELEMETRY__LOG_FILTER="warn,gradients_trainer=info" \
-    "$root/target/debug/gradients-trainer" serve >"$work/trainer-$strategy.log" 2>&1 &
+    "$trainer" serve >"$work/trainer-$strategy.log" 2>&1 &
   pids+=($!)
 done
-for _ in $(seq 1 100); do
-  [ "$("$gradients" miner list --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null)" = 2 ] && break
+for _ in $(seq 1 300); do
+  [ "$("$gradients" miner list --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null)" = ${#strategies[@]} ] && break
   sleep 0.2
 done
 "$gradients" miner list
 
-step "a generated task family (reverse-word, 300 rows, base model tiny-1m) submitted by a customer"
-"$gradients" data generate --out "$work/tasks" --family reverse-word --base-model tiny-1m
-market_task=$("$gradients" task submit --dir "$work/tasks/reverse-word" --idempotency-key demo-market --hours 0.5 --json \
+step "a customer submits a generated task (reverse-word, $rows rows, instruct, base model tiny-1m)"
+"$gradients" data generate --out "$work/tasks" --family reverse-word --rows "$rows" --base-model tiny-1m
+task=$("$gradients" task submit --dir "$work/tasks/reverse-word" --idempotency-key demo-market --hours 0.25 --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-echo "task $market_task"
+echo "task $task"
 
-step "both trainers fine-tune it (150 optimizer steps each on CPU) and submit"
-for strategy in fixed lr-range-test; do
-  for _ in $(seq 1 900); do
-    grep -q "submitted" "$work/trainer-$strategy.log" && break
-    sleep 0.2
-  done
-  python3 - "$work/runs-$strategy/$market_task/report.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-run = r["run"]
-curve = run["validation_curve"]
-print(f'{r["strategy"]:>14}: {run["steps"]} steps, {len(r["trials"])} trial(s), validation loss '
-      f'{curve[0]["loss"]:.3f} -> best {run["best_validation_loss"]:.3f}, '
-      f'lr {run["hyperparameters"]["learning_rate"]:.2e}, {r["tokens_per_second"]:.0f} tokens/s')
-PY
+step "gradients task watch $task: accepted -> dispatching -> training -> evaluating -> scored"
+"$gradients" task watch "$task"
+
+step "gradients task result $task: the ranking, rewards, improvement and confidences"
+"$gradients" task result "$task"
+
+step "gradients task result $task --download: the winning model, every file checked against its sha256"
+"$gradients" task result "$task" --download "$work/winner" --json \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("downloaded:", ", ".join(f["path"] for f in r["downloaded"]))'
+(cd "$work/winner" && find . -type f | sort | xargs ls -l | awk '{print "  " $5 "\t" $9}')
+
+step "the audit: every record rehashed against the signed checkpoints, every reward recomputed"
+audit_key=$("$gradients" audit public-key)
+for attempt in $(seq 1 60); do
+  if "$gradients" audit verify --public-key "$audit_key" >"$work/verify.out" 2>&1 \
+    && "$gradients" audit reconcile --task "$task" >"$work/reconcile.out" 2>&1; then
+    break
+  fi
+  # The audit captures asynchronously: the ledger's entries may not be captured yet.
+  [ "$attempt" = 60 ] && { cat "$work/verify.out" "$work/reconcile.out"; exit 1; }
+  sleep 1
 done
-echo "reports, loss plots (loss.svg) and ONNX models are in $work/runs-*/$market_task/ until the demo exits"
-"$gradients" task get "$market_task" | head -4
+cat "$work/verify.out" "$work/reconcile.out"
 
-step "logs"
-tail -n 3 "$work/intake.log" "$work/dispatch.log" "$work/trainer-fixed.log" "$work/trainer-lr-range-test.log"
+step "done in ${SECONDS}s; stopping every process"

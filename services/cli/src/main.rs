@@ -1,7 +1,7 @@
 //! `gradients`: the one command for operators and customers.
 //!
 //! - `gradients serve <service>` runs a service in the foreground (SIGINT/SIGTERM drain it).
-//! - `gradients task submit|get|list|cancel` talks to the intake API over NATS, signed with
+//! - `gradients task submit|get|list|cancel|watch|result` talks to the intake API over NATS, signed with
 //!   the key `gradients customer keygen` makes.
 //! - `gradients ledger task|miner|weights|export` queries the reward ledger.
 //! - `gradients audit proof|verify-proof|consistency|verify|export`: the audit log and its proofs.
@@ -24,6 +24,7 @@ mod model_cmd;
 mod output;
 mod task_cmd;
 mod task_dir;
+mod task_outcome;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! `gradients task ...`: submit, get, list and cancel tasks over the intake API, each
-//! request signed with the customer's key (see `gradients customer keygen`).
+//! `gradients task ...`: submit, get, list, cancel, watch and result over the intake API,
+//! each request signed with the customer's key (see `gradients customer keygen`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::output::{self, refused};
-use crate::task_dir;
+use crate::{task_dir, task_outcome};
 
 /// Base model used when neither `--model` nor task.toml names one.
 const DEFAULT_BASE_MODEL: &str = "tiny-10m";
@@ -47,6 +47,30 @@ pub enum TaskCommand {
         /// Continue from a previous listing's next page token.
         #[arg(long)]
         page_token: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Follow a task live through its states until it is final (exit 0: scored; 2: failed,
+    /// rejected or cancelled).
+    Watch {
+        /// The task id.
+        task_id: String,
+        /// How often to ask intake, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+        /// One JSON line per change instead of the progress display.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show how a task ended: the ranking, each miner's losses, status and reward, the
+    /// improvement over the base model and the fixed baseline, and the confidences.
+    Result {
+        /// The task id.
+        task_id: String,
+        /// Also download the winning model (ONNX, HF folder, manifest, training report)
+        /// into this folder, every file checked against its sha256.
+        #[arg(long, value_name = "DIR")]
+        download: Option<PathBuf>,
         #[command(flatten)]
         format: Format,
     },
@@ -114,6 +138,12 @@ pub async fn run(settings: &Settings, key: Option<PathBuf>, command: TaskCommand
     match command {
         TaskCommand::Submit(args) => submit(&client, *args).await,
         TaskCommand::Get { task_id, format } => show_task(client.get(&task_id).await.map(|r| r.task), format.json),
+        TaskCommand::Watch { task_id, poll_ms, json } => {
+            task_outcome::watch(&client, &task_id, Duration::from_millis(poll_ms.max(50)), json).await
+        }
+        TaskCommand::Result { task_id, download, format } => {
+            task_outcome::result(&client, &task_id, download, format.json).await
+        }
         TaskCommand::Cancel { task_id, reason, format } => {
             show_task(client.cancel(&task_id, &reason).await.map(|r| r.task), format.json)
         }

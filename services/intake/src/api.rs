@@ -1,5 +1,5 @@
 //! The intake API as a NATS micro service: `gradients.api.tasks.{upload,submit,get,list,
-//! cancel}`, discoverable with `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS`. Replicas share
+//! cancel,result}`, discoverable with `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS`. Replicas share
 //! requests through the micro service's queue group. Every request is authenticated
 //! first ([`crate::auth`]); each endpoint sees only what its caller may see.
 
@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::auth::Caller;
 use crate::error::RequestError;
 use crate::tasks::{self, PageTokenError};
-use crate::{cancel, submit, upload, Context};
+use crate::{cancel, result, submit, upload, Context};
 
 /// Version reported by `$SRV.INFO`: the crate's.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,7 +36,14 @@ pub async fn serve(ctx: Arc<Context>, stop: CancellationToken) -> Result<(), Bus
         version: VERSION,
         description: "Gradients task intake: submit, get, list and cancel fine-tuning tasks",
         group: api::TASKS_GROUP,
-        endpoints: &[api::TASKS_UPLOAD, api::TASKS_SUBMIT, api::TASKS_GET, api::TASKS_LIST, api::TASKS_CANCEL],
+        endpoints: &[
+            api::TASKS_UPLOAD,
+            api::TASKS_SUBMIT,
+            api::TASKS_GET,
+            api::TASKS_LIST,
+            api::TASKS_CANCEL,
+            api::TASKS_RESULT,
+        ],
         max_concurrent: ctx.settings.intake.max_concurrent_requests,
     };
     let client = ctx.bus.client.clone();
@@ -77,6 +84,7 @@ async fn handle(ctx: &Context, endpoint: &'static str, request: Request) {
             api::TASKS_SUBMIT => answer(&request, |r| submit::submit(ctx, caller, r), to_api).await,
             api::TASKS_GET => answer(&request, |r| get(ctx, caller, r), to_api).await,
             api::TASKS_LIST => answer(&request, |r| list(ctx, caller, r), to_api).await,
+            api::TASKS_RESULT => answer(&request, |r| result::result(ctx, caller, r), to_api).await,
             _ => answer(&request, |r| cancel::cancel(ctx, caller, r), to_api).await,
         }
     }
@@ -97,8 +105,9 @@ fn record(ctx: &Context, error: RequestError) -> gradients_proto::v1::Error {
         tracing::warn!(code = error.code().as_str_name(), error = %error, "request refused");
         return error.to_api("");
     }
-    let reference = uuid::Uuid::new_v4().simple().to_string();
-    tracing::error!(code = error.code().as_str_name(), error = %error, reference, "request failed");
+    let reference = gradients_bus::api::new_reference();
+    let cause = gradients_bus::error_chain(&error);
+    tracing::error!(code = error.code().as_str_name(), error = %cause, reference, "request failed");
     error.to_api(&reference)
 }
 

@@ -10,11 +10,15 @@ use gradients_bus::subjects::api;
 use gradients_bus::{objects, Bus};
 use gradients_proto::v1::{
     CancelTaskRequest, CancelTaskResponse, GetTaskRequest, GetTaskResponse, ListTasksRequest, ListTasksResponse,
-    ObjectRef, PrepareUploadRequest, PrepareUploadResponse, SubmitTaskRequest, SubmitTaskResponse,
+    ObjectRef, PrepareUploadRequest, PrepareUploadResponse, SubmitTaskRequest, SubmitTaskResponse, TaskResultRequest,
+    TaskResultResponse,
 };
 use prost::Message;
 
 use crate::customer::CustomerKey;
+
+/// The longest a `result` request that copies the winning model may take.
+pub const STAGING_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why an upload failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +85,36 @@ impl IntakeClient {
             .await
     }
 
+    /// How one of this customer's tasks ended (the ledger's ranking; unset while it runs),
+    /// and with `stage_download` the winning model's files copied into the customer's own
+    /// bucket (read them with [`IntakeClient::read_download`]). Copying a model takes
+    /// longer than a plain request: it may wait up to [`STAGING_TIMEOUT`].
+    pub async fn result(&self, task_id: &str, stage_download: bool) -> Result<TaskResultResponse, CallError> {
+        let request = TaskResultRequest { task_id: task_id.to_owned(), stage_download };
+        let timeout = if stage_download { self.timeout.max(STAGING_TIMEOUT) } else { self.timeout };
+        self.signed_within(api::TASKS_RESULT, &request, timeout).await
+    }
+
+    /// Reads a staged file from the customer's own bucket, checked against its size and sha256.
+    pub async fn read_download(&self, object: &ObjectRef) -> Result<bytes::Bytes, objects::ObjectError> {
+        let store = objects::bucket(&self.bus, &object.bucket).await?;
+        objects::read_verified(&store, object, u64::MAX).await
+    }
+
     /// Sends `request` to the endpoint, signed now with a fresh nonce.
     async fn signed<R: Message + Default>(&self, endpoint: &str, request: &impl Message) -> Result<R, CallError> {
+        self.signed_within(endpoint, request, self.timeout).await
+    }
+
+    async fn signed_within<R: Message + Default>(
+        &self,
+        endpoint: &str,
+        request: &impl Message,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
         let subject = api::tasks(endpoint);
         let body = request.encode_to_vec();
         let headers = self.key.sign_request(&subject, &body);
-        call_with_headers(&self.bus.client, subject, body.into(), headers, self.timeout).await
+        call_with_headers(&self.bus.client, subject, body.into(), headers, timeout).await
     }
 }

@@ -21,6 +21,7 @@ pub mod customer;
 mod error;
 mod projection;
 mod readiness;
+mod result;
 mod slots;
 mod submit;
 mod tasks;

@@ -12,7 +12,7 @@ use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest,
     LedgerTaskResponse, LedgerWeightsRequest, LedgerWeightsResponse, Timestamp,
 };
-use gradients_store::entity::ledger::{entry, evaluation, task_result, EvaluationKind as StoredKind};
+use gradients_store::entity::ledger::{assignment, entry, evaluation, task_result, EvaluationKind as StoredKind};
 use gradients_store::paging::{page_token, parse_page_token};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::QueryError;
 use crate::finalize::UNDECODABLE_EVIDENCE;
 use crate::record::kind_label;
+use crate::standings::{self, EvidenceReader};
 use crate::{convert, weights, Context, VERSION};
 
 /// Default and largest page of `entries`.
@@ -64,12 +65,32 @@ async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskRes
         .ok_or(QueryError::TaskNotFound(request.task_id.clone()))?;
     let references = references(ctx, &request.task_id).await?;
     let entries = entry::Entity::find()
-        .filter(entry::Column::TaskId.eq(request.task_id))
+        .filter(entry::Column::TaskId.eq(request.task_id.clone()))
         .order_by(entry::Column::Rank, Order::Asc)
         .order_by(entry::Column::MinerId, Order::Asc)
         .all(&ctx.db)
         .await?;
-    Ok(LedgerTaskResponse { result: Some(convert::result_to_proto(&result, &entries, references)?) })
+    let mut result = convert::result_to_proto(&result, &entries, references)?;
+    let miner_kind = kind_label(EvaluationKind::MinerSubmission);
+    let evaluations: Vec<EvaluationResult> = evaluation::Entity::find()
+        .filter(evaluation::Column::TaskId.eq(request.task_id.clone()))
+        .filter(evaluation::Column::Kind.eq(miner_kind))
+        .all(&ctx.db)
+        .await?
+        .iter()
+        .filter_map(|row| EvaluationResult::decode(row.payload.as_slice()).ok())
+        .collect();
+    let assigned: Vec<String> = assignment::Entity::find()
+        .filter(assignment::Column::TaskId.eq(request.task_id))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|a| a.miner_id)
+        .collect();
+    let rows = EvidenceReader::new(ctx.bus.clone()).valid_test_rows(&evaluations.iter().collect::<Vec<_>>()).await;
+    let ledger = &ctx.settings.ledger;
+    standings::complete(&mut result, &evaluations, &assigned, &rows, &ledger.baseline_miners, &ledger.scoring);
+    Ok(LedgerTaskResponse { result: Some(result) })
 }
 
 /// The base model's and the fixed baseline's test losses on a task, if measured (valid).

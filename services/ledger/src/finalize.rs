@@ -22,6 +22,7 @@ use gradients_telemetry::Metrics;
 use prost::Message;
 
 use crate::record::kind_label;
+use crate::standings::{self, EvidenceReader};
 use crate::{convert, readiness};
 
 /// The alarm (rejection code and log field) for stored evidence that no longer decodes.
@@ -55,6 +56,9 @@ pub struct Finalizer {
     pub outbox: Relay,
     /// Where finalizations are counted.
     pub metrics: Metrics,
+    /// Reads the evaluator's per-row evidence, for `scoring.min_winner_confidence` above 0
+    /// (G.O.D.'s tournament rule); without it every ranked miner counts as not beaten.
+    pub evidence: Option<EvidenceReader>,
 }
 
 impl Finalizer {
@@ -112,16 +116,15 @@ impl Finalizer {
             .order_by_asc(evaluation::Column::EvaluationId)
             .all(&self.db)
             .await?;
-        let plans: Vec<Plan> = ready
-            .iter()
-            .filter_map(|(id, because)| {
-                let task = tasks.iter().find(|t| &t.task_id == id)?;
-                let assigned: Vec<assignment::Model> = assigned.iter().filter(|a| &a.task_id == id).cloned().collect();
-                let evaluations: Vec<evaluation::Model> =
-                    evaluations.iter().filter(|e| &e.task_id == id).cloned().collect();
-                Some(self.plan(task, &assigned, &evaluations, because, now_ms))
-            })
-            .collect();
+        let mut plans: Vec<Plan> = Vec::with_capacity(ready.len());
+        for (id, because) in ready {
+            let Some(task) = tasks.iter().find(|t| &t.task_id == id) else { continue };
+            let assigned: Vec<assignment::Model> = assigned.iter().filter(|a| &a.task_id == id).cloned().collect();
+            let evaluations: Vec<evaluation::Model> =
+                evaluations.iter().filter(|e| &e.task_id == id).cloned().collect();
+            let rows = self.per_row_losses(&evaluations).await;
+            plans.push(self.plan(task, &assigned, &evaluations, &rows, because, now_ms));
+        }
         let done = self.commit_many(plans, now_ms).await?;
         if !done.is_empty() {
             self.outbox.wake();
@@ -133,12 +136,28 @@ impl Finalizer {
         Ok(done)
     }
 
-    /// Scores the task and lays out every row to write. Pure but for the clock passed in.
+    /// The miners' per-row test losses, read only when the confidence rule needs them.
+    async fn per_row_losses(&self, evaluations: &[evaluation::Model]) -> BTreeMap<String, Vec<f64>> {
+        let Some(reader) = self.evidence.as_ref().filter(|_| self.settings.scoring.min_winner_confidence > 0.0) else {
+            return BTreeMap::new();
+        };
+        let miner_kind = kind_label(EvaluationKind::MinerSubmission);
+        let decoded: Vec<EvaluationResult> = evaluations
+            .iter()
+            .filter(|e| e.kind == miner_kind)
+            .filter_map(|e| EvaluationResult::decode(e.payload.as_slice()).ok())
+            .collect();
+        reader.valid_test_rows(&decoded.iter().collect::<Vec<_>>()).await
+    }
+
+    /// Scores the task and lays out every row to write. Pure but for the clock passed in
+    /// (and the per-row losses read before, for the confidence rule).
     fn plan(
         &self,
         task: &task::Model,
         assigned: &[assignment::Model],
         evaluations: &[evaluation::Model],
+        rows: &BTreeMap<String, Vec<f64>>,
         because: &FinalizedBecause,
         now_ms: i64,
     ) -> Plan {
@@ -186,6 +205,16 @@ impl Finalizer {
         let results: Vec<MinerResult> = by_miner.into_values().collect();
         let task_type = convert::scoring_task_type(&task.task_type);
         let scores = gradients_scoring::score_task(task_type, &results, &self.settings.scoring);
+        // G.O.D.'s tournament rule (off by default): first place is shared among the miners
+        // the winner does not beat with `min_winner_confidence` on the same test rows.
+        let scores = match scores.iter().find(|s| s.reason == ScoreReason::First) {
+            Some(winner) if self.settings.scoring.min_winner_confidence > 0.0 => {
+                let confidences =
+                    standings::confidences_over(&task.task_id, &winner.miner_id, rows, &self.settings.scoring);
+                gradients_scoring::share_first_place(&scores, &confidences, &self.settings.scoring)
+            }
+            _ => scores,
+        };
         // An unknown model (0 parameters) is sized from its name, as G.O.D. does.
         let params = self.models.get(&task.base_model).copied().unwrap_or(0);
         let work =
@@ -228,7 +257,7 @@ impl Finalizer {
         });
         let result = task_result::Model {
             task_id: task.task_id.clone(),
-            task_type: task.task_type.clone(),
+            task_type: task.task_type,
             winner_miner_id: winner.map(|w| w.miner_id.clone()).unwrap_or_default(),
             finalized_because: *because,
             finalized_at_ms: now_ms,

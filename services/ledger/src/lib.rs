@@ -17,6 +17,7 @@ mod evaluation_check;
 mod finalize;
 mod readiness;
 mod record;
+pub mod standings;
 mod weights;
 
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         models: settings.models.clone(),
         outbox: relay.clone(),
         metrics: metrics.clone(),
+        evidence: Some(standings::EvidenceReader::new(bus.clone())),
     });
 
     let mut loops = ServiceLoops::new(&shutdown);

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use gradients_model::manifest::{sha256_hex, MANIFEST_VERSION};
 use gradients_model::onnx::{self, ExportError};
-use gradients_model::{files, Manifest};
+use gradients_model::{files, Manifest, ManifestFile};
 
 use crate::model::CausalLm;
 
@@ -36,8 +36,30 @@ pub fn export(model: &CausalLm, base: &BaseModel, training: serde_json::Value) -
         onnx_bytes: onnx.len() as u64,
         training,
         produced_by: format!("gradients-trainer {}", env!("CARGO_PKG_VERSION")),
+        files: Vec::new(),
     };
     Ok(Artifact { onnx, manifest })
+}
+
+/// The folder the model's HF files are saved in, under the job's output folder.
+pub const MODEL_FOLDER: &str = "model";
+/// The training report, under the job's output folder.
+pub const REPORT: &str = "report.json";
+
+/// The files delivered beside the ONNX model, relative to the job's output folder: the HF
+/// folder it was exported from and the training report (what the customer downloads).
+pub fn delivered_paths() -> [String; 4] {
+    [
+        format!("{MODEL_FOLDER}/{}", files::CONFIG),
+        format!("{MODEL_FOLDER}/{}", files::WEIGHTS),
+        format!("{MODEL_FOLDER}/{}", files::TOKENIZER),
+        REPORT.to_owned(),
+    ]
+}
+
+/// Each delivered file under `dir`, with its sha256 and size, for the manifest.
+pub fn describe_delivered(dir: &Path) -> std::io::Result<Vec<ManifestFile>> {
+    delivered_paths().iter().map(|path| Ok(ManifestFile::of(path, &std::fs::read(dir.join(path))?))).collect()
 }
 
 impl Artifact {

@@ -94,14 +94,17 @@ pub fn run(job: Job<'_>) -> Result<JobOutput, JobError> {
         "trials": report.trials.len(),
         "seconds": report.seconds,
     });
-    let artifact = export(&outcome.model, &base_info, training)?;
+    let mut artifact = export(&outcome.model, &base_info, training)?;
     let write_error = |path: &Path| {
         let path = path.to_owned();
         move |e: &dyn std::fmt::Display| JobError::Write { path, reason: e.to_string() }
     };
-    checkpoint::save(&outcome.model, &base.tokenizer, &job.out_dir.join("model"))?;
-    artifact.write(job.out_dir).map_err(|e| write_error(job.out_dir)(&e))?;
+    checkpoint::save(&outcome.model, &base.tokenizer, &job.out_dir.join(crate::export::MODEL_FOLDER))?;
     report.write(job.out_dir).map_err(|e| write_error(job.out_dir)(&e))?;
+    // The HF folder and the report travel with the model, pinned in its manifest.
+    artifact.manifest.files =
+        crate::export::describe_delivered(job.out_dir).map_err(|e| write_error(job.out_dir)(&e))?;
+    artifact.write(job.out_dir).map_err(|e| write_error(job.out_dir)(&e))?;
     Ok(JobOutput { artifact, report })
 }
 

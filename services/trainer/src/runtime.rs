@@ -260,6 +260,12 @@ async fn work(
     })
     .await??;
     tracing::info!(task_id = %assignment.task_id, report = %output.report.summary(), "trained");
+    // The files the manifest lists (HF folder, report) go first: the customer of a winning
+    // model downloads them by the manifest's sha256s.
+    let delivered_from = trainer.work_dir.join(&assignment.task_id);
+    for file in &output.artifact.manifest.files {
+        client.store_file(&file.path, &tokio::fs::read(delivered_from.join(&file.path)).await?).await?;
+    }
     let submission =
         client.submit(&assignment.task_id, &output.artifact.onnx, &output.artifact.manifest.to_json()).await?;
     // The model went to the miner's own bucket under its sha256 (never over another object).

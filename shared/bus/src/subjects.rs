@@ -171,6 +171,8 @@ pub mod api {
     pub const TASKS_LIST: &str = "list";
     /// `gradients.api.tasks.cancel`
     pub const TASKS_CANCEL: &str = "cancel";
+    /// A finished task's ranking for its owner, and its winning model staged for download.
+    pub const TASKS_RESULT: &str = "result";
 
     /// The full subject of a task endpoint, as a client addresses it.
     pub fn tasks(endpoint: &str) -> String {
@@ -263,6 +265,23 @@ pub mod buckets {
     pub fn artifact(miner_id: &str, sha256: &str, extension: &str) -> (String, String) {
         (artifacts(miner_id), format!("{}.{extension}", sha256.to_ascii_lowercase()))
     }
+    /// Where a file of a miner's submission lives (the files its manifest lists, the HF
+    /// folder and report beside the ONNX model): [`artifact`] with the extension of the
+    /// file's `path` (`model/config.json` -> `<sha256>.json`; `bin` when it has none).
+    pub fn artifact_file(miner_id: &str, sha256: &str, path: &str) -> (String, String) {
+        artifact(miner_id, sha256, file_extension(path))
+    }
+
+    /// The extension a delivered file is stored under: its own when plain alphanumeric,
+    /// else `bin`.
+    pub fn file_extension(path: &str) -> &str {
+        std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or("bin")
+    }
+
     /// Base models by name (HF folder files, their ONNX export and an index of sha256s),
     /// readable by every party.
     pub const MODELS: &str = "gradients-models";
@@ -325,5 +344,8 @@ mod tests {
         assert_eq!(submission_miner("gradients.submissions.t1"), None);
         assert_eq!(submission_miner("gradients.submissions.t1.m1.extra"), None);
         assert_eq!(buckets::artifact("m1", "AB", "onnx"), ("gradients-artifacts-m1".into(), "ab.onnx".into()));
+        assert_eq!(buckets::artifact_file("m1", "ab", "model/config.json").1, "ab.json");
+        assert_eq!(buckets::artifact_file("m1", "ab", "model/weights").1, "ab.bin");
+        assert_eq!(buckets::artifact_file("m1", "ab", "x.a/b.c*").1, "ab.bin");
     }
 }

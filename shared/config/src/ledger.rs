@@ -29,6 +29,10 @@ pub struct LedgerSettings {
     pub dispatch_public_key: String,
     /// Ranks, rewards and period weights; every constant of the scoring is here.
     pub scoring: ScoringConfig,
+    /// Miner ids of the market's baseline: the miners the operator runs with the fixed
+    /// recipe (`gradients-trainer --strategy fixed`). A task result names the one assigned to
+    /// the task and states the winner's improvement over it and the confidence it is beaten.
+    pub baseline_miners: Vec<String>,
 }
 
 impl Default for LedgerSettings {
@@ -42,6 +46,7 @@ impl Default for LedgerSettings {
             max_concurrent_requests: 16,
             dispatch_public_key: String::new(),
             scoring: ScoringConfig::default(),
+            baseline_miners: Vec::new(),
         }
     }
 }

@@ -140,6 +140,7 @@ impl Settings {
             .with_list_parse_key("nats.url")
             .with_list_parse_key("intake.reward_functions")
             .with_list_parse_key("dispatch.allowed_miner_keys")
+            .with_list_parse_key("ledger.baseline_miners")
             .source(env);
         let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
         settings.validate()?;

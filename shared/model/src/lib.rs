@@ -17,7 +17,7 @@ pub mod onnx;
 mod weights;
 
 pub use config::{CheckpointName, ConfigError, Gpt2Config, LlamaConfig, ModelConfig, ParameterSpec};
-pub use manifest::Manifest;
+pub use manifest::{Manifest, ManifestFile};
 pub use weights::{Weight, WeightError, Weights};
 
 /// The file names of a model folder in the Hugging Face layout.

@@ -33,6 +33,31 @@ pub struct Manifest {
     pub training: serde_json::Value,
     /// Who produced it (`gradients-trainer 0.1.0`).
     pub produced_by: String,
+    /// The files delivered beside the ONNX model, each stored content-named in the miner's
+    /// bucket: the HF folder the model was exported from (`model/config.json`,
+    /// `model/model.safetensors`, `model/tokenizer.json`) and the training report. What a
+    /// customer downloads; the evaluator does not need them. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ManifestFile>,
+}
+
+/// One file delivered with a model, pinned by its sha256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Where it goes in the model's folder, relative (`model/config.json`, `report.json`).
+    pub path: String,
+    /// Lower-case hex sha256 of its bytes.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl ManifestFile {
+    /// Describes `data`, delivered at `path`.
+    pub fn of(path: &str, data: &[u8]) -> Self {
+        Self { path: path.to_owned(), sha256: sha256_hex(data), bytes: data.len() as u64 }
+    }
 }
 
 impl Manifest {

@@ -148,6 +148,7 @@ impl Sandbox {
             models: self.settings.models.clone(),
             outbox: gradients_store::outbox::Relay::new(self.store.clone(), self.bus.clone(), metrics.clone()),
             metrics,
+            evidence: None,
         }
     }
 

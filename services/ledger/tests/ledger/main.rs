@@ -219,6 +219,7 @@ async fn concurrent_finalizers_write_once() {
                 models: sandbox.settings.models.clone(),
                 outbox: gradients_store::outbox::Relay::new(store.clone(), bus.clone(), metrics.clone()),
                 metrics,
+                evidence: None,
             }
         })
         .collect();
