@@ -120,6 +120,7 @@ fn refusal(error: RunError) -> Refusal {
         e @ (RunError::SessionTimeout(_) | RunError::RunTimeout(_)) => {
             Refusal::invalid(ErrorCode::RunLimitExceeded, e.to_string())
         }
+        e @ RunError::MemoryLimit { .. } => Refusal::invalid(ErrorCode::MemoryLimitExceeded, e.to_string()),
         RunError::Failed(reason) => Refusal::failed(ErrorCode::SessionRefused, reason),
     }
 }

@@ -7,6 +7,16 @@
 //! (left to finish and be dropped) when the limit passes; a run is stopped with
 //! `RunOptions::terminate`, which ONNX Runtime checks between operators. The structural
 //! checks (`checks`) refuse what would be huge or unbounded before either happens.
+//!
+//! A file may also be made to be huge at run time only (a small graph whose intermediate
+//! tensor is enormous), which no static estimate sees. Memory has a hard cap: every session
+//! allocates from one CPU arena registered in the environment with a maximum size, so an
+//! allocation past it fails inside ONNX Runtime and the run (or session) that asked for it
+//! is refused with [`RunError::MemoryLimit`]; the process and its other work carry on. ONNX
+//! Runtime's CPU provider has no per-session cap, so the arena is the process's: sized
+//! `max_session_memory_bytes × concurrency`, fixed by the first session made. Like any ONNX
+//! Runtime arena it keeps what it has grown to for reuse by later runs (shrinking it after
+//! every run would cost each batch fresh allocations); the cap bounds that too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -14,7 +24,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{RunOptions, Session};
+use ort::AsPointer;
 
 /// Why ONNX Runtime could not be used at all (not the fault of a submission).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -35,9 +47,71 @@ pub enum RunError {
     /// Running took longer than the limit.
     #[error("running the model took more than {0:?}")]
     RunTimeout(Duration),
+    /// The model asked for more memory than the arena's cap (building or running).
+    #[error("the model needed more memory than the cap of {cap} bytes: {reason}")]
+    MemoryLimit { cap: u64, reason: String },
     /// A run failed, or its output is not what the signature promised.
     #[error("running the model failed: {0}")]
     Failed(String),
+}
+
+/// Texts with which ONNX Runtime reports an allocation the arena refused (`BFCArena`:
+/// "Available memory of N is smaller than requested bytes of M", then "Failed to allocate
+/// memory for requested buffer of size M").
+const OUT_OF_ARENA: [&str; 2] = ["Available memory of", "Failed to allocate memory"];
+
+/// The memory-limit error when `reason` (an ONNX Runtime error's text) is the arena's refusal.
+fn memory_limit(reason: &str) -> Option<RunError> {
+    let cap = arena_cap()?;
+    OUT_OF_ARENA
+        .iter()
+        .any(|text| reason.contains(text))
+        .then(|| RunError::MemoryLimit { cap, reason: reason.to_owned() })
+}
+
+/// The cap of the process's arena, once registered.
+fn arena_cap() -> Option<u64> {
+    ARENA.get().and_then(|registered| registered.as_ref().ok().copied())
+}
+
+/// The process's capped CPU arena: `Ok(cap)` once registered, or why it could not be.
+static ARENA: OnceLock<Result<u64, String>> = OnceLock::new();
+
+/// Registers the environment's CPU arena with at most `cap` bytes (the first call decides;
+/// later ones get the cap in effect). Sessions opt in with `session.use_env_allocators`.
+fn capped_arena(env: &Environment, cap: u64) -> Result<u64, RunError> {
+    ARENA
+        .get_or_init(|| register_arena(env, cap).map(|()| cap).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| RunError::Refused(format!("the memory-capped arena could not be set up: {e}")))
+}
+
+fn register_arena(env: &Environment, cap: u64) -> ort::Result<()> {
+    // Keys of OrtArenaCfg (onnxruntime_c_api.h, CreateArenaCfgV2). Extending by what is asked
+    // (not the next power of two) lets a model use the cap rather than half of it.
+    const SAME_AS_REQUESTED: usize = 1;
+    let keys = [c"max_mem".as_ptr(), c"arena_extend_strategy".as_ptr()];
+    let values = [usize::try_from(cap).unwrap_or(usize::MAX), SAME_AS_REQUESTED];
+    let api = ort::api();
+    let memory = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default)?;
+    let mut config: *mut ort::sys::OrtArenaCfg = std::ptr::null_mut();
+    // SAFETY: the key and value arrays have the length passed and outlive the call; the
+    // configuration is released after the (copying) registration, whatever its outcome.
+    unsafe {
+        ort::Error::result_from_status((api.CreateArenaCfgV2)(
+            keys.as_ptr(),
+            values.as_ptr(),
+            keys.len(),
+            &mut config,
+        ))?;
+        let registered = ort::Error::result_from_status((api.CreateAndRegisterAllocator)(
+            env.ptr().cast_mut(),
+            memory.ptr(),
+            config,
+        ));
+        (api.ReleaseArenaCfg)(config);
+        registered
+    }
 }
 
 /// The process's ONNX Runtime environment (ONNX Runtime allows one per process).
@@ -59,6 +133,8 @@ pub struct SessionLimits {
     pub intra_op_threads: usize,
     pub inter_op_threads: usize,
     pub session_timeout: Duration,
+    /// The cap of the process's ONNX Runtime arena, in bytes.
+    pub arena_bytes: u64,
 }
 
 impl SessionLimits {
@@ -67,6 +143,7 @@ impl SessionLimits {
             intra_op_threads: settings.intra_op_threads,
             inter_op_threads: settings.inter_op_threads,
             session_timeout: settings.session_timeout(),
+            arena_bytes: settings.max_session_memory_bytes.saturating_mul(settings.concurrency as u64),
         }
     }
 }
@@ -74,13 +151,18 @@ impl SessionLimits {
 /// Builds a session for `onnx` within `limits.session_timeout`.
 pub fn create_session(onnx: Arc<[u8]>, limits: SessionLimits) -> Result<Session, RunError> {
     let env = environment().map_err(|e| RunError::Refused(e.to_string()))?;
+    capped_arena(env, limits.arena_bytes)?;
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("ort-session".into())
         .spawn(move || {
-            let refused = |e: &dyn std::fmt::Display| RunError::Refused(e.to_string());
+            let refused = |e: &dyn std::fmt::Display| {
+                let reason = e.to_string();
+                memory_limit(&reason).unwrap_or(RunError::Refused(reason))
+            };
             let built = Session::builder(env)
                 .map_err(|e| refused(&e))
+                .and_then(|b| b.with_env_allocators().map_err(|e| refused(&e)))
                 .and_then(|b| b.with_intra_threads(limits.intra_op_threads).map_err(|e| refused(&e)))
                 .and_then(|b| b.with_inter_threads(limits.inter_op_threads).map_err(|e| refused(&e)))
                 .and_then(|mut b| b.commit_from_memory(&onnx).map_err(|e| refused(&e)));
@@ -134,10 +216,11 @@ impl Watchdog {
 
     /// The error for a run that failed with `error`.
     pub fn run_error(&self, error: impl std::fmt::Display) -> RunError {
+        let reason = error.to_string();
         if self.fired() {
             RunError::RunTimeout(self.limit)
         } else {
-            RunError::Failed(error.to_string())
+            memory_limit(&reason).unwrap_or(RunError::Failed(reason))
         }
     }
 }

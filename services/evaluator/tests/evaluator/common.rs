@@ -3,20 +3,20 @@
 //! a created task with its hidden splits, registered miners with their own artifact
 //! buckets, dispatch's signed assignments, and the miners' signed submissions.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::subjects::{self, buckets, kv, streams};
-use gradients_bus::{objects, topology, Bus};
-use gradients_config::Settings;
+use gradients_bus::{objects, topology};
 use gradients_miner::identity::domains;
 use gradients_miner::{Identity, MinerClient};
 use gradients_proto::v1::{
     Assignment, DatasetRef, EvaluationResult, Miner, ObjectRef, Submission, Task, TaskCreated, TaskSplits, TaskType,
     Timestamp,
 };
-use gradients_testkit::{stream_messages, NatsServer};
+use gradients_testkit::{eventually, stream_messages};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -25,15 +25,25 @@ use crate::models;
 /// The base model's name in these tests.
 pub const BASE: &str = "tiny-test";
 
+/// The evaluator's market on the testkit's sandbox (its server, folder, settings and bus are
+/// reached through `Deref`).
 pub struct Market {
-    /// Kept alive (stopped on drop).
-    _nats: NatsServer,
-    /// Kept alive (removed on drop).
-    _dir: tempfile::TempDir,
-    pub settings: Settings,
-    pub bus: Bus,
+    base: gradients_testkit::Sandbox,
     pub dispatch: Identity,
     pub shutdown: CancellationToken,
+}
+
+impl Deref for Market {
+    type Target = gradients_testkit::Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for Market {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 /// Rows of an instruct task: short arithmetic facts.
@@ -65,24 +75,16 @@ pub fn dpo_rows(n: usize, offset: usize) -> Vec<u8> {
 impl Market {
     /// Starts NATS, writes the base model folder and dispatch's key, and declares the topology.
     pub async fn start() -> Self {
-        gradients_telemetry::init_for_tests();
-        let nats = NatsServer::start().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::default();
-        settings.nats.url = vec![nats.url()];
-        settings.nats.retry_backoff_ms = 50;
-        settings.evaluator.http_addr = "127.0.0.1:0".into();
-        settings.evaluator.key_file = dir.path().join("evaluator.key");
-        settings.evaluator.models_dir = dir.path().join("models");
-        settings.evaluator.batch_tokens = 512;
-        settings.dispatch.key_file = dir.path().join("dispatch.key");
+        let base = gradients_testkit::Sandbox::builder()
+            .client_name("evaluator-tests")
+            .settings(|settings| settings.evaluator.batch_tokens = 512)
+            .build()
+            .await;
         let dispatch = Identity::generate();
-        dispatch.save(&settings.dispatch.key_file).unwrap();
-        let base = models::weights(&models::config(), 1);
-        models::write_dir(&settings.evaluator.models_dir.join(BASE), &models::config(), &base);
-        let bus = Bus::connect(&settings.nats, "evaluator-tests").await.unwrap();
-        topology::declare(&bus, &settings.nats).await.unwrap();
-        Self { _nats: nats, _dir: dir, settings, bus, dispatch, shutdown: CancellationToken::new() }
+        dispatch.save(&base.settings.dispatch.key_file).unwrap();
+        let weights = models::weights(&models::config(), 1);
+        models::write_dir(&base.settings.evaluator.models_dir.join(BASE), &models::config(), &weights);
+        Self { base, dispatch, shutdown: CancellationToken::new() }
     }
 
     /// Starts one evaluator replica that stops when `stop` is cancelled.
@@ -234,16 +236,34 @@ impl Market {
             .collect()
     }
 
-    /// Waits until `task_id` has at least `n` evaluations (or `limit` passes).
+    /// Waits until `task_id` has at least `n` evaluations (at most `limit`).
     pub async fn wait_for(&self, task_id: &str, n: usize, limit: Duration) -> Vec<EvaluationResult> {
-        let started = std::time::Instant::now();
-        loop {
+        eventually(limit, &format!("{n} evaluations of {task_id}"), || async {
             let found = self.evaluations(task_id).await;
-            if found.len() >= n || started.elapsed() > limit {
-                return found;
+            if found.len() >= n {
+                Ok(found)
+            } else {
+                Err(format!("{} evaluations", found.len()))
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
+    }
+
+    /// Waits until the evaluator has been handed and has acknowledged every submission and
+    /// event it consumes, so no further evaluation is on its way.
+    pub async fn wait_until_settled(&self) {
+        use gradients_bus::subjects::consumers;
+        eventually(Duration::from_secs(60), "the evaluator settled", || async {
+            for (stream, consumer) in [
+                (streams::SUBMISSIONS, consumers::EVALUATOR_SUBMISSIONS),
+                (streams::TASKS, consumers::EVALUATOR_TASKS),
+                (streams::ASSIGNMENTS, consumers::EVALUATOR_ASSIGNMENTS),
+            ] {
+                gradients_testkit::consumer_settled(&self.bus.jetstream, stream, consumer).await?;
+            }
+            Ok::<(), String>(())
+        })
+        .await;
     }
 
     /// The evaluator's public key, as a verifier reads it.

@@ -4,13 +4,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use gradients_bus::event::{publish_event, OutgoingEvent};
-use gradients_bus::subjects;
+use gradients_bus::subjects::{self, consumers, streams};
 use gradients_data::TaskType as DataType;
 use gradients_evaluator::base_model::BaseModel;
 use gradients_evaluator::evaluate::{check_and_score, prepare};
 use gradients_miner::Identity;
 use gradients_proto::v1::{EvaluationKind, EvaluationResult, EvaluationStatus, TaskType};
+use gradients_testkit::eventually;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -59,8 +61,8 @@ async fn two_replicas_evaluate_twenty_submissions_once() {
         publish_event(&market.bus.jetstream, event).await.unwrap();
     }
     market.wait_for(&task, 21, Duration::from_secs(180)).await;
-    // Give the repeats time to (not) produce anything.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every repeat handed out and acknowledged: anything they produced is on the stream.
+    market.wait_until_settled().await;
     let results = market.evaluations(&task).await;
     let evaluated = miner_results(&results);
     let ids: BTreeSet<&str> = evaluated.iter().map(|r| r.submission_id.as_str()).collect();
@@ -85,12 +87,29 @@ async fn a_killed_replica_leaves_its_work_to_another() {
         miner.submit(&task, &onnx, b"{}").await.unwrap();
     }
     let doomed = market.spawn_evaluator(CancellationToken::new());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Killed once it has projected every assignment and holds a submission it has not
+    // finished (delivered, not acknowledged). Killed while still holding assignments, the
+    // submissions would wait for their redelivery as transient failures and run out of
+    // deliveries first (reported: "assignments not all known yet" is not a retry-later).
+    eventually(Duration::from_secs(60), "the doomed replica evaluating", || async {
+        let js = &market.bus.jetstream;
+        gradients_testkit::consumer_settled(js, streams::ASSIGNMENTS, consumers::EVALUATOR_ASSIGNMENTS).await?;
+        let stream = js.get_stream(streams::SUBMISSIONS).await.map_err(|e| e.to_string())?;
+        let mut consumer: PullConsumer =
+            stream.get_consumer(consumers::EVALUATOR_SUBMISSIONS).await.map_err(|e| e.to_string())?;
+        let info = consumer.info().await.map_err(|e| e.to_string())?;
+        if info.num_ack_pending > 0 {
+            Ok(())
+        } else {
+            Err(format!("{} pending, none in hand", info.num_pending))
+        }
+    })
+    .await;
     doomed.abort(); // As a kill would: nothing drains, nothing is acknowledged.
     let _ = doomed.await;
     market.spawn_evaluator(market.shutdown.clone());
     market.wait_for(&task, 5, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    market.wait_until_settled().await;
     let results = market.evaluations(&task).await;
     let evaluated = miner_results(&results);
     let ids: BTreeSet<&str> = evaluated.iter().map(|r| r.submission_id.as_str()).collect();
