@@ -28,15 +28,14 @@ pub mod tree;
 pub mod verify;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::stream;
-use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::lifecycle::{Lifecycle, LoopPanicked};
 use gradients_bus::subjects::streams;
-use gradients_bus::{topology, Bus, BusError};
+use gradients_bus::{Bus, BusError};
 use gradients_config::Settings;
 use gradients_miner::{Identity, IdentityError};
-use gradients_telemetry::{HealthEndpoint, Metrics};
+use gradients_telemetry::Metrics;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -44,10 +43,6 @@ use tokio_util::sync::CancellationToken;
 pub const SERVICE_NAME: &str = "audit";
 /// Version reported by `$SRV.INFO`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// How long loops may take to finish after shutdown.
-const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-/// How long the last flush of the NATS connection may wait for the server.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why the audit service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +59,9 @@ pub enum AuditError {
     /// The metrics and health endpoint could not start.
     #[error(transparent)]
     Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// One of the service's loops panicked.
+    #[error(transparent)]
+    Panicked(#[from] LoopPanicked),
 }
 
 /// What every loop and handler shares.
@@ -88,45 +86,29 @@ pub async fn connect_store(settings: &Settings) -> Result<DatabaseConnection, gr
 /// Runs the audit service until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), AuditError> {
     let identity = load_or_create_identity(&settings)?;
-    let metrics = Metrics::new(SERVICE_NAME);
-    let health = HealthEndpoint::start(&settings.audit.http_addr, metrics.clone()).await?;
-    // Not ready (on /readyz) until NATS answers; services start in any order.
-    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-audit", &shutdown).await? else {
-        health.stop().await;
-        return Ok(());
-    };
-    topology::declare(&bus, &settings.nats).await?;
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.audit.http_addr);
+    let Some(mut running) = lifecycle.start::<AuditError>(&shutdown).await? else { return Ok(()) };
+    let bus = running.bus.clone();
     declare_checkpoint_stream(&bus, &settings).await?;
     let db = connect_store(&settings).await?;
-    let ctx = Arc::new(Context { settings: settings.clone(), bus: bus.clone(), db, identity, metrics });
+    let ctx = Arc::new(Context { settings: settings.clone(), bus, db, identity, metrics: running.metrics.clone() });
 
-    let mut loops = ServiceLoops::new(&shutdown);
-    let stop = loops.stop_token();
     for (stream, subjects, durable) in streams::AUDITED {
-        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let (ctx, stop) = (ctx.clone(), running.stop_token());
         let audited = capture::Audited { stream, subjects, durable };
-        loops.spawn(async move { capture::run(ctx, audited, stop).await.map_err(AuditError::from) });
-    }
-    {
-        let (ctx, stop) = (ctx.clone(), stop.clone());
-        loops.spawn(async move {
-            checkpoint_periodically(&ctx, stop).await;
-            Ok(())
-        });
+        running.spawn(async move { Ok(capture::run(ctx, audited, stop).await?) });
     }
     {
         let ctx = ctx.clone();
-        loops.spawn(async move { api::serve(ctx, stop).await.map_err(AuditError::from) });
+        running.spawn_until_stopped(|stop| async move { checkpoint_periodically(&ctx, stop).await });
     }
-    health.readiness.set_ready(true);
+    {
+        let (ctx, stop) = (ctx.clone(), running.stop_token());
+        running.spawn(async move { Ok(api::serve(ctx, stop).await?) });
+    }
+    running.ready();
     tracing::info!(service = gradients_bus::subjects::api::AUDIT_SERVICE, version = VERSION, public_key = %hex::encode(ctx.identity.public_key()), "audit ready");
-
-    let panicked = |reason: String| AuditError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
-    let outcome = loops.run(DRAIN_LIMIT, panicked).await;
-    health.readiness.set_ready(false);
-    bus.flush_before_exit(FLUSH_LIMIT).await;
-    health.stop().await;
-    outcome
+    running.run().await
 }
 
 /// The stream that keeps published checkpoints, so auditors can read them later.
@@ -143,7 +125,7 @@ async fn declare_checkpoint_stream(bus: &Bus, settings: &Settings) -> Result<(),
         })
         .await
         .map(|_| ())
-        .map_err(|e| BusError::Declare { what: format!("stream {}", streams::AUDIT), reason: e.to_string() })
+        .map_err(|e| BusError::Declare { what: format!("stream {}", streams::AUDIT), source: e.into() })
 }
 
 /// Signs (and publishes) a checkpoint every interval while the log grows.

@@ -19,6 +19,9 @@ pub enum DispatchError {
     /// Dispatch's own key could not be read or made.
     #[error(transparent)]
     Identity(#[from] gradients_miner::IdentityError),
+    /// One of the service's loops panicked.
+    #[error(transparent)]
+    Panicked(#[from] gradients_bus::lifecycle::LoopPanicked),
     /// A test's fault point fired: the service stopped as if killed.
     #[error("stopped by the fault point `{0}`")]
     FaultInjected(&'static str),

@@ -23,19 +23,20 @@ mod placement;
 mod registry;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::service::Request;
 use gradients_bus::api::{answer, ServiceSpec};
-use gradients_bus::service_loops::{CrashSwitch, ServiceLoops};
+use gradients_bus::lifecycle::Lifecycle;
+use gradients_bus::service_loops::CrashSwitch;
 use gradients_bus::subjects::{api, consumers, kv, streams, TASK_CREATED, TASK_STATUS_ALL};
-use gradients_bus::worker::{run_worker, ConsumerSpec};
+use gradients_bus::worker::ConsumerSpec;
 use gradients_bus::{topology, Bus, BusError};
 use gradients_config::Settings;
 use gradients_miner::Identity;
 use gradients_store::outbox::Relay;
 use gradients_store::sea_orm::DatabaseConnection;
-use gradients_telemetry::{HealthEndpoint, Metrics};
+use gradients_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{DispatchError, Refusal};
@@ -45,10 +46,6 @@ pub use gradients_store::entity::dispatch::{OfferOutcome, TaskState};
 pub const SERVICE_NAME: &str = "dispatch";
 /// Version reported by `$SRV.INFO`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// How long loops may take to finish after shutdown.
-const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-/// How long the last flush of the NATS connection may wait for the server.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What every handler needs.
 pub(crate) struct Context {
@@ -75,15 +72,9 @@ pub fn load_or_create_identity(settings: &Settings) -> Result<Identity, Dispatch
 /// Runs dispatch until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DispatchError> {
     let identity = load_or_create_identity(&settings)?;
-    let metrics = Metrics::new(SERVICE_NAME);
-    let health = HealthEndpoint::start(&settings.dispatch.http_addr, metrics.clone()).await?;
-
-    // Not ready (on /readyz) until NATS answers; services start in any order.
-    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-dispatch", &shutdown).await? else {
-        health.stop().await;
-        return Ok(());
-    };
-    topology::declare(&bus, &settings.nats).await?;
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.dispatch.http_addr);
+    let Some(mut running) = lifecycle.start::<DispatchError>(&shutdown).await? else { return Ok(()) };
+    let (bus, metrics) = (running.bus.clone(), running.metrics.clone());
     let ttl = settings.dispatch.heartbeat_ttl();
     let miners =
         topology::key_value(&bus, kv::MINERS, "Registered miners", registry::registry_max_age(ttl), &settings.nats)
@@ -100,12 +91,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
     let ctx = Arc::new(Context {
         settings: settings.clone(),
-        bus: bus.clone(),
+        bus,
         db,
         registry: registry::Registry { miners, challenges },
         identity,
         outbox: relay.clone(),
-        metrics: metrics.clone(),
+        metrics,
         challenge_limit: challenge::RateLimit::new(
             settings.dispatch.challenge_rate_per_s,
             settings.dispatch.challenge_burst,
@@ -114,67 +105,33 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         crash: CrashSwitch::default(),
     });
 
-    let mut loops = ServiceLoops::new(&shutdown);
-    let stop = loops.stop_token();
+    let poll = settings.dispatch.outbox_poll();
+    running.spawn_until_stopped(|stop| async move { relay.run(poll, stop).await });
+    let created = ConsumerSpec {
+        stream: streams::TASKS,
+        durable: consumers::DISPATCH_TASKS,
+        filter_subject: TASK_CREATED.to_owned(),
+    };
+    running.spawn_worker(created, &settings.nats, placement::Placer(ctx.clone()));
+    let status = ConsumerSpec {
+        stream: streams::TASKS,
+        durable: consumers::DISPATCH_STATUS,
+        filter_subject: TASK_STATUS_ALL.to_owned(),
+    };
+    running.spawn_worker(status, &settings.nats, cancel::Canceller(ctx.clone()));
     {
-        let (poll, stop) = (settings.dispatch.outbox_poll(), stop.clone());
-        loops.spawn(async move {
-            relay.run(poll, stop).await;
-            Ok(())
-        });
+        let (ctx, interval) = (ctx.clone(), settings.dispatch.deadline_sweep());
+        running.spawn_until_stopped(|stop| async move { deadlines::sweep(&ctx, interval, stop).await });
     }
     {
-        let spec = ConsumerSpec {
-            stream: streams::TASKS,
-            durable: consumers::DISPATCH_TASKS,
-            filter_subject: TASK_CREATED.to_owned(),
-        };
-        let (bus, nats, metrics, stop, ctx) =
-            (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone(), ctx.clone());
-        loops.spawn(async move {
-            run_worker(&bus, spec, &nats, metrics, stop, placement::Placer(ctx)).await.map_err(DispatchError::from)
-        });
+        let (ctx, stop) = (ctx.clone(), running.stop_token());
+        running.spawn(async move { Ok(serve(ctx, stop).await?) });
     }
-    {
-        let spec = ConsumerSpec {
-            stream: streams::TASKS,
-            durable: consumers::DISPATCH_STATUS,
-            filter_subject: TASK_STATUS_ALL.to_owned(),
-        };
-        let (bus, nats, metrics, stop, ctx) =
-            (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone(), ctx.clone());
-        loops.spawn(async move {
-            run_worker(&bus, spec, &nats, metrics, stop, cancel::Canceller(ctx)).await.map_err(DispatchError::from)
-        });
-    }
-    {
-        let (ctx, interval, stop) = (ctx.clone(), settings.dispatch.deadline_sweep(), stop.clone());
-        loops.spawn(async move {
-            deadlines::sweep(&ctx, interval, stop).await;
-            Ok(())
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        loops.spawn(async move { serve(ctx, stop).await.map_err(DispatchError::from) });
-    }
-    health.readiness.set_ready(true);
+    running.ready();
     tracing::info!(service = api::DISPATCH_SERVICE, version = VERSION, dispatch_key = %hex::encode(ctx.identity.public_key()), "dispatch ready");
 
-    let panicked =
-        |reason: String| DispatchError::Bus(BusError::Service { service: SERVICE_NAME.into(), source: reason.into() });
-    let outcome = tokio::select! {
-        outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
-        point = ctx.crash.fired() => {
-            // Dropping the loops aborts them mid-flight, as a kill would.
-            health.abort();
-            return Err(DispatchError::FaultInjected(point));
-        }
-    };
-    health.readiness.set_ready(false);
-    bus.flush_before_exit(FLUSH_LIMIT).await;
-    health.stop().await;
-    outcome
+    // A test's crash point drops everything in flight, as a kill would.
+    running.run_unless(async move { DispatchError::FaultInjected(ctx.crash.fired().await) }).await
 }
 
 /// Registers the micro service and answers miners until `stop`.

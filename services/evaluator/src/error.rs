@@ -13,6 +13,9 @@ pub enum EvaluatorError {
     /// The metrics and health endpoint could not start.
     #[error(transparent)]
     Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// One of the service's loops panicked.
+    #[error(transparent)]
+    Panicked(#[from] gradients_bus::lifecycle::LoopPanicked),
     /// The evaluator's or dispatch's key could not be read or made.
     #[error(transparent)]
     Identity(#[from] gradients_miner::IdentityError),

@@ -29,25 +29,18 @@ mod service;
 pub mod submission;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::lifecycle::Lifecycle;
 use gradients_bus::subjects::{consumers, streams, ASSIGNMENTS_ALL, SUBMISSIONS_ALL, TASK_CREATED};
-use gradients_bus::worker::{run_worker, ConsumerSpec, Handler};
-use gradients_bus::{topology, Bus, BusError};
+use gradients_bus::worker::ConsumerSpec;
 use gradients_config::Settings;
 use gradients_miner::Identity;
-use gradients_telemetry::{HealthEndpoint, Metrics};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{BaseModelError, EvaluatorError, Refusal};
 
 /// The service's name in metrics, logs and the NATS connection.
 pub const SERVICE_NAME: &str = "evaluator";
-/// How long loops may take to finish after shutdown.
-const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-/// How long the last flush of the NATS connection may wait for the server.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// The evaluator's key: read from `evaluator.key_file`, or made and saved there on first
 /// start (every replica must share it).
@@ -82,89 +75,39 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let identity = load_or_create_identity(&settings)?;
     let dispatch_key = dispatch_key(&settings)?;
     runtime::environment()?;
-    let metrics = Metrics::new(SERVICE_NAME);
-    let health = HealthEndpoint::start(&settings.evaluator.http_addr, metrics.clone()).await?;
-    // Not ready (on /readyz) until NATS answers; services start in any order.
-    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-evaluator", &shutdown).await? else {
-        health.stop().await;
-        return Ok(());
-    };
-    topology::declare(&bus, &settings.nats).await?;
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.evaluator.http_addr);
+    let Some(mut running) = lifecycle.start::<EvaluatorError>(&shutdown).await? else { return Ok(()) };
+    let bus = running.bus.clone();
     let projection = projection::Projection::open(&bus, &settings.nats).await?;
     let ctx = Arc::new(service::Context::new(
         settings.clone(),
-        bus.clone(),
+        bus,
         identity.clone(),
         dispatch_key,
         projection,
-        metrics.clone(),
+        running.metrics.clone(),
     ));
 
-    let mut loops = ServiceLoops::new(&shutdown);
-    let stop = loops.stop_token();
-    let mut evaluations = settings.nats.clone();
-    // Each evaluation is CPU-bound: as many at once as configured, not the bus default.
-    evaluations.worker_concurrency = settings.evaluator.concurrency;
-    spawn_worker(
-        &mut loops,
-        &bus,
+    let input = |stream, durable, subject: &str| ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
+    running.spawn_worker(
+        input(streams::TASKS, consumers::EVALUATOR_TASKS, TASK_CREATED),
         &settings.nats,
-        &metrics,
-        &stop,
-        streams::TASKS,
-        consumers::EVALUATOR_TASKS,
-        TASK_CREATED,
         service::TaskHandler(ctx.clone()),
     );
-    spawn_worker(
-        &mut loops,
-        &bus,
+    running.spawn_worker(
+        input(streams::ASSIGNMENTS, consumers::EVALUATOR_ASSIGNMENTS, ASSIGNMENTS_ALL),
         &settings.nats,
-        &metrics,
-        &stop,
-        streams::ASSIGNMENTS,
-        consumers::EVALUATOR_ASSIGNMENTS,
-        ASSIGNMENTS_ALL,
         service::AssignmentHandler(ctx.clone()),
     );
-    spawn_worker(
-        &mut loops,
-        &bus,
+    // Each evaluation is CPU-bound: as many at once as configured, not the bus default.
+    let mut evaluations = settings.nats.clone();
+    evaluations.worker_concurrency = settings.evaluator.concurrency;
+    running.spawn_worker(
+        input(streams::SUBMISSIONS, consumers::EVALUATOR_SUBMISSIONS, SUBMISSIONS_ALL),
         &evaluations,
-        &metrics,
-        &stop,
-        streams::SUBMISSIONS,
-        consumers::EVALUATOR_SUBMISSIONS,
-        SUBMISSIONS_ALL,
-        service::SubmissionHandler(ctx.clone()),
+        service::SubmissionHandler(ctx),
     );
-    health.readiness.set_ready(true);
+    running.ready();
     tracing::info!(evaluator_key = %hex::encode(identity.public_key()), "evaluator ready");
-
-    let panicked = |reason: String| EvaluatorError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
-    let outcome = loops.run(DRAIN_LIMIT, panicked).await;
-    health.readiness.set_ready(false);
-    bus.flush_before_exit(FLUSH_LIMIT).await;
-    health.stop().await;
-    outcome
-}
-
-/// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`.
-#[allow(clippy::too_many_arguments)]
-fn spawn_worker<H: Handler>(
-    loops: &mut ServiceLoops<EvaluatorError>,
-    bus: &Bus,
-    nats: &gradients_config::NatsSettings,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-    stream: &'static str,
-    durable: &'static str,
-    subject: &str,
-    handler: H,
-) {
-    let spec = ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
-    let (bus, nats, metrics, stop) = (bus.clone(), nats.clone(), metrics.clone(), stop.clone());
-    loops.spawn(
-        async move { run_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(EvaluatorError::from) },
-    );
+    running.run().await
 }

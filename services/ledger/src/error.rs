@@ -16,6 +16,9 @@ pub enum LedgerError {
     /// The metrics and health endpoint could not start.
     #[error(transparent)]
     Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// One of the service's loops panicked.
+    #[error(transparent)]
+    Panicked(#[from] gradients_bus::lifecycle::LoopPanicked),
     /// The evaluator's public key (to verify evaluations) is not configured or unreadable.
     #[error("the evaluator's key: {0}")]
     EvaluatorKey(String),

@@ -23,11 +23,10 @@ mod weights;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gradients_bus::batch_worker::{run_batch_worker, BatchHandler};
-use gradients_bus::service_loops::ServiceLoops;
+use gradients_bus::lifecycle::Lifecycle;
 use gradients_bus::subjects::{consumers, streams, ASSIGNMENTS_ALL, EVALUATIONS_ALL, TASK_CREATED};
 use gradients_bus::worker::ConsumerSpec;
-use gradients_bus::{topology, Bus, BusError};
+use gradients_bus::Bus;
 use gradients_config::Settings;
 use gradients_proto::v1::Timestamp;
 use gradients_store::entity::ledger::{task, task_result};
@@ -36,7 +35,7 @@ use gradients_store::sea_orm::sea_query::{Expr, ExprTrait, Query};
 use gradients_store::sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use gradients_telemetry::{HealthEndpoint, Metrics};
+use gradients_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 use batch::Batched;
@@ -49,10 +48,6 @@ pub use finalize::{
 pub const SERVICE_NAME: &str = "ledger";
 /// Version reported by `$SRV.INFO`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// How long loops may take to finish after shutdown.
-const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-/// How long the last flush of the NATS connection may wait for the server.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the query handlers need.
 pub(crate) struct Context {
@@ -66,15 +61,9 @@ pub(crate) struct Context {
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
     let evaluator_key = evaluation_check::evaluator_key(&settings)?;
     let dispatch_key = assignment_check::dispatch_key(&settings)?;
-    let metrics = Metrics::new(SERVICE_NAME);
-    let health = HealthEndpoint::start(&settings.ledger.http_addr, metrics.clone()).await?;
-
-    // Not ready (on /readyz) until NATS answers; services start in any order.
-    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-ledger", &shutdown).await? else {
-        health.stop().await;
-        return Ok(());
-    };
-    topology::declare(&bus, &settings.nats).await?;
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.ledger.http_addr);
+    let Some(mut running) = lifecycle.start::<LedgerError>(&shutdown).await? else { return Ok(()) };
+    let (bus, metrics) = (running.bus.clone(), running.metrics.clone());
     let db = gradients_store::connect(&settings.store, gradients_store::Schema::Ledger).await?;
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
     let finalizer = Arc::new(Finalizer {
@@ -86,29 +75,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         evidence: Some(standings::EvidenceReader::new(bus.clone())),
     });
 
-    let mut loops = ServiceLoops::new(&shutdown);
-    let stop = loops.stop_token();
-    {
-        let (poll, stop) = (settings.ledger.outbox_poll(), stop.clone());
-        loops.spawn(async move {
-            relay.run(poll, stop).await;
-            Ok(())
-        });
-    }
-    let workers =
-        Workers { bus: bus.clone(), nats: settings.nats.clone(), metrics: metrics.clone(), stop: stop.clone() };
-    workers.spawn(
-        &mut loops,
-        streams::TASKS,
-        consumers::LEDGER_TASKS,
-        TASK_CREATED,
+    let poll = settings.ledger.outbox_poll();
+    running.spawn_until_stopped(|stop| async move { relay.run(poll, stop).await });
+    let input = |stream, durable, subject: &str| ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
+    running.spawn_batch_worker(
+        input(streams::TASKS, consumers::LEDGER_TASKS, TASK_CREATED),
         Batched::<batch::Tasks, _>::new(finalizer.clone(), batch::Unscreened),
     );
-    workers.spawn(
-        &mut loops,
-        streams::ASSIGNMENTS,
-        consumers::LEDGER_ASSIGNMENTS,
-        ASSIGNMENTS_ALL,
+    running.spawn_batch_worker(
+        input(streams::ASSIGNMENTS, consumers::LEDGER_ASSIGNMENTS, ASSIGNMENTS_ALL),
         Batched::<batch::Assignments, _>::new(
             finalizer.clone(),
             assignment_check::VerifiedAssignments {
@@ -118,11 +93,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             },
         ),
     );
-    workers.spawn(
-        &mut loops,
-        streams::EVALUATIONS,
-        consumers::LEDGER_EVALUATIONS,
-        EVALUATIONS_ALL,
+    running.spawn_batch_worker(
+        input(streams::EVALUATIONS, consumers::LEDGER_EVALUATIONS, EVALUATIONS_ALL),
         Batched::<batch::Evaluations, _>::new(
             finalizer.clone(),
             evaluation_check::VerifiedEvaluations {
@@ -133,59 +105,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         ),
     );
     {
-        let (finalizer, interval, stop) = (finalizer.clone(), settings.ledger.sweep_interval(), stop.clone());
-        loops.spawn(async move {
-            sweep_deadlines(finalizer, interval, stop).await;
-            Ok(())
-        });
+        let (finalizer, interval) = (finalizer.clone(), settings.ledger.sweep_interval());
+        running.spawn_until_stopped(|stop| sweep_deadlines(finalizer, interval, stop));
     }
     {
-        let (db, bus, settings, stop) = (db.clone(), bus.clone(), settings.ledger.clone(), stop.clone());
-        loops.spawn(async move {
-            weights::publish_periodically(db, bus, settings, stop).await;
-            Ok(())
-        });
+        let (db, bus, settings) = (db.clone(), bus.clone(), settings.ledger.clone());
+        running.spawn_until_stopped(|stop| weights::publish_periodically(db, bus, settings, stop));
     }
     {
-        let ctx = Arc::new(Context { settings: settings.clone(), bus: bus.clone(), db, metrics });
-        loops.spawn(async move { api::serve(ctx, stop).await.map_err(LedgerError::from) });
+        let ctx = Arc::new(Context { settings: settings.clone(), bus, db, metrics });
+        let stop = running.stop_token();
+        running.spawn(async move { Ok(api::serve(ctx, stop).await?) });
     }
-    health.readiness.set_ready(true);
+    running.ready();
     tracing::info!(service = gradients_bus::subjects::api::LEDGER_SERVICE, version = VERSION, "ledger ready");
-
-    let panicked = |reason: String| LedgerError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
-    let outcome = loops.run(DRAIN_LIMIT, panicked).await;
-    health.readiness.set_ready(false);
-    bus.flush_before_exit(FLUSH_LIMIT).await;
-    health.stop().await;
-    outcome
-}
-
-/// What every input worker shares.
-struct Workers {
-    bus: Bus,
-    nats: gradients_config::NatsSettings,
-    metrics: Metrics,
-    stop: CancellationToken,
-}
-
-impl Workers {
-    /// Runs `handler` on the durable consumer `durable` of `stream`, filtered to `subject`,
-    /// a fetched batch at a time.
-    fn spawn<H: BatchHandler>(
-        &self,
-        loops: &mut ServiceLoops<LedgerError>,
-        stream: &'static str,
-        durable: &'static str,
-        subject: &str,
-        handler: H,
-    ) {
-        let spec = ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
-        let (bus, nats, metrics, stop) = (self.bus.clone(), self.nats.clone(), self.metrics.clone(), self.stop.clone());
-        loops.spawn(async move {
-            run_batch_worker(&bus, spec, &nats, metrics, stop, handler).await.map_err(LedgerError::from)
-        });
-    }
+    running.run().await
 }
 
 /// Finalizes tasks whose deadline and grace have passed, every `interval`, until `stop`.

@@ -8,6 +8,7 @@ use gradients_data::{Row, TaskType};
 use gradients_model::onnx::ExportError;
 use indicatif::ProgressBar;
 use tch::Device;
+use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::export::{export, Artifact, BaseModel};
@@ -31,6 +32,8 @@ pub struct Job<'a> {
     /// Where the model folder, ONNX artifact, manifest and report go.
     pub out_dir: &'a Path,
     pub bar: ProgressBar,
+    /// Stops the job between two optimizer steps, before anything is exported.
+    pub cancel: CancellationToken,
 }
 
 /// What a job produced (also written to `out_dir`).
@@ -66,8 +69,13 @@ pub fn run(job: Job<'_>) -> Result<JobOutput, JobError> {
         budget: job.budget,
         seed: job.seed,
         bar: job.bar.clone(),
+        cancel: job.cancel.clone(),
     };
     let outcome = strategy::run(job.strategy, &ctx)?;
+    // Cancelled while the strategy chose its model (between runs): export nothing.
+    if job.cancel.is_cancelled() {
+        return Err(TrainError::Cancelled.into());
+    }
     job.bar.finish_and_clear();
     let report = TrainingReport {
         strategy: job.strategy,

@@ -161,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     device,
                     out_dir: &out,
                     bar,
+                    cancel: Default::default(),
                 })
                 .map(|output| (output, out))
             })

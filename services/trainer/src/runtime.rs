@@ -3,7 +3,9 @@
 //!
 //! Training is CPU/GPU-bound and synchronous, so each job runs on a blocking thread;
 //! everything that talks to NATS stays on the async runtime. An assignment redelivered
-//! after a crash is recognised by its id and not trained twice in one process.
+//! after a crash is recognised by its id and not trained twice in one process. The
+//! process runs in the services' lifecycle ([`gradients_bus::lifecycle`]): no detached
+//! task, a bounded stop, and jobs cancelled on shutdown.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,16 +13,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gradients_bus::Bus;
+use gradients_bus::lifecycle::{Lifecycle, LoopPanicked};
 use gradients_config::Settings;
 use gradients_data::TaskType;
-use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
+use gradients_miner::{AssignmentLease, Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{Assignment, MinerCapabilities, Offer, TaskType as WireTaskType, Timestamp};
 use indicatif::ProgressBar;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{self, Job};
 use crate::strategy::{Budget, StrategyKind};
+use crate::train::TrainError;
+
+/// The trainer's name in metrics, logs and (as `gradients-trainer`) its NATS connection.
+pub const SERVICE_NAME: &str = "trainer";
 
 /// The task types this trainer can learn from (GRPO needs reward functions it lacks).
 const TASK_TYPES: [WireTaskType; 3] = [WireTaskType::Instruct, WireTaskType::Chat, WireTaskType::Dpo];
@@ -32,6 +39,10 @@ pub enum RuntimeError {
     Config(String),
     #[error(transparent)]
     Bus(#[from] gradients_bus::BusError),
+    #[error(transparent)]
+    Telemetry(#[from] gradients_telemetry::TelemetryError),
+    #[error(transparent)]
+    Panicked(#[from] LoopPanicked),
     #[error(transparent)]
     Miner(#[from] gradients_miner::MinerError),
     #[error("miner key {path}: {reason}")]
@@ -96,10 +107,16 @@ fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, RuntimeError> {
     })
 }
 
-/// How long jobs in progress may take to finish after shutdown.
+/// How long the trainer's loops, jobs included, may take to stop after shutdown. A job
+/// stops before its next optimizer step, so this bounds one step, the hand-back of its
+/// assignment and a submission already under way.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
-/// Runs the miner until `shutdown`; jobs in progress get [`DRAIN_LIMIT`] to finish.
+/// Runs the miner until `shutdown`, in the lifecycle every service shares: heartbeats,
+/// offers and assignments are loops stopped together; a job in progress is cancelled
+/// between two optimizer steps and its assignment handed back (delivered again to this
+/// miner's next start), never submitted half-trained; the whole stop takes at most
+/// [`DRAIN_LIMIT`].
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RuntimeError> {
     let trainer = settings.trainer.clone();
     let strategy: StrategyKind = clap::ValueEnum::from_str(&trainer.strategy, true)
@@ -111,12 +128,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     // read under the deploy permissions (deploy/nats), unless configured otherwise.
     let mut nats = settings.nats.clone();
     nats.inbox_prefix.get_or_insert_with(|| format!("_INBOX_{}", identity.id()));
-    // Not started until NATS answers; miners and services start in any order.
-    let Some(bus) = Bus::connect_patiently(&nats, "gradients-trainer", &shutdown).await? else {
-        return Ok(());
-    };
-    let client =
-        MinerClient::new(bus, identity, Duration::from_secs(10)).with_assignment_ack_wait(settings.nats.ack_wait());
+    // A miner's NATS user may not declare the market's streams: dispatch does.
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &nats).without_topology().drain_limit(DRAIN_LIMIT);
+    let Some(mut running) = lifecycle.start::<RuntimeError>(&shutdown).await? else { return Ok(()) };
+    let client = MinerClient::new(running.bus.clone(), identity, Duration::from_secs(10))
+        .with_assignment_ack_wait(settings.nats.ack_wait());
     let capabilities = MinerCapabilities {
         max_model_params: trainer.max_model_params,
         task_types: TASK_TYPES.iter().map(|t| *t as i32).collect(),
@@ -140,55 +156,110 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     tracing::info!(%miner_id, strategy = strategy.as_str(), ?device, "trainer registered");
 
     let active = Arc::new(AtomicU32::new(0));
-    let beat_every = Duration::from_millis(registered.heartbeat_ttl_ms / 3).max(Duration::from_millis(100));
-    let beating = client.clone();
-    let counted = active.clone();
-    let beat_stop = shutdown.child_token();
-    let heartbeats = tokio::spawn({
-        let stop = beat_stop.clone();
-        async move { beating.heartbeat_loop(beat_every, move || counted.load(Ordering::SeqCst), stop).await }
-    });
-    let serving = client.clone();
-    let policy = OfferPolicy { settings: trainer.clone(), active: active.clone() };
-    let offers_stop = shutdown.child_token();
-    let offers = tokio::spawn({
-        let stop = offers_stop.clone();
-        async move { serving.serve_offers(policy, stop).await }
-    });
-
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut jobs = tokio::task::JoinSet::new();
-    while !shutdown.is_cancelled() {
-        let assignment = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = client.next_assignment(&dispatch_key, Duration::from_secs(2)) => next,
+    {
+        let beat_every = Duration::from_millis(registered.heartbeat_ttl_ms / 3).max(Duration::from_millis(100));
+        let (client, active) = (client.clone(), active.clone());
+        running.spawn_until_stopped(|stop| async move {
+            client.heartbeat_loop(beat_every, move || active.load(Ordering::SeqCst), stop).await
+        });
+    }
+    {
+        let (client, stop) = (client.clone(), running.stop_token());
+        let policy = OfferPolicy { settings: trainer.clone(), active: active.clone() };
+        running.spawn(async move { Ok(client.serve_offers(policy, stop).await?) });
+    }
+    {
+        let assignments = Assignments {
+            client: client.clone(),
+            dispatch_key,
+            trainer,
+            strategy,
+            device,
+            active,
+            jobs: JoinSet::new(),
         };
-        let lease = match assignment {
-            Ok(Some(lease)) => lease,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the next assignment");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        let stop = running.stop_token();
+        running.spawn(async move {
+            assignments.take_until(stop).await;
+            Ok(())
+        });
+    }
+    running.ready();
+    let outcome = running.run().await;
+    if let Err(e) = client.deregister().await {
+        tracing::warn!(error = %e, "could not deregister");
+    }
+    outcome
+}
+
+/// Takes assignments and trains each in a job of its own.
+struct Assignments {
+    client: MinerClient,
+    dispatch_key: Vec<u8>,
+    trainer: gradients_config::TrainerSettings,
+    strategy: StrategyKind,
+    device: tch::Device,
+    active: Arc<AtomicU32>,
+    jobs: JoinSet<()>,
+}
+
+impl Assignments {
+    /// Takes assignments until `stop`, then cancels the jobs in progress and waits for them
+    /// to hand their assignments back. The lifecycle bounds that wait: a job still inside
+    /// one long step is dropped with its lease unsettled, which JetStream redelivers after
+    /// the ack wait.
+    async fn take_until(mut self, stop: CancellationToken) {
+        // Cancelled with `stop`: every job sees it before its next optimizer step.
+        let cancel_jobs = stop.child_token();
+        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+        while !stop.is_cancelled() {
+            let next = tokio::select! {
+                _ = stop.cancelled() => break,
+                next = self.client.next_assignment(&self.dispatch_key, Duration::from_secs(2)) => next,
+                // Reaps finished jobs as they end, so the set holds only those running.
+                Some(_) = self.jobs.join_next(), if !self.jobs.is_empty() => continue,
+            };
+            let lease = match next {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the next assignment");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            // A redelivery of an assignment this process is already working on.
+            if !seen.lock().expect("seen lock").insert(lease.assignment_id.clone()) {
                 continue;
             }
-        };
-        // A redelivery of an assignment this process is already working on.
-        if !seen.lock().expect("seen lock").insert(lease.assignment_id.clone()) {
-            continue;
+            if lease.deliveries() > 1 {
+                tracing::info!(task_id = %lease.task_id, deliveries = lease.deliveries(), "resuming an assignment");
+            }
+            self.start_job(lease, cancel_jobs.clone());
         }
-        if lease.deliveries() > 1 {
-            tracing::info!(task_id = %lease.task_id, deliveries = lease.deliveries(), "resuming an assignment");
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let (client, trainer, active) = (client.clone(), trainer.clone(), active.clone());
-        jobs.spawn(async move {
+        cancel_jobs.cancel();
+        while self.jobs.join_next().await.is_some() {}
+    }
+
+    fn start_job(&mut self, lease: AssignmentLease, cancel: CancellationToken) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let (client, trainer, active) = (self.client.clone(), self.trainer.clone(), self.active.clone());
+        let (strategy, device) = (self.strategy, self.device);
+        self.jobs.spawn(async move {
             let task_id = lease.task_id.clone();
             // The lease is renewed while the job runs and settled only when it ends: a crash
             // before the submission leaves the assignment to this miner's next start.
             let renew_every = client.assignment_ack_wait() / 3;
-            let outcome = lease.renewed_while(renew_every, work(&client, &trainer, strategy, device, &lease)).await;
+            let job = work(&client, &trainer, strategy, device, &lease, &cancel);
+            let outcome = lease.renewed_while(renew_every, job).await;
             let settled = match outcome {
                 Ok(()) => lease.finish().await,
+                Err(_) if cancel.is_cancelled() => {
+                    tracing::info!(%task_id, "training cancelled by shutdown; handing the assignment back");
+                    lease.hand_back().await
+                }
                 Err(error) => {
                     tracing::error!(%task_id, %error, "task abandoned");
                     lease.give_up().await
@@ -200,23 +271,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             active.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    offers_stop.cancel();
-    // Jobs get a bounded time to finish; one still training is dropped with its lease
-    // unsettled, so JetStream hands the assignment back to this miner when it restarts.
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async { while jobs.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(
-            jobs = jobs.len(),
-            "jobs still running after {DRAIN_LIMIT:?}; leaving their assignments for the next start"
-        );
-        jobs.abort_all();
-    }
-    beat_stop.cancel();
-    let _ = tokio::join!(heartbeats, offers);
-    if let Err(e) = client.deregister().await {
-        tracing::warn!(error = %e, "could not deregister");
-    }
-    Ok(())
 }
 
 /// One assignment: rows, training, artifact, submission.
@@ -226,6 +280,7 @@ async fn work(
     strategy: StrategyKind,
     device: tch::Device,
     assignment: &Assignment,
+    cancel: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let task = assignment.task.clone().ok_or("the assignment carries no task")?;
     let task_type = match WireTaskType::try_from(task.r#type) {
@@ -234,7 +289,11 @@ async fn work(
         Ok(WireTaskType::Dpo) => TaskType::Dpo,
         _ => return Err(format!("task type {} is not trained here", task.r#type).into()),
     };
-    let rows = gradients_data::from_jsonl(&client.fetch_train(assignment).await?)?;
+    let granted = tokio::select! {
+        granted = client.fetch_train(assignment) => granted?,
+        _ = cancel.cancelled() => return Err(TrainError::Cancelled.into()),
+    };
+    let rows = gradients_data::from_jsonl(&granted)?;
     let seconds = seconds_until(assignment.deadline.as_ref()) - trainer.submit_margin_ms as f64 / 1000.0;
     let budget = Budget {
         steps: (trainer.max_steps > 0).then_some(trainer.max_steps),
@@ -242,7 +301,7 @@ async fn work(
     };
     let base_dir = trainer.models_dir.join(&task.base_model);
     let out_dir = trainer.work_dir.join(&assignment.task_id);
-    let seed = trainer.seed;
+    let (seed, cancel) = (trainer.seed, cancel.clone());
     tracing::info!(task_id = %assignment.task_id, rows = rows.len(), seconds, "training");
     let output = tokio::task::spawn_blocking(move || {
         job::run(Job {
@@ -256,6 +315,7 @@ async fn work(
             device,
             out_dir: &out_dir,
             bar: ProgressBar::hidden(),
+            cancel,
         })
     })
     .await??;

@@ -183,6 +183,7 @@ fn every_strategy_stays_inside_its_step_budget_and_improves_on_the_base() {
             budget: Budget::steps(budget),
             seed: 7,
             bar: ProgressBar::hidden(),
+            cancel: Default::default(),
         };
         let outcome = strategy::run(kind, &ctx).expect("strategy");
         let used: u64 = outcome.trials.iter().map(|t| t.steps).sum();

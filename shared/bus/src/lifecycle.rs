@@ -120,7 +120,8 @@ impl Lifecycle {
             }
         }
         let loops = ServiceLoops::new(shutdown);
-        Ok(Some(Running { bus, metrics, health, loops, lifecycle: self }))
+        let readiness = health.as_ref().map(|h| h.readiness.clone()).unwrap_or_default();
+        Ok(Some(Running { bus, metrics, health, readiness, loops, lifecycle: self }))
     }
 }
 
@@ -131,6 +132,8 @@ pub struct Running<E> {
     /// The service's metrics (served on its health endpoint).
     pub metrics: Metrics,
     health: Option<HealthEndpoint>,
+    /// The health endpoint's, or one of its own when there is none.
+    readiness: Readiness,
     loops: ServiceLoops<E>,
     lifecycle: Lifecycle,
 }
@@ -141,9 +144,9 @@ impl<E: ServiceFailure> Running<E> {
         self.loops.stop_token()
     }
 
-    /// The service's readiness on `/readyz` (a detached one when it has no health endpoint).
+    /// The service's readiness, as `/readyz` reports it.
     pub fn readiness(&self) -> Readiness {
-        self.health.as_ref().map(|h| h.readiness.clone()).unwrap_or_default()
+        self.readiness.clone()
     }
 
     /// Reports the service ready: every loop it needs is running.
@@ -192,7 +195,7 @@ impl<E: ServiceFailure> Running<E> {
     /// [`Running::run`], unless `abort` resolves first: then the loops are dropped where they
     /// are, as if the process were killed (a test's crash point), and its error returned.
     pub async fn run_unless(self, abort: impl Future<Output = E>) -> Result<(), E> {
-        let Running { bus, health, loops, lifecycle, .. } = self;
+        let Running { bus, health, readiness, loops, lifecycle, .. } = self;
         let service = lifecycle.name;
         let outcome = tokio::select! {
             outcome = loops.run(lifecycle.drain_limit, |message| E::from(LoopPanicked { service, message })) => outcome,
@@ -203,9 +206,7 @@ impl<E: ServiceFailure> Running<E> {
                 return Err(error);
             }
         };
-        if let Some(health) = &health {
-            health.readiness.set_ready(false);
-        }
+        readiness.set_ready(false);
         bus.flush_before_exit(lifecycle.flush_limit).await;
         if let Some(health) = health {
             health.stop().await;

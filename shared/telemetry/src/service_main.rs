@@ -44,12 +44,18 @@ where
     }
 }
 
-/// Prints `error` and its causes, one a line, and returns the failure status.
+/// Prints `error` and its causes, one a line, and returns the failure status. A cause whose
+/// text its parent's message already quotes (our errors say their cause) is not repeated.
 fn failed(binary: &str, what: &str, error: &(dyn std::error::Error + 'static)) -> ExitCode {
-    eprintln!("{binary}: {what}: {error}");
+    let mut said = error.to_string();
+    eprintln!("{binary}: {what}: {said}");
     let mut cause = error.source();
     while let Some(e) = cause {
-        eprintln!("  caused by: {e}");
+        let line = e.to_string();
+        if !said.contains(&line) {
+            eprintln!("  caused by: {line}");
+        }
+        said = line;
         cause = e.source();
     }
     ExitCode::FAILURE

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::CausalLm;
 use crate::train::{Hyperparameters, Progress, Run, RunRecord, TrainData, TrainError};
@@ -91,6 +92,9 @@ pub struct Context<'a> {
     pub budget: Budget,
     pub seed: u64,
     pub bar: ProgressBar,
+    /// Stops every run of the strategy between two optimizer steps (see
+    /// [`Run::cancelled_by`]).
+    pub cancel: CancellationToken,
 }
 
 /// One configuration a strategy tried.
@@ -126,6 +130,7 @@ impl Context<'_> {
         let needs_reference = self.data.task_type == gradients_data::TaskType::Dpo;
         let reference = needs_reference.then(|| self.base.duplicate());
         Run::new(self.base.duplicate(), reference, hyper, planned_steps, self.pad_id, self.data)
+            .map(|run| run.cancelled_by(self.cancel.clone()))
     }
 
     /// Seconds per optimizer step of `hyper`, measured on two steps of a throwaway run

@@ -21,4 +21,8 @@ pub enum TrainError {
     Config(String),
     #[error("libtorch: {0}")]
     Torch(tch::TchError),
+    /// Stopped from outside between two optimizer steps (the miner is shutting down):
+    /// nothing half-trained is exported or submitted.
+    #[error("training was cancelled")]
+    Cancelled,
 }

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::Tensor;
+use tokio_util::sync::CancellationToken;
 
 use super::data::{Item, TrainData};
 use super::hyper::Hyperparameters;
@@ -78,6 +79,9 @@ pub struct Run {
     best: Option<Vec<Tensor>>,
     evals_without_improvement: u32,
     pub record: RunRecord,
+    /// Checked before every optimizer step; cancelled, the run fails with
+    /// [`TrainError::Cancelled`].
+    cancel: Option<CancellationToken>,
 }
 
 impl Run {
@@ -123,7 +127,16 @@ impl Run {
             best: None,
             evals_without_improvement: 0,
             record,
+            cancel: None,
         })
+    }
+
+    /// The same run, stopped with [`TrainError::Cancelled`] before its next optimizer step
+    /// once `cancel` is cancelled: a step takes at most seconds, so a shutdown waits no
+    /// longer than that for the training thread.
+    pub fn cancelled_by(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     /// Changes the peak learning rate from the next step on (the learning-rate sweep).
@@ -202,6 +215,10 @@ impl Run {
         let accumulation = self.hyper().gradient_accumulation.max(1);
         let mut outcome = Progress::Running;
         for _ in 0..steps {
+            if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+                self.record.seconds += started.elapsed().as_secs_f64();
+                return Err(TrainError::Cancelled);
+            }
             if self.record.steps >= self.record.planned_steps {
                 outcome = Progress::Stopped(StopReason::Completed);
                 break;
