@@ -340,3 +340,21 @@ async fn a_split_is_read_once_however_many_chunks_are_asked_for() {
     let all = alice.client.fetch_train(&assignment).await.expect("served from the one verified read");
     assert_eq!(gradients_bus::objects::sha256_hex(&all), train.sha256);
 }
+
+/// A task announced without a deadline is refused (dead-lettered with its reason), never
+/// stored with a deadline made up for it.
+#[tokio::test]
+async fn a_task_without_a_deadline_is_refused_not_defaulted() {
+    use gradients_store::entity::dispatch::task;
+    use gradients_store::sea_orm::EntityTrait;
+    let sandbox = Sandbox::start(Backend::Sqlite, 1, |_| {}).await;
+    sandbox.miner(capable(), accept()).await;
+    sandbox.task("t-no-deadline", TaskType::Instruct, 0).await;
+    let dead_letters = subjects::dead_letter(subjects::consumers::DISPATCH_TASKS);
+    eventually(Duration::from_secs(10), "the task dead-lettered", || async {
+        !sandbox.messages_on(streams::DEAD_LETTERS, &dead_letters).await.is_empty()
+    })
+    .await;
+    let stored = task::Entity::find_by_id("t-no-deadline".to_owned()).one(&sandbox.store).await.unwrap();
+    assert!(stored.is_none(), "nothing stored for it: {stored:?}");
+}
