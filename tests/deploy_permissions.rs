@@ -11,7 +11,7 @@ use gradients_bus::{objects, topology, Bus};
 use gradients_config::{NatsSettings, Settings};
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{DatasetRef, MinerCapabilities, Offer, Task, TaskCreated, TaskSplits, TaskType, Timestamp};
-use gradients_testkit::{workspace_root, NatsServer};
+use gradients_testkit::{eventually, workspace_root, NatsServer};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -113,18 +113,10 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
         gpu: false,
         max_concurrent_tasks: 1,
     };
-    let mut registered = miner.register(capabilities.clone()).await;
-    for _ in 0..50 {
-        if registered.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        registered = miner.register(capabilities.clone()).await;
-    }
-    registered.expect("the miner's user may register");
+    eventually(Duration::from_secs(10), "the miner's user registering", || miner.register(capabilities.clone())).await;
     let (serving, stop) = (miner.clone(), shutdown.clone());
     tokio::spawn(async move { serving.serve_offers(AcceptAll, stop).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until_listening(&server, &miner.miner_id()).await;
 
     let task = Task {
         id: "t-perm".into(),
@@ -209,13 +201,24 @@ async fn register(miner: &MinerClient) {
         gpu: false,
         max_concurrent_tasks: 1,
     };
-    for _ in 0..50 {
-        if miner.register(capabilities.clone()).await.is_ok() {
-            return;
+    eventually(Duration::from_secs(10), "the miner registered", || miner.register(capabilities.clone())).await;
+}
+
+/// Waits until `miner_id` listens for offers: a probe offer sent as dispatch's user (no
+/// task, so the answer means nothing) gets a reply once the subscription is live.
+async fn wait_until_listening(server: &NatsServer, miner_id: &str) {
+    let dispatch = Bus::connect(&as_user(server, "dispatch", "dispatch-secret"), "probe").await.unwrap();
+    let subject = gradients_bus::subjects::miner_offers(miner_id);
+    let probe = Offer::default().encode_to_vec();
+    eventually(Duration::from_secs(10), "the miner listening for offers", || async {
+        let asked = dispatch.client.request(subject.clone(), probe.clone().into());
+        match tokio::time::timeout(Duration::from_secs(3), asked).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 3 s".to_owned()),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    miner.register(capabilities).await.expect("registered");
+    })
+    .await;
 }
 
 /// Whether `attempt` succeeds within three seconds (a permission violation never answers).
@@ -253,7 +256,9 @@ async fn miners_cannot_copy_overwrite_or_impersonate_each_other() {
         let (serving, stop) = (miner.clone(), shutdown.clone());
         tokio::spawn(async move { serving.serve_offers(AcceptAll, stop).await });
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for miner in [&alice, &bob] {
+        wait_until_listening(&server, &miner.miner_id()).await;
+    }
     announce_task(&intake, "t-rival").await;
     let dispatch_key = gradients_miner::Identity::load(&dir.path().join("dispatch.key")).unwrap().public_key();
     for miner in [&alice, &bob] {
@@ -348,15 +353,10 @@ async fn an_auditor_reads_and_proves_and_writes_nothing() {
         NatsSettings { inbox_prefix: Some("_INBOX_auditor".into()), ..as_user(&server, "auditor", "auditor-secret") };
     let auditor = Bus::connect(&auditor_nats, "auditor").await.unwrap();
     let client = AuditClient::new(auditor.client.clone(), Duration::from_secs(2));
-    let mut proof = None;
-    for _ in 0..50 {
-        if let Ok(found) = client.proof(&ProofRequest { msg_id: Some("entry-1".into()), ..Default::default() }).await {
-            proof = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let proof = proof.expect("the auditor gets the entry's proof");
+    let proof = eventually(Duration::from_secs(5), "the auditor getting the entry's proof", || async {
+        client.proof(&ProofRequest { msg_id: Some("entry-1".into()), ..Default::default() }).await
+    })
+    .await;
     let key = Identity::load(&settings.audit.key_file).unwrap().public_key();
     gradients_audit::offline::verify_inclusion(&proof, &key).expect("and it verifies offline");
     // The stored checkpoint is readable from the audit's stream.

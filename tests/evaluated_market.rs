@@ -10,37 +10,33 @@ mod common;
 
 use std::time::Duration;
 
-use gradients_bus::api::call;
 use gradients_bus::subjects::streams;
-use gradients_bus::Bus;
 use gradients_intake::client::IntakeClient;
 use gradients_ledger::client::LedgerClient;
 use gradients_proto::v1::{
-    EvaluationKind, EvaluationResult, EvaluationStatus, ListMinersRequest, ListMinersResponse, SubmitTaskRequest,
-    TaskStatus, TaskType,
+    EvaluationKind, EvaluationResult, EvaluationStatus, SubmitTaskRequest, TaskStatus, TaskType,
 };
-use gradients_testkit::{stream_messages, Backend, NatsServer, ScratchDb};
+use gradients_testkit::{eventually, stream_messages, Backend};
 use gradients_trainer::model::CausalLm;
 use prost::Message;
-use tokio_util::sync::CancellationToken;
+
+use common::Market;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trained_submissions_are_evaluated_and_paid() {
-    gradients_telemetry::init_for_tests();
-    let nats = NatsServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let shutdown = CancellationToken::new();
-    let mut base = common::sandbox_settings(&nats, dir.path());
-    base.dispatch.min_miners_per_task = 2;
-    base.evaluator.http_addr = "127.0.0.1:0".into();
-    base.evaluator.key_file = dir.path().join("evaluator.key");
-    // Only the store has the base model: the evaluator must fetch it by name.
-    base.evaluator.models_dir = dir.path().join("evaluator-has-no-models");
+    let mut market = Market::start(|s| {
+        s.dispatch.min_miners_per_task = 2;
+        // Only the store has the base model: the evaluator must fetch it by name.
+        s.evaluator.models_dir = s.evaluator.key_file.with_file_name("evaluator-has-no-models");
+    })
+    .await;
+    let base = market.settings().clone();
+    let dir = market.sandbox.dir.path().to_owned();
     gradients_dispatch::load_or_create_identity(&base).unwrap();
     gradients_evaluator::load_or_create_identity(&base).unwrap();
 
     // The base model, installed where the trainers look for it and published by name.
-    let models = dir.path().join("models");
+    let models = dir.join("models");
     let config = gradients_trainer::presets::config("tiny-1m").unwrap();
     gradients_trainer::checkpoint::save(
         &CausalLm::new(&config, tch::Device::Cpu, 1),
@@ -48,42 +44,31 @@ async fn trained_submissions_are_evaluated_and_paid() {
         &models.join("tiny-1m"),
     )
     .unwrap();
-    let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
-    gradients_bus::topology::declare(&bus, &base.nats).await.unwrap();
-    let index = gradients_evaluator::models_store::publish(&bus, &models.join("tiny-1m"), "tiny-1m").await.unwrap();
+    let bus = market.bus().clone();
+    let index = market.publish_base_model(&models.join("tiny-1m"), "tiny-1m").await;
     assert_eq!(index.parameter_count, config.parameter_count());
 
-    let databases = [
-        ScratchDb::new(Backend::Sqlite).await.unwrap(),
-        ScratchDb::new(Backend::Postgres).await.unwrap(),
-        ScratchDb::new(Backend::Postgres).await.unwrap(),
-    ];
-    let with_db = |db: &ScratchDb| {
-        let mut settings = base.clone();
-        settings.store.url = db.url().to_owned();
-        settings
-    };
-    tokio::spawn(gradients_intake::run(with_db(&databases[0]), shutdown.clone()));
-    tokio::spawn(gradients_dispatch::run(with_db(&databases[1]), shutdown.clone()));
-    tokio::spawn(gradients_ledger::run(with_db(&databases[2]), shutdown.clone()));
-    tokio::spawn(gradients_evaluator::run(base.clone(), shutdown.clone()));
+    market.intake(Backend::Sqlite).await;
+    market.dispatch(Backend::Postgres).await;
+    market.ledger(Backend::Postgres).await;
+    market.evaluator();
     for (i, strategy) in ["fixed", "lr-range-test"].into_iter().enumerate() {
         let mut settings = base.clone();
-        settings.trainer.key_file = dir.path().join(format!("miner-{i}.key"));
+        settings.trainer.key_file = dir.join(format!("miner-{i}.key"));
         settings.trainer.models_dir = models.clone();
-        settings.trainer.work_dir = dir.path().join(format!("runs-{i}"));
+        settings.trainer.work_dir = dir.join(format!("runs-{i}"));
         settings.trainer.strategy = strategy.into();
         settings.trainer.device = "cpu".into();
         settings.trainer.max_steps = 12;
         settings.trainer.submit_margin_ms = 2_000;
         settings.trainer.min_training_ms = 1_000;
-        tokio::spawn(gradients_trainer::runtime::run(settings, shutdown.clone()));
+        market.trainer(settings);
     }
 
     // A generated family, submitted as a customer would.
     let family = gradients_taskgen::family("reverse-word").unwrap();
     let folder = gradients_taskgen::write_task_dir(
-        &dir.path().join("tasks"),
+        &dir.join("tasks"),
         family,
         gradients_taskgen::TaskKind::Instruct,
         120,
@@ -95,7 +80,7 @@ async fn trained_submissions_are_evaluated_and_paid() {
         IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let ledger = LedgerClient::new(bus.clone(), Duration::from_secs(10));
     let data = std::fs::read(folder.join("data.jsonl")).unwrap();
-    let dataset = common::until_ok(|| intake.upload_dataset(&data)).await.unwrap();
+    let dataset = eventually(Duration::from_secs(10), "the upload", || intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {
         idempotency_key: "evaluated-market".into(),
         name: "reverse-word".into(),
@@ -105,34 +90,17 @@ async fn trained_submissions_are_evaluated_and_paid() {
         dataset: Some(dataset),
         ..Default::default()
     };
-    let mut live = 0;
-    for _ in 0..200 {
-        let answer: Result<ListMinersResponse, _> = call(
-            &bus.client,
-            gradients_bus::subjects::api::miners(gradients_bus::subjects::api::MINERS_LIST),
-            &ListMinersRequest {},
-            Duration::from_secs(2),
-        )
-        .await;
-        live = answer.map(|a| a.miners.len()).unwrap_or(0);
-        if live == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(live, 2, "both trainers registered");
-    let task = common::until_ok(|| intake.submit(&request)).await.expect("intake accepted the task").task.unwrap();
+    market.wait_for_live_miners(2).await;
+    let task = eventually(Duration::from_secs(10), "intake accepting the task", || intake.submit(&request))
+        .await
+        .task
+        .unwrap();
 
     // The ledger finalizes the task once both miners are evaluated.
-    let mut finalized = None;
-    for _ in 0..900 {
-        if let Ok(response) = ledger.task(&task.id).await {
-            finalized = response.result;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let result = finalized.expect("the ledger finalized the task");
+    let result = eventually(Duration::from_secs(180), "the ledger finalizing the task", || async {
+        ledger.task(&task.id).await.map_err(|e| e.to_string())?.result.ok_or_else(|| "no result yet".to_owned())
+    })
+    .await;
     let evaluations: Vec<EvaluationResult> =
         stream_messages(&bus.jetstream, streams::EVALUATIONS, &gradients_bus::subjects::evaluations(&task.id))
             .await
@@ -170,5 +138,5 @@ async fn trained_submissions_are_evaluated_and_paid() {
     })
     .await;
     assert_eq!(status, TaskStatus::Scored as i32);
-    shutdown.cancel();
+    market.stop().await;
 }

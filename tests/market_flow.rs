@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::Market;
+
 use std::time::Duration;
 
 use gradients_bus::subjects::streams;
-use gradients_bus::Bus;
 use gradients_intake::client::IntakeClient;
 use gradients_ledger::client::LedgerClient;
 use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
@@ -19,7 +20,7 @@ use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, MinerCapabilities, Offer, Submission, SubmitTaskRequest,
     TaskStatus, TaskType,
 };
-use gradients_testkit::{stream_messages, workspace_root, Backend, NatsServer, ScratchDb};
+use gradients_testkit::{eventually, stream_messages, workspace_root, Backend};
 use gradients_trainer::model::CausalLm;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -35,40 +36,24 @@ impl OfferHandler for AcceptAll {
 /// The whole path of one task, customer to ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_goes_from_customer_to_ledger() {
-    gradients_telemetry::init_for_tests();
-    let nats = NatsServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let mut market = Market::start(|_| {}).await;
     let shutdown = CancellationToken::new();
-    let mut base = common::sandbox_settings(&nats, dir.path());
-    base.evaluator.http_addr = "127.0.0.1:0".into();
-    base.evaluator.key_file = dir.path().join("evaluator.key");
-    gradients_evaluator::load_or_create_identity(&base).unwrap();
-    let dispatch_key = gradients_dispatch::load_or_create_identity(&base).unwrap().public_key();
+    gradients_evaluator::load_or_create_identity(market.settings()).unwrap();
+    let dispatch_key = gradients_dispatch::load_or_create_identity(market.settings()).unwrap().public_key();
 
     // The base model the task names, published where every party can fetch it.
     let config = gradients_trainer::presets::config("tiny-1m").unwrap();
     let tokenizer = gradients_text::Tokenizer::byte_level();
-    let base_dir = dir.path().join("models/tiny-1m");
+    let base_dir = market.path("models/tiny-1m");
     gradients_trainer::checkpoint::save(&CausalLm::new(&config, tch::Device::Cpu, 1), &tokenizer, &base_dir).unwrap();
-    let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
-    gradients_bus::topology::declare(&bus, &base.nats).await.unwrap();
-    gradients_evaluator::models_store::publish(&bus, &base_dir, "tiny-1m").await.unwrap();
+    market.publish_base_model(&base_dir, "tiny-1m").await;
+    let bus = market.bus().clone();
 
     // Each service owns its database (PostgreSQL for two, SQLite for one).
-    let databases = [
-        ScratchDb::new(Backend::Postgres).await.unwrap(),
-        ScratchDb::new(Backend::Sqlite).await.unwrap(),
-        ScratchDb::new(Backend::Postgres).await.unwrap(),
-    ];
-    let with_db = |db: &ScratchDb| {
-        let mut settings = base.clone();
-        settings.store.url = db.url().to_owned();
-        settings
-    };
-    tokio::spawn(gradients_intake::run(with_db(&databases[0]), shutdown.clone()));
-    tokio::spawn(gradients_dispatch::run(with_db(&databases[1]), shutdown.clone()));
-    tokio::spawn(gradients_ledger::run(with_db(&databases[2]), shutdown.clone()));
-    tokio::spawn(gradients_evaluator::run(base.clone(), shutdown.clone()));
+    market.intake(Backend::Postgres).await;
+    market.dispatch(Backend::Sqlite).await;
+    market.ledger(Backend::Postgres).await;
+    market.evaluator();
 
     let intake =
         IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
@@ -84,26 +69,18 @@ async fn a_task_goes_from_customer_to_ledger() {
     let mut miners = Vec::new();
     for _ in 0..2 {
         let miner = MinerClient::new(bus.clone(), Identity::generate(), Duration::from_secs(5));
-        let mut registered = miner.register(capabilities.clone()).await;
-        for _ in 0..100 {
-            if registered.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            registered = miner.register(capabilities.clone()).await;
-        }
-        registered.expect("registered with dispatch");
+        eventually(Duration::from_secs(10), "registered with dispatch", || miner.register(capabilities.clone())).await;
         let (serving, stop) = (miner.clone(), shutdown.clone());
         tokio::spawn(async move { serving.serve_offers(AcceptAll, stop).await });
         let (beating, stop) = (miner.clone(), shutdown.clone());
         tokio::spawn(async move { beating.heartbeat_loop(Duration::from_secs(5), || 0, stop).await });
         miners.push(miner);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    market.wait_for_live_miners(2).await;
 
     // The customer submits the capitals example.
     let data = std::fs::read(workspace_root().join("examples/tasks/capitals/data.jsonl")).unwrap();
-    let dataset = common::until_ok(|| intake.upload_dataset(&data)).await.unwrap();
+    let dataset = eventually(Duration::from_secs(10), "the upload", || intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {
         idempotency_key: "e2e-capitals".into(),
         name: "capitals".into(),
@@ -114,8 +91,10 @@ async fn a_task_goes_from_customer_to_ledger() {
         dataset: Some(dataset),
         ..Default::default()
     };
-    let submitted = common::until_ok(|| intake.submit(&request)).await;
-    let task = submitted.expect("intake accepted the task").task.unwrap();
+    let task = eventually(Duration::from_secs(10), "intake accepting the task", || intake.submit(&request))
+        .await
+        .task
+        .unwrap();
     let train_rows = task.splits.as_ref().unwrap().train.as_ref().unwrap().rows;
 
     // Each miner is assigned, reads exactly its granted train split, and submits a model of
@@ -139,25 +118,20 @@ async fn a_task_goes_from_customer_to_ledger() {
     }
 
     // Intake's record follows dispatch's status events.
-    let mut status = TaskStatus::Accepted;
-    for _ in 0..100 {
-        status = TaskStatus::try_from(intake.get(&task.id).await.unwrap().task.unwrap().status).unwrap();
-        if status == TaskStatus::Training {
-            break;
+    eventually(Duration::from_secs(10), "the task training in intake", || async {
+        let status = intake.get(&task.id).await.map_err(|e| e.to_string())?.task.unwrap_or_default().status;
+        if status == TaskStatus::Training as i32 {
+            Ok(())
+        } else {
+            Err(format!("status {status}"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, TaskStatus::Training);
+    })
+    .await;
 
-    let mut finalized = None;
-    for _ in 0..900 {
-        if let Ok(response) = ledger.task(&task.id).await {
-            finalized = response.result;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let result = finalized.expect("the ledger finalized the task");
+    let result = eventually(Duration::from_secs(90), "the ledger finalizing the task", || async {
+        ledger.task(&task.id).await.map_err(|e| e.to_string())?.result.ok_or_else(|| "no result yet".to_owned())
+    })
+    .await;
     assert_eq!(result.finalized_because, "all_evaluated");
     assert_eq!(result.entries.len(), 2);
     // The ledger paid on the evaluator's measurements: the lower max(test, synth) wins.
@@ -175,6 +149,7 @@ async fn a_task_goes_from_customer_to_ledger() {
     assert_eq!(result.winner_miner_id, best.miner_id);
     assert_eq!(result.winner_loss, best.test_loss);
     shutdown.cancel();
+    market.stop().await;
 }
 
 /// Rows in a JSONL split.

@@ -7,29 +7,26 @@ mod common;
 
 use std::time::Duration;
 
-use gradients_bus::api::call;
+use gradients_bus::objects;
 use gradients_bus::subjects::{buckets, streams};
-use gradients_bus::{objects, Bus};
 use gradients_intake::client::IntakeClient;
 use gradients_model::{files, Manifest};
-use gradients_proto::v1::{ListMinersRequest, ListMinersResponse, Submission, SubmitTaskRequest, TaskType};
-use gradients_testkit::{stream_messages, Backend, NatsServer, ScratchDb};
+use gradients_proto::v1::{Submission, SubmitTaskRequest, TaskType};
+use gradients_testkit::{eventually, stream_messages, Backend};
 use gradients_trainer::model::CausalLm;
 use prost::Message;
-use tokio_util::sync::CancellationToken;
+
+use common::Market;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_trainers_fine_tune_and_submit_real_models() {
-    gradients_telemetry::init_for_tests();
-    let nats = NatsServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let shutdown = CancellationToken::new();
-    let mut base = common::sandbox_settings(&nats, dir.path());
-    base.dispatch.min_miners_per_task = 2;
+    let mut market = Market::start(|s| s.dispatch.min_miners_per_task = 2).await;
+    let base = market.settings().clone();
+    let dir = market.sandbox.dir.path().to_owned();
     gradients_dispatch::load_or_create_identity(&base).unwrap();
 
     // The base model the task names, installed where the trainers look for it.
-    let models = dir.path().join("models");
+    let models = dir.join("models");
     let config = gradients_trainer::presets::config("tiny-1m").unwrap();
     gradients_trainer::checkpoint::save(
         &CausalLm::new(&config, tch::Device::Cpu, 1),
@@ -38,80 +35,60 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     )
     .unwrap();
 
-    let databases = [ScratchDb::new(Backend::Sqlite).await.unwrap(), ScratchDb::new(Backend::Postgres).await.unwrap()];
-    let with_db = |db: &ScratchDb| {
-        let mut settings = base.clone();
-        settings.store.url = db.url().to_owned();
-        settings
-    };
-    tokio::spawn(gradients_intake::run(with_db(&databases[0]), shutdown.clone()));
-    tokio::spawn(gradients_dispatch::run(with_db(&databases[1]), shutdown.clone()));
+    market.intake(Backend::Sqlite).await;
+    market.dispatch(Backend::Postgres).await;
     for (i, strategy) in ["fixed", "lr-range-test"].into_iter().enumerate() {
         let mut settings = base.clone();
-        settings.trainer.key_file = dir.path().join(format!("miner-{i}.key"));
+        settings.trainer.key_file = dir.join(format!("miner-{i}.key"));
         settings.trainer.models_dir = models.clone();
-        settings.trainer.work_dir = dir.path().join(format!("runs-{i}"));
+        settings.trainer.work_dir = dir.join(format!("runs-{i}"));
         settings.trainer.strategy = strategy.into();
         settings.trainer.device = "cpu".into();
         settings.trainer.max_steps = 12;
         settings.trainer.submit_margin_ms = 2_000;
         settings.trainer.min_training_ms = 1_000;
-        tokio::spawn(gradients_trainer::runtime::run(settings, shutdown.clone()));
+        market.trainer(settings);
     }
 
     // A generated family, submitted as a customer would.
-    let tasks = dir.path().join("tasks");
+    let tasks = dir.join("tasks");
     let family = gradients_taskgen::family("reverse-word").unwrap();
     let folder =
         gradients_taskgen::write_task_dir(&tasks, family, gradients_taskgen::TaskKind::Instruct, 120, 3, None).unwrap();
-    let bus = Bus::connect(&base.nats, "e2e").await.unwrap();
+    let bus = market.bus().clone();
+    common::publish_base_model(&bus, &base, &models.join("tiny-1m"), "tiny-1m").await;
     let intake =
         IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));
     let data = std::fs::read(folder.join("data.jsonl")).unwrap();
-    let dataset = common::until_ok(|| intake.upload_dataset(&data)).await;
+    let dataset = eventually(Duration::from_secs(10), "the upload", || intake.upload_dataset(&data)).await;
     let request = SubmitTaskRequest {
         idempotency_key: "trainer-market".into(),
         name: "reverse-word".into(),
         r#type: TaskType::Instruct as i32,
         base_model: "tiny-1m".into(),
         hours_to_complete: 0.05,
-        dataset: Some(dataset.unwrap()),
+        dataset: Some(dataset),
         ..Default::default()
     };
     // Both trainers must have registered before dispatch makes its offers.
-    let mut live = 0;
-    for _ in 0..200 {
-        let answer: Result<ListMinersResponse, _> = call(
-            &bus.client,
-            gradients_bus::subjects::api::miners(gradients_bus::subjects::api::MINERS_LIST),
-            &ListMinersRequest {},
-            Duration::from_secs(2),
-        )
-        .await;
-        live = answer.map(|a| a.miners.len()).unwrap_or(0);
-        if live == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(live, 2, "both trainers registered");
-    let submitted = common::until_ok(|| intake.submit(&request)).await;
-    let task = submitted.expect("intake accepted the task").task.unwrap();
+    market.wait_for_live_miners(2).await;
+    let task = eventually(Duration::from_secs(10), "intake accepting the task", || intake.submit(&request))
+        .await
+        .task
+        .unwrap();
 
-    let mut submissions: Vec<Submission> = Vec::new();
-    for _ in 0..300 {
-        let messages = stream_messages(
-            &bus.jetstream,
-            streams::SUBMISSIONS,
-            &gradients_bus::subjects::submissions_of_task(&task.id),
-        )
-        .await;
-        submissions = messages.iter().map(|m| Submission::decode(m.payload.as_ref()).unwrap()).collect();
+    let submissions: Vec<Submission> = eventually(Duration::from_secs(60), "both trainers submitting", || async {
+        let subject = gradients_bus::subjects::submissions_of_task(&task.id);
+        let messages = stream_messages(&bus.jetstream, streams::SUBMISSIONS, &subject).await;
+        let submissions: Vec<Submission> =
+            messages.iter().map(|m| Submission::decode(m.payload.as_ref()).unwrap()).collect();
         if submissions.len() >= 2 {
-            break;
+            Ok(submissions)
+        } else {
+            Err(format!("{} submissions", submissions.len()))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(submissions.len(), 2, "both trainers submitted");
     assert_ne!(submissions[0].miner_id, submissions[1].miner_id);
 
@@ -135,10 +112,10 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     assert_eq!(strategies, ["fixed", "lr-range-test"]);
     // Each trainer kept its run: model folder, artifact, report and plot.
     for i in 0..2 {
-        let run = dir.path().join(format!("runs-{i}")).join(&task.id);
+        let run = dir.join(format!("runs-{i}")).join(&task.id);
         for file in [files::ONNX, files::MANIFEST, "report.json", "loss.svg", "model/model.safetensors"] {
             assert!(run.join(file).is_file(), "{} missing", run.join(file).display());
         }
     }
-    shutdown.cancel();
+    market.stop().await;
 }

@@ -1,40 +1,120 @@
-//! What the cross-service stories share: settings for services in one test process, and
-//! waiting for a service that is still starting.
+//! What the cross-service stories share: the testkit's sandbox (a private nats-server, a
+//! folder, settings for every service), each service started in-process on a database of
+//! its own, and the base model published where every party fetches it.
 
-use std::future::Future;
-use std::path::Path;
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gradients_bus::api::call;
+use gradients_bus::Bus;
 use gradients_config::Settings;
-use gradients_testkit::NatsServer;
+use gradients_proto::v1::{ListMinersRequest, ListMinersResponse};
+use gradients_testkit::{eventually, Backend, Sandbox, Services};
 
-/// Settings for every service of a test: the private `nats` with fast retries, health
-/// endpoints on free ports, dispatch's key in `dir`.
-pub fn sandbox_settings(nats: &NatsServer, dir: &Path) -> Settings {
-    let mut settings = Settings::default();
-    settings.nats.url = vec![nats.url()];
-    settings.nats.retry_backoff_ms = 50;
-    settings.intake.http_addr = "127.0.0.1:0".into();
-    settings.dispatch.http_addr = "127.0.0.1:0".into();
-    settings.dispatch.key_file = dir.join("dispatch.key");
-    settings.ledger.http_addr = "127.0.0.1:0".into();
-    settings
+/// Every service of one story, in this process, on one private server.
+pub struct Market {
+    pub sandbox: Sandbox,
+    services: Services<String>,
 }
 
-/// Calls `call` until it succeeds, for up to ten seconds (services spawned in the test may
-/// not answer yet); returns the last result.
-pub async fn until_ok<T, E, F, Fut>(mut call: F) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut result = call().await;
-    for _ in 0..100 {
-        if result.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        result = call().await;
+impl Market {
+    /// The sandbox (its settings changed by `tweak`), no service yet.
+    pub async fn start(tweak: impl FnOnce(&mut Settings) + Send) -> Self {
+        let sandbox = Sandbox::builder().client_name("e2e").settings(tweak).build().await;
+        Self { sandbox, services: Services::new() }
     }
-    result
+
+    /// The settings every service of the story starts from.
+    pub fn settings(&self) -> &Settings {
+        &self.sandbox.settings
+    }
+
+    /// The story's own connection.
+    pub fn bus(&self) -> &Bus {
+        &self.sandbox.bus
+    }
+
+    /// A path in the story's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.sandbox.path(name)
+    }
+
+    /// Intake on a database of its own.
+    pub async fn intake(&mut self, backend: Backend) {
+        let settings = self.sandbox.own_store(backend).await;
+        self.services
+            .spawn(|stop| async move { gradients_intake::run(settings, stop).await.map_err(|e| e.to_string()) });
+    }
+
+    /// Dispatch on a database of its own.
+    pub async fn dispatch(&mut self, backend: Backend) {
+        let settings = self.sandbox.own_store(backend).await;
+        self.services
+            .spawn(|stop| async move { gradients_dispatch::run(settings, stop).await.map_err(|e| e.to_string()) });
+    }
+
+    /// The ledger on a database of its own.
+    pub async fn ledger(&mut self, backend: Backend) {
+        let settings = self.sandbox.own_store(backend).await;
+        self.services
+            .spawn(|stop| async move { gradients_ledger::run(settings, stop).await.map_err(|e| e.to_string()) });
+    }
+
+    /// The evaluator (it keeps no database).
+    pub fn evaluator(&mut self) {
+        let settings = self.sandbox.settings.clone();
+        self.services
+            .spawn(|stop| async move { gradients_evaluator::run(settings, stop).await.map_err(|e| e.to_string()) });
+    }
+
+    /// A `gradients-trainer` miner with these settings.
+    pub fn trainer(&mut self, settings: Settings) {
+        self.services.spawn(|stop| async move {
+            gradients_trainer::runtime::run(settings, stop).await.map_err(|e| e.to_string())
+        });
+    }
+
+    /// Publishes the model folder `dir` as `name` in `gradients-models`, as an operator's
+    /// `gradients model publish` does: intake refuses a task whose base model is not
+    /// published, and the evaluator fetches it from there.
+    pub async fn publish_base_model(&self, dir: &Path, name: &str) -> gradients_evaluator::models_store::ModelIndex {
+        gradients_evaluator::models_store::publish(self.bus(), dir, name).await.expect("publish the base model")
+    }
+
+    /// Waits until dispatch lists `n` live miners.
+    pub async fn wait_for_live_miners(&self, n: usize) {
+        eventually(Duration::from_secs(30), &format!("{n} live miners"), || async {
+            let answer: Result<ListMinersResponse, _> = call(
+                &self.bus().client,
+                gradients_bus::subjects::api::miners(gradients_bus::subjects::api::MINERS_LIST),
+                &ListMinersRequest {},
+                Duration::from_secs(2),
+            )
+            .await;
+            let live = answer.map_err(|e| e.to_string())?.miners.len();
+            if live == n {
+                Ok(())
+            } else {
+                Err(format!("{live} live"))
+            }
+        })
+        .await;
+    }
+
+    /// Stops every service gracefully.
+    pub async fn stop(&mut self) {
+        self.services.stop_all().await;
+    }
+}
+
+/// Publishes the model folder `dir` as `name` in `gradients-models`, as an operator's
+/// `gradients model publish` does (checked by the evaluator first): intake refuses a task
+/// whose base model is not published. Declares the topology, so it may run before any
+/// service has started. Suites without a model folder use
+/// [`gradients_testkit::publish_base_model`].
+pub async fn publish_base_model(bus: &gradients_bus::Bus, settings: &Settings, dir: &Path, name: &str) {
+    gradients_bus::topology::declare(bus, &settings.nats).await.expect("declare the topology");
+    gradients_evaluator::models_store::publish(bus, dir, name).await.expect("publish the base model");
 }

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::{subjects, topology, Bus};
 use gradients_config::NatsSettings;
 use gradients_proto::v1::TaskStatusChanged;
-use gradients_testkit::NatsServer;
+use gradients_testkit::{eventually, NatsServer};
 use prost::Message;
 
 fn gradients(env: &[(String, String)], args: &[&str]) -> Output {
@@ -58,15 +58,15 @@ async fn audit_commands_prove_and_verify_offline() {
     publish_event(&bus.jetstream, event).await.unwrap();
 
     let proof_file = path("proof.json");
-    let started = Instant::now();
-    loop {
+    eventually(Duration::from_secs(30), "the event's proof", || async {
         let proof = gradients(&env, &["audit", "proof", "--event-id", "status-1", "--out", &proof_file]);
         if proof.status.success() {
-            break;
+            Ok(())
+        } else {
+            Err(text(&proof))
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no proof: {}", text(&proof));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let key = gradients(&env, &["audit", "public-key"]);
     assert!(key.status.success(), "{}", text(&key));
     let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();

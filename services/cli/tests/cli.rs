@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gradients_testkit::{workspace_root, NatsServer};
+use gradients_testkit::{eventually, eventually_blocking, workspace_root, NatsServer};
 use serde_json::Value;
 
 /// Runs `gradients` with the sandbox's environment.
@@ -68,18 +68,17 @@ fn examples() -> PathBuf {
 }
 
 fn wait_until_ready(cli: &Cli, server: &mut Serving) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        let output = cli.run(&["task", "get", "nothing-yet", "--json"]);
-        if String::from_utf8_lossy(&output.stdout).contains("TASK_NOT_FOUND") {
-            return;
-        }
+    eventually_blocking(Duration::from_secs(30), "intake ready", || {
         if let Ok(Some(status)) = server.0.try_wait() {
             panic!("gradients serve intake exited early: {status}");
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("intake did not become ready");
+        let output = String::from_utf8_lossy(&cli.run(&["task", "get", "nothing-yet", "--json"]).stdout).to_string();
+        if output.contains("TASK_NOT_FOUND") {
+            Ok(())
+        } else {
+            Err(output)
+        }
+    });
 }
 
 /// The README's story: serve intake, submit a task folder, see it accepted and split, read
@@ -151,14 +150,9 @@ fn sigterm_stops_intake_even_when_nats_is_gone() {
 fn stop_with_sigterm(server: &mut Serving) {
     let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = server.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the service did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = eventually_blocking(Duration::from_secs(30), "the service stopping on SIGTERM", || {
+        server.0.try_wait().unwrap()
+    });
     assert!(exit.success(), "SIGTERM drains and exits cleanly: {exit}");
 }
 
@@ -184,11 +178,9 @@ fn ledger_task_miner_weights_and_export() {
     let cli = Cli { env };
     let mut server =
         Serving(cli.command(&["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
-    let started = Instant::now();
-    while !String::from_utf8_lossy(&cli.run(&["ledger", "task", "none", "--json"]).stdout).contains("TASK_NOT_FOUND") {
-        assert!(started.elapsed() < Duration::from_secs(30), "the ledger did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually_blocking(Duration::from_secs(30), "the ledger ready", || {
+        String::from_utf8_lossy(&cli.run(&["ledger", "task", "none", "--json"]).stdout).contains("TASK_NOT_FOUND")
+    });
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -237,15 +229,14 @@ fn ledger_task_miner_weights_and_export() {
         }
     });
 
-    let started = Instant::now();
-    let result = loop {
+    let result = eventually_blocking(Duration::from_secs(30), "the task finalized", || {
         let (ok, result) = cli.json(&["ledger", "task", "t-cli", "--json"]);
         if ok {
-            break result;
+            Ok(result)
+        } else {
+            Err(result.to_string())
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the task was not finalized: {result}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(result["winner"], "alice");
     assert_eq!(result["entries"].as_array().unwrap().len(), 2);
     let human = String::from_utf8_lossy(&cli.run(&["ledger", "task", "t-cli"]).stdout).to_string();
@@ -325,7 +316,6 @@ fn miner_keygen_and_list_against_dispatch() {
     let mut server =
         Serving(cli.command(&["serve", "dispatch"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let started = Instant::now();
     runtime.block_on(async {
         let mut settings = gradients_config::Settings::default();
         settings.nats.url = vec![nats.url()];
@@ -341,10 +331,8 @@ fn miner_keygen_and_list_against_dispatch() {
             gpu: false,
             max_concurrent_tasks: 2,
         };
-        while client.register(capabilities.clone()).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "dispatch did not become ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(Duration::from_secs(30), "dispatch registering the miner", || client.register(capabilities.clone()))
+            .await;
     });
 
     let (ok, listed) = cli.json(&["miner", "list", "--json"]);

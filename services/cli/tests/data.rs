@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gradients_testkit::{workspace_root, NatsServer};
+use gradients_testkit::{eventually_blocking, workspace_root, NatsServer};
 use serde_json::Value;
 
 fn gradients(env: &[(String, String)], args: &[&str]) -> Output {
@@ -121,14 +121,12 @@ fn generated_folders_are_accepted_by_intake() {
         command.env(key, value);
     }
     let mut server = Serving(command.spawn().unwrap());
-    let started = Instant::now();
-    while !stdout(&gradients(&env, &["task", "get", "nothing-yet", "--json"])).contains("TASK_NOT_FOUND") {
-        assert!(started.elapsed() < Duration::from_secs(30), "intake did not become ready");
+    eventually_blocking(Duration::from_secs(30), "intake ready", || {
         if let Ok(Some(status)) = server.0.try_wait() {
             panic!("gradients serve intake exited early: {status}");
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        stdout(&gradients(&env, &["task", "get", "nothing-yet", "--json"])).contains("TASK_NOT_FOUND")
+    });
 
     for (folder, task_type) in [
         ("capital-lookup", "instruct"),

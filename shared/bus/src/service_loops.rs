@@ -42,7 +42,10 @@ impl CrashSwitch {
 /// [`CrashSwitch::fired`] never resolves.
 #[cfg(not(feature = "test-faults"))]
 #[derive(Debug, Default)]
-pub struct CrashSwitch;
+pub struct CrashSwitch {
+    /// Nothing to hold: a braced struct, so `CrashSwitch::default()` reads the same in both builds.
+    _cannot_fire: (),
+}
 
 #[cfg(not(feature = "test-faults"))]
 impl CrashSwitch {

@@ -31,6 +31,7 @@ fn waiting_for_a_dead_server(
 #[tokio::test]
 async fn waits_for_a_server_that_starts_late() {
     let (mut server, waiting) = waiting_for_a_dead_server("late-start", &CancellationToken::new());
+    // Time passing with the server down is the thing under test: several back-offs of waiting.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(!waiting.is_finished(), "gave up or connected while the server was down");
 
@@ -49,6 +50,7 @@ async fn waits_for_a_server_that_starts_late() {
 async fn stops_waiting_on_shutdown() {
     let stop = CancellationToken::new();
     let (_server, waiting) = waiting_for_a_dead_server("stopped", &stop);
+    // Let it be well into waiting (a back-off or two) before the shutdown under test.
     tokio::time::sleep(Duration::from_millis(600)).await;
     stop.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("stopped promptly").expect("join");

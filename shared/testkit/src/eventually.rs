@@ -62,6 +62,25 @@ where
     }
 }
 
+/// [`eventually`] for a test without an async runtime (one that drives processes): the same
+/// contract, polling on the calling thread.
+pub fn eventually_blocking<O, F>(limit: Duration, what: &str, mut check: F) -> O::Value
+where
+    O: Outcome,
+    F: FnMut() -> O,
+{
+    let started = Instant::now();
+    loop {
+        match check().into_outcome() {
+            Ok(value) => return value,
+            Err(last) if started.elapsed() >= limit => {
+                panic!("waited {limit:?} for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +116,19 @@ mod tests {
         .await;
         assert_eq!(value, 2);
         eventually(Duration::from_secs(5), "true", || async { true }).await;
+    }
+
+    /// The blocking form returns the first success and names what it waited for.
+    #[test]
+    fn blocking_form_behaves_the_same() {
+        let mut calls = 0;
+        let value = eventually_blocking(Duration::from_secs(5), "two calls", || {
+            calls += 1;
+            (calls >= 2).then_some(calls)
+        });
+        assert_eq!(value, 2);
+        let gave_up = std::panic::catch_unwind(|| eventually_blocking(Duration::from_millis(60), "never", || false));
+        assert!(gave_up.is_err());
     }
 
     /// Gives up after the limit, naming what it waited for and what it saw.

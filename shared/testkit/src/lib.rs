@@ -16,7 +16,7 @@ mod services;
 use std::path::PathBuf;
 
 pub use db::{Backend, ScratchDb};
-pub use eventually::{eventually, Outcome};
+pub use eventually::{eventually, eventually_blocking, Outcome};
 pub use http::http_get;
 pub use inspect::{consumer_settled, stream_messages};
 pub use nats::NatsServer;

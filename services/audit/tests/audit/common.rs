@@ -1,9 +1,9 @@
-//! A sandbox for the audit's tests: a private nats-server, a scratch audit store, audit
-//! replicas in-process (or as real processes), and a publisher of real events.
+//! The audit's tests on the testkit's sandbox (a private nats-server and a scratch audit
+//! store): audit replicas in-process (or as real processes), and a publisher of real events.
 
 #![allow(dead_code)]
 
-use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,50 +11,52 @@ use gradients_audit::client::AuditClient;
 use gradients_audit::store::entity::record;
 use gradients_audit::AuditError;
 use gradients_bus::event::{publish_event, OutgoingEvent};
-use gradients_bus::{topology, Bus};
+use gradients_bus::subjects::streams;
 use gradients_config::Settings;
-use gradients_testkit::{Backend, NatsServer, ScratchDb};
+pub use gradients_testkit::eventually;
+use gradients_testkit::{Backend, Services};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
-use tempfile::TempDir;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// The audit under test and what it stands on.
+/// The audit under test on the testkit's sandbox (its server, store, settings and bus are
+/// reached through `Deref`).
 pub struct Sandbox {
-    pub nats: NatsServer,
-    pub db: ScratchDb,
-    pub settings: Settings,
-    pub bus: Bus,
+    base: gradients_testkit::Sandbox,
     pub client: AuditClient,
     /// A direct connection to the audit store, for counting and tampering.
     pub store: DatabaseConnection,
-    /// Holds the audit's key file.
-    pub dir: TempDir,
-    replicas: Vec<(CancellationToken, JoinHandle<Result<(), AuditError>>)>,
+    replicas: Services<AuditError>,
+}
+
+impl Deref for Sandbox {
+    type Target = gradients_testkit::Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl DerefMut for Sandbox {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 impl Sandbox {
     /// A sandbox on `backend` with no audit running yet.
-    pub async fn new(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Sandbox {
-        gradients_telemetry::init_for_tests();
-        let nats = NatsServer::start().expect("nats-server");
-        let db = ScratchDb::new(backend).await.expect("scratch database");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings::default();
-        settings.nats.url = vec![nats.url()];
-        settings.nats.retry_backoff_ms = 50;
-        settings.nats.ack_wait_ms = 2_000;
-        settings.audit.store_url = db.url().to_owned();
-        settings.audit.http_addr = "127.0.0.1:0".to_owned();
-        settings.audit.key_file = dir.path().join("audit.key");
-        settings.audit.checkpoint_interval_ms = 60_000;
-        settings.audit.reorder_delay_ms = 50;
-        tweak(&mut settings);
-        let bus = Bus::connect(&settings.nats, "audit-test").await.expect("connect");
-        topology::declare(&bus, &settings.nats).await.expect("topology");
-        let store = gradients_audit::connect_store(&settings).await.expect("audit store");
-        let client = AuditClient::new(bus.client.clone(), Duration::from_secs(10));
-        Sandbox { nats, db, settings, bus, client, store, dir, replicas: Vec::new() }
+    pub async fn new(backend: Backend, tweak: impl FnOnce(&mut Settings) + Send) -> Sandbox {
+        let base = gradients_testkit::Sandbox::builder()
+            .store(backend)
+            .client_name("audit-test")
+            .settings(|settings| {
+                settings.nats.ack_wait_ms = 2_000;
+                settings.audit.checkpoint_interval_ms = 60_000;
+                settings.audit.reorder_delay_ms = 50;
+            })
+            .settings(tweak)
+            .build()
+            .await;
+        let store = gradients_audit::connect_store(&base.settings).await.expect("audit store");
+        let client = AuditClient::new(base.bus.client.clone(), Duration::from_secs(10));
+        Sandbox { base, client, store, replicas: Services::new() }
     }
 
     /// A sandbox with `replicas` audit processes running in-process.
@@ -69,9 +71,8 @@ impl Sandbox {
 
     /// Starts one more audit replica in this process.
     pub fn start_replica(&mut self) {
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(gradients_audit::run(self.settings.clone(), shutdown.clone()));
-        self.replicas.push((shutdown, handle));
+        let settings = self.base.settings.clone();
+        self.replicas.spawn(|stop| gradients_audit::run(settings, stop));
     }
 
     /// Waits until some audit replica answers its API.
@@ -118,30 +119,23 @@ impl Sandbox {
         .await;
     }
 
+    /// Waits until every audit consumer has been handed and has acknowledged everything
+    /// (a late duplicate would be pending or awaiting its ack), so a count is final.
+    pub async fn wait_until_settled(&self) {
+        eventually(Duration::from_secs(60), "the audit settled", || async {
+            for (stream, _, consumer) in streams::AUDITED {
+                gradients_testkit::consumer_settled(&self.bus.jetstream, stream, consumer).await?;
+            }
+            Ok::<(), String>(())
+        })
+        .await;
+    }
+
     /// Stops every replica and waits for them.
     pub async fn stop(&mut self) {
-        for (shutdown, handle) in self.replicas.drain(..) {
-            shutdown.cancel();
-            handle.await.expect("join").expect("the audit ran without error");
+        for outcome in self.replicas.stop_all().await {
+            outcome.expect("the audit ran without error");
         }
-    }
-}
-
-/// Waits until `check` returns `Some`, or fails the test naming `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -205,8 +205,8 @@ async fn two_replicas_capture_each_message_once() {
             }
         }
         sandbox.wait_for_records(n + n / 3).await;
-        // Let any late duplicate show itself before counting.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Any late duplicate would still be pending or awaiting its ack: wait it out.
+        sandbox.wait_until_settled().await;
         let records = all_records(&sandbox).await;
         assert_eq!(records.len() as u64, n + n / 3, "{backend}");
         assert_complete(
@@ -380,7 +380,7 @@ async fn sigkill_and_resume(backend: Backend) {
     publisher.await.unwrap();
     sandbox.wait_for_records(n).await;
     sandbox.wait_until_answering().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sandbox.wait_until_settled().await;
     let records = all_records(&sandbox).await;
     assert_eq!(records.len() as u64, n);
     assert_complete(&records, &HashMap::from([(streams::LEDGER, n as i64)]));
