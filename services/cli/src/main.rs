@@ -10,11 +10,13 @@
 //! - `gradients model pretrain|publish|list`: a small base model, trained by
 //!   `gradients-trainer`; the `gradients-models` store of base models.
 //! - `gradients eval run|inspect`: score or inspect a local ONNX file as the evaluator does.
+//! - `gradients bench market`: competing strategies through the whole market, measured.
 //!
 //! Every command reads the same configuration as the services: `--config` files, then
 //! `GRADIENTS__...` variables (`GRADIENTS__NATS__URL` points it at your cluster).
 
 mod audit_cmd;
+mod bench;
 mod customer_cmd;
 mod data_cmd;
 mod eval_cmd;
@@ -94,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: data_cmd::DataCommand,
     },
+    /// Measure the market: `gradients bench market --tasks DIR --out DIR`.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -159,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Model { command } => model_cmd::run_store(&settings, command).await,
         Command::Eval { command } => eval_cmd::run(&settings, command).await,
+        Command::Bench { command } => bench::run(&settings, command).await,
     }
 }
 
