@@ -434,18 +434,11 @@ async fn customers_cannot_read_or_purge_each_others_uploads() {
     // Alice uploads to her own bucket and submits, while Bob listens on every inbox.
     let mut overheard = bob_bus.client.subscribe("_INBOX.>").await.unwrap();
     let mut overheard_alice = bob_bus.client.subscribe(format!("_INBOX_{alice_id}.>")).await.unwrap();
-    let mut upload = None;
-    for _ in 0..50 {
-        match alice.upload_dataset(rows.as_bytes()).await {
-            Ok(uploaded) => {
-                upload = Some(uploaded);
-                break;
-            }
-            // Intake may still be starting.
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let upload = upload.expect("alice uploads to her own bucket");
+    // Intake may still be starting.
+    let upload = eventually(Duration::from_secs(10), "alice uploading to her own bucket", || {
+        alice.upload_dataset(rows.as_bytes())
+    })
+    .await;
     assert_eq!(upload.bucket, buckets::uploads(&alice_id));
     let pending = alice.upload_dataset(rows.as_bytes()).await.unwrap();
     let request = SubmitTaskRequest {
@@ -525,19 +518,15 @@ async fn answer_ledger_queries(ledger: &Bus, endpoint: &str, reply: &'static str
 }
 
 /// Asks the ledger's `endpoint` as `caller`, asking again while the answering subscription
-/// is not yet known to the server ("no responders"), for up to ten seconds.
+/// is not yet known to the server ("no responders"), for up to ten seconds; any other
+/// outcome (an answer, a refusal) is returned as it is.
 async fn ask_the_ledger(caller: &Bus, endpoint: &str) -> Result<async_nats::Message, async_nats::RequestError> {
     let subject = gradients_bus::subjects::api::ledger(endpoint);
-    let started = std::time::Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), &format!("a responder on {subject}"), || async {
         match caller.client.request(subject.clone(), "".into()).await {
-            Err(e)
-                if e.kind() == async_nats::RequestErrorKind::NoResponders
-                    && started.elapsed() < Duration::from_secs(10) =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            answer => return answer,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Err(e.to_string()),
+            answer => Ok(answer),
         }
-    }
+    })
+    .await
 }
