@@ -264,13 +264,19 @@ async fn run_phases(
                     strategies,
                 });
             }
-            progress.println(format!(
+            let line = format!(
                 "{} {}: winner {} in {:.0} s",
                 phase.label,
                 task.name,
                 market.miners.get(&result.winner_miner_id).map(String::as_str).unwrap_or("none"),
                 run_started.elapsed().as_secs_f64()
-            ));
+            );
+            // A hidden bar (no terminal, as under nohup) prints nothing: keep the log anyway.
+            if progress.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                progress.println(line);
+            }
             progress.inc(1);
         }
     }
