@@ -16,11 +16,10 @@ use gradients_store::entity::ledger::{assignment, entry, evaluation, task_result
 use gradients_store::paging::{page_token, parse_page_token};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::QueryError;
-use crate::finalize::UNDECODABLE_EVIDENCE;
+use crate::finalize::decode_evidence;
 use crate::record::kind_label;
 use crate::standings::{self, EvidenceReader};
 use crate::{convert, weights, Context, VERSION};
@@ -78,7 +77,7 @@ async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskRes
         .all(&ctx.db)
         .await?
         .iter()
-        .filter_map(|row| EvaluationResult::decode(row.payload.as_slice()).ok())
+        .filter_map(|row| decode_evidence(row, &ctx.metrics))
         .collect();
     let assigned: Vec<String> = assignment::Entity::find()
         .filter(assignment::Column::TaskId.eq(request.task_id))
@@ -102,18 +101,8 @@ async fn references(ctx: &Context, task_id: &str) -> Result<convert::References,
         .await?;
     let mut references = convert::References::default();
     for row in measured {
-        let result = match EvaluationResult::decode(row.payload.as_slice()) {
-            Ok(result) => result,
-            // Evidence that no longer decodes is an alarm; the reference reads as unmeasured.
-            Err(e) => {
-                ctx.metrics.rejected(UNDECODABLE_EVIDENCE);
-                tracing::error!(
-                    alarm = UNDECODABLE_EVIDENCE, evaluation_id = %row.evaluation_id, task_id,
-                    error = %e, "a stored evaluation does not decode"
-                );
-                continue;
-            }
-        };
+        // Evidence that no longer decodes is an alarm; the reference reads as unmeasured.
+        let Some(result) = decode_evidence(&row, &ctx.metrics) else { continue };
         if result.status != EvaluationStatus::Valid as i32 {
             continue;
         }

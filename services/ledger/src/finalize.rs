@@ -33,6 +33,22 @@ pub const BECAUSE_ALL_EVALUATED: FinalizedBecause = FinalizedBecause::AllEvaluat
 /// Why a task was finalized: its deadline and grace passed first.
 pub const BECAUSE_DEADLINE: FinalizedBecause = FinalizedBecause::Deadline;
 
+/// A stored evaluation's event, or `None` after raising the alarm (logged and counted) that
+/// it no longer decodes: stored evidence is never skipped without a word.
+pub fn decode_evidence(row: &evaluation::Model, metrics: &Metrics) -> Option<EvaluationResult> {
+    match EvaluationResult::decode(row.payload.as_slice()) {
+        Ok(result) => Some(result),
+        Err(e) => {
+            metrics.rejected(UNDECODABLE_EVIDENCE);
+            tracing::error!(
+                alarm = UNDECODABLE_EVIDENCE, evaluation_id = %row.evaluation_id, task_id = %row.task_id,
+                error = %e, "a stored evaluation does not decode"
+            );
+            None
+        }
+    }
+}
+
 /// What [`Finalizer::try_finalize`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finalized {
@@ -142,6 +158,7 @@ impl Finalizer {
             return BTreeMap::new();
         };
         let miner_kind = kind_label(EvaluationKind::MinerSubmission);
+        // One that does not decode is left out here; `plan` raises its alarm and fails it.
         let decoded: Vec<EvaluationResult> = evaluations
             .iter()
             .filter(|e| e.kind == miner_kind)
@@ -391,6 +408,28 @@ pub fn miner_result(result: &EvaluationResult) -> MinerResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stored evidence that no longer decodes is an alarm, counted where operators look,
+    /// while evidence that decodes reads back as published.
+    #[test]
+    fn undecodable_evidence_raises_the_alarm() {
+        let metrics = Metrics::new("ledger-test");
+        let result = EvaluationResult { evaluation_id: "e1".into(), task_id: "t".into(), ..Default::default() };
+        let mut row = evaluation::Model {
+            evaluation_id: "e1".into(),
+            task_id: "t".into(),
+            miner_id: "m".into(),
+            kind: gradients_store::entity::ledger::EvaluationKind::MinerSubmission,
+            payload: result.encode_to_vec(),
+            payload_sha256: String::new(),
+            received_at_ms: 0,
+        };
+        assert_eq!(decode_evidence(&row, &metrics), Some(result));
+        assert!(!metrics.encode().contains(UNDECODABLE_EVIDENCE), "no alarm for good evidence");
+        row.payload = vec![0xff, 0xff, 0xff];
+        assert_eq!(decode_evidence(&row, &metrics), None);
+        assert!(metrics.encode().contains(UNDECODABLE_EVIDENCE), "{}", metrics.encode());
+    }
 
     /// Entry ids depend on every part of their key and nothing else.
     #[test]
