@@ -345,6 +345,19 @@ impl Handler for AssignmentHandler {
     }
 }
 
+/// A submission that arrived before what it depends on (its task, its cohort's assignments)
+/// was projected. Usually that is milliseconds away, so the first retry is quick; but the
+/// missing event may be held by a replica that died, and comes back only after the ack wait,
+/// so later retries wait that long (a short back-off would use up `max_deliver` first and
+/// dead-letter a valid submission).
+fn not_yet(ctx: &Context, message: &jetstream::Message, reason: String) -> Handled {
+    let delivered = message.info().map(|info| info.delivered.max(1) as u64).unwrap_or(1);
+    let nats = &ctx.settings.nats;
+    let after =
+        if delivered <= 1 { nats.retry_backoff(delivered) } else { nats.retry_backoff(delivered).max(nats.ack_wait()) };
+    Handled::RetryLater { after, reason }
+}
+
 /// Checks, scores and publishes each submission once.
 pub struct SubmissionHandler(pub Arc<Context>);
 
@@ -372,14 +385,19 @@ async fn evaluate_submission(
 ) -> Result<Handled, HandlerError> {
     let Some(task) = ctx.projection.task(&submission.task_id).await? else {
         // Its `tasks.created` is on another stream and not projected yet: nothing failed.
-        let delivered = message.info().map(|info| info.delivered.max(1) as u64).unwrap_or(1);
-        return Ok(Handled::RetryLater {
-            after: ctx.settings.nats.retry_backoff(delivered),
-            reason: format!("task {} is not known yet", submission.task_id),
-        });
+        return Ok(not_yet(ctx, message, format!("task {} is not known yet", submission.task_id)));
     };
     let arrived_ms = arrival_ms(message)?;
     let cohort = ctx.projection.cohort(&submission.task_id).await?;
+    if !cohort.is_complete() && !cohort.miners.contains_key(&submission.miner_id) {
+        // Assignments travel on another stream: wait for the whole cohort before deciding
+        // whether this miner was assigned.
+        return Ok(not_yet(
+            ctx,
+            message,
+            format!("the assignments of task {} are not all known yet", submission.task_id),
+        ));
+    }
     let artifact = submission.artifact.clone().unwrap_or_default();
     let mut result = EvaluationResult {
         evaluation_id: format!("eval-{}", submission.submission_id),

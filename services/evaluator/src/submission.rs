@@ -38,18 +38,11 @@ async fn assigned_key(
     cohort: &CohortRecord,
     submission: &Submission,
 ) -> Result<Result<Vec<u8>, Refusal>, HandlerError> {
+    // The handler waited for the whole cohort (`service::not_yet`) before admitting.
     let Some(assigned) = cohort.miners.get(&submission.miner_id) else {
-        if cohort.is_complete() {
-            return Ok(Err(Refusal::invalid(
-                ErrorCode::NotAssigned,
-                format!("miner {} is not assigned to task {}", submission.miner_id, submission.task_id),
-            )));
-        }
-        // Assignments and submissions travel on different streams: wait for the rest of
-        // the cohort before deciding.
-        return Err(HandlerError::transient(format!(
-            "the assignments of task {} are not all known yet",
-            submission.task_id
+        return Ok(Err(Refusal::invalid(
+            ErrorCode::NotAssigned,
+            format!("miner {} is not assigned to task {}", submission.miner_id, submission.task_id),
         )));
     };
     if let Ok(key) = hex::decode(&assigned.public_key) {
