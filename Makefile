@@ -28,5 +28,6 @@ lint:
 ## model, which needs the full PyTorch (~4.6 GB, installed once into the cache).
 bench: bootstrap
 	$(CARGO) bench -p gradients-ledger --bench ledger_throughput
+	$(CARGO) bench -p gradients-intake --bench submit_latency
 	BENCH_TORCH_PYTHON=$$(bash scripts/python-for-bench.sh torch) $(CARGO) bench -p gradients-trainer --bench train_throughput
 	BENCH_ORT_PYTHON=$$(bash scripts/python-for-bench.sh onnxruntime) $(CARGO) bench -p gradients-evaluator --bench eval_throughput

@@ -426,6 +426,13 @@ async fn customers_cannot_read_or_purge_each_others_uploads() {
     tokio::spawn(gradients_intake::run(settings, shutdown.clone()));
 
     let alice_bus = Bus::connect(&as_customer(&server, &alice_id), "alice").await.unwrap();
+    // The task's base model, published (into the bucket intake declares as it starts) by
+    // the one service user allowed to write gradients-models.
+    let publisher = Bus::connect(&as_user(&server, "evaluator", "evaluator-secret"), "publisher").await.unwrap();
+    gradients_testkit::eventually(Duration::from_secs(20), "the base model is published", || {
+        gradients_testkit::publish_base_model(&publisher, "tiny-1m")
+    })
+    .await;
     let bob_bus = Bus::connect(&as_customer(&server, &bob_id), "bob").await.unwrap();
     let alice = IntakeClient::new(alice_bus.clone(), alice_key, Duration::from_secs(5));
     let bob = IntakeClient::new(bob_bus.clone(), bob_key, Duration::from_secs(5));

@@ -46,7 +46,7 @@ pub async fn run_store(settings: &gradients_config::Settings, command: ModelComm
             }
         }
         ModelCommand::List { json } => {
-            let models = gradients_evaluator::models_store::list(&bus).await?;
+            let models = gradients_model::store::list(&bus).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&models)?);
             } else {

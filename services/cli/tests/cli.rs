@@ -94,6 +94,16 @@ fn serve_submit_get_list_cancel_and_stop() {
     wait_until_ready(&cli, &mut server);
 
     let capitals = examples().join("capitals");
+    // Its base model is configured but not yet published: refused, typed, with the name.
+    let (ok, refused) = cli.json(&["task", "submit", "--dir", path(&capitals), "--idempotency-key", "cli-0", "--json"]);
+    assert!(!ok, "a task naming an unpublished model is refused: {refused}");
+    assert_eq!(refused["error"]["code"], "BASE_MODEL_NOT_PUBLISHED");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("tiny-10m"), "{refused}");
+    let model = dir.path().join("tiny-10m");
+    gradients_testkit::write_base_model_dir(&model).unwrap();
+    let published = cli.run(&["model", "publish", path(&model), "--name", "tiny-10m"]);
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+
     let (ok, task) = cli.json(&["task", "submit", "--dir", path(&capitals), "--idempotency-key", "cli-1", "--json"]);
     assert!(ok, "{task}");
     assert_eq!(task["status"], "accepted");

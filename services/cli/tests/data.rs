@@ -128,6 +128,12 @@ fn generated_folders_are_accepted_by_intake() {
         stdout(&gradients(&env, &["task", "get", "nothing-yet", "--json"])).contains("TASK_NOT_FOUND")
     });
 
+    // Intake accepts only tasks whose base model is published.
+    let model = dir.path().join("tiny-1m");
+    gradients_testkit::write_base_model_dir(&model).unwrap();
+    let published = gradients(&env, &["model", "publish", path(&model), "--name", "tiny-1m"]);
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+
     for (folder, task_type) in [
         ("capital-lookup", "instruct"),
         ("date-iso", "instruct"),

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gradients_model::{files, ModelConfig, Weight, Weights};
+use gradients_model::{ModelConfig, Weight, Weights};
 use gradients_text::Tokenizer;
 
 use crate::checks::{Limits, ModelFacts};
@@ -34,15 +34,7 @@ impl std::fmt::Debug for BaseModel {
     }
 }
 
-/// The files of a base model, as read from a folder or the store.
-pub struct ModelFiles {
-    pub config: Vec<u8>,
-    pub tokenizer: Vec<u8>,
-    /// `model.onnx` when the source has it.
-    pub onnx: Option<Vec<u8>>,
-    /// `model.safetensors`, needed only when there is no ONNX file.
-    pub safetensors: Option<Vec<u8>>,
-}
+pub use gradients_model::store::ModelFiles;
 
 impl BaseModel {
     /// Builds the base model from its files; exports ONNX from the weights when needed.
@@ -81,26 +73,7 @@ impl BaseModel {
 
 /// The files of a model folder: config and tokenizer required, ONNX or weights.
 pub fn read_dir_files(name: &str, dir: &Path) -> Result<ModelFiles, BaseModelError> {
-    let read = |file: &str| -> Result<Option<Vec<u8>>, BaseModelError> {
-        match std::fs::read(dir.join(file)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BaseModelError::File { name: name.to_owned(), file: file.to_owned(), reason: e.to_string() }),
-        }
-    };
-    let required = |file: &str| -> Result<Vec<u8>, BaseModelError> {
-        read(file)?.ok_or_else(|| BaseModelError::File {
-            name: name.to_owned(),
-            file: dir.join(file).display().to_string(),
-            reason: "missing".into(),
-        })
-    };
-    Ok(ModelFiles {
-        config: required(files::CONFIG)?,
-        tokenizer: required(files::TOKENIZER)?,
-        onnx: read(files::ONNX)?,
-        safetensors: read(files::WEIGHTS)?,
-    })
+    Ok(gradients_model::store::read_dir_files(name, dir)?)
 }
 
 /// The ONNX export of a `model.safetensors` (f32 tensors under Hugging Face names).

@@ -19,6 +19,7 @@ mod cancel;
 pub mod client;
 pub mod customer;
 mod error;
+mod ingest;
 mod projection;
 mod readiness;
 mod result;
@@ -65,6 +66,8 @@ pub(crate) struct Context {
     pub auth: auth::Authenticator,
     /// Bounds the submits in progress, in all and per customer.
     pub submits: slots::SubmitSlots,
+    /// Bounds the bytes of data sets being read, parsed and split at once.
+    pub data_budget: ingest::DataBudget,
     /// API requests being handled now (readiness: all slots taken means no answer).
     pub in_flight: AtomicUsize,
 }
@@ -95,6 +98,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         crash: CrashSwitch::default(),
         auth,
         submits,
+        data_budget: ingest::DataBudget::new(settings.intake.data_budget_bytes),
         in_flight: AtomicUsize::new(0),
     });
 
@@ -133,7 +137,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     }
     tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
 
-    let panicked = |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), reason });
+    let panicked =
+        |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), source: reason.into() });
     let outcome = tokio::select! {
         outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
         point = ctx.crash.fired() => {

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use gradients_bus::objects;
+use gradients_bus::objects::{self, ObjectError};
 use gradients_bus::subjects::{self, buckets};
 use gradients_data::{ColumnMap, Limits, SplitPlan};
+use gradients_model::store::{self, StoreError};
 use gradients_proto::v1::{
     ErrorCode, ObjectRef, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp,
 };
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::error::RequestError;
 use crate::tasks::{self, PendingEvent};
-use crate::{upload, Context};
+use crate::{ingest, upload, Context};
 
 /// Longest task name and idempotency key accepted.
 const MAX_NAME_CHARS: usize = 200;
@@ -71,32 +72,41 @@ async fn accept(
     if let Some(existing) = tasks::find(&ctx.db, &task_id).await? {
         return replay(existing, &key, &fingerprint);
     }
+    // After the replay: a task accepted once stays answerable even if its model is
+    // withdrawn later; before the upload is read, which is the expensive part.
+    check_published(ctx, &request.base_model).await?;
 
     let dataset_ref = request.dataset.clone().unwrap_or_default();
-    let data = upload::read(ctx, &dataset_ref).await?;
     let limits = data_limits(&ctx.settings.intake.limits);
-    let dataset = gradients_data::parse(checked.task_type, &checked.columns, &data, &limits)?;
+    // Declared sizes over the limit are refused before any budget is waited for; the
+    // reader holds the object to exactly the declared size.
+    if dataset_ref.size > limits.max_bytes {
+        return Err(ObjectError::TooLarge { size: dataset_ref.size, limit: limits.max_bytes }.into());
+    }
+    let _budget = ctx.data_budget.reserve(dataset_ref.size).await?;
     let split_settings = &ctx.settings.intake.split;
-    let plan = SplitPlan {
-        test_fraction: split_settings.test_fraction,
-        test_max_rows: split_settings.test_max_rows,
-        synth_fraction: split_settings.synth_fraction,
-        synth_max_rows: split_settings.synth_max_rows,
+    let recipe = ingest::Recipe {
+        task_type: checked.task_type,
+        columns: checked.columns,
+        limits,
+        plan: SplitPlan {
+            test_fraction: split_settings.test_fraction,
+            test_max_rows: split_settings.test_max_rows,
+            synth_fraction: split_settings.synth_fraction,
+            synth_max_rows: split_settings.synth_max_rows,
+        },
+        seed: task_id.clone(),
     };
-    let splits = gradients_data::split(&dataset, task_id.as_bytes(), &plan);
+    let prepared = ingest::prepare(ctx, &dataset_ref, recipe).await?;
 
     let train_bucket = objects::bucket(&ctx.bus, buckets::TRAIN).await?;
     let validator_bucket = objects::bucket(&ctx.bus, buckets::VALIDATOR).await?;
     let mut written = Vec::with_capacity(3);
-    for (store, bucket, part, rows) in [
-        (&train_bucket, buckets::TRAIN, "train", &splits.train),
-        (&validator_bucket, buckets::VALIDATOR, "synth", &splits.synth),
-        (&validator_bucket, buckets::VALIDATOR, "test", &splits.test),
-    ] {
-        let bytes = gradients_data::to_jsonl(rows);
-        let name = buckets::split_object(&task_id, part, &objects::sha256_hex(&bytes));
-        let reference = objects::put_bytes(store, bucket, &name, &bytes).await?;
-        written.push(WrittenSplit { reference, rows: rows.len() });
+    for split in &prepared.splits {
+        let store = if split.bucket == buckets::TRAIN { &train_bucket } else { &validator_bucket };
+        let name = buckets::split_object(&task_id, split.part, &split.sha256);
+        let reference = objects::put_hashed(store, split.bucket, &name, &split.jsonl, split.sha256.clone()).await?;
+        written.push(WrittenSplit { reference, rows: split.rows });
     }
     let [train_ref, synth_ref, test_ref] = [&written[0], &written[1], &written[2]];
 
@@ -116,7 +126,7 @@ async fn accept(
         status_reason: String::new(),
         dataset_sha256: dataset_ref.sha256.to_ascii_lowercase(),
         dataset_size: dataset_ref.size as i64,
-        dataset_rows: dataset.len() as i64,
+        dataset_rows: prepared.rows as i64,
         train_sha256: train_ref.reference.sha256.clone(),
         train_size: train_ref.reference.size as i64,
         train_rows: train_ref.rows as i64,
@@ -170,13 +180,33 @@ async fn accept(
     tracing::info!(
         task_id,
         customer_id = %caller.customer_id,
-        rows = dataset.len(),
-        train = splits.train.len(),
-        synth = splits.synth.len(),
-        test = splits.test.len(),
+        rows = prepared.rows,
+        train = train_ref.rows,
+        synth = synth_ref.rows,
+        test = test_ref.rows,
         "task accepted"
     );
     Ok(SubmitTaskResponse { task: Some(task), created: true })
+}
+
+/// Refuses a base model that is not published in the `gradients-models` store: dispatch
+/// would assign the task and every miner and the evaluator would fail to fetch the model.
+async fn check_published(ctx: &Context, base_model: &str) -> Result<(), RequestError> {
+    let not_published = |why: String| {
+        RequestError::bad(
+            ErrorCode::BaseModelNotPublished,
+            format!(
+                "base model {base_model:?} {why}; an operator publishes it with `gradients model publish DIR --name {base_model}`"
+            ),
+        )
+    };
+    match store::read_index(&ctx.bus, base_model).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(not_published(format!("is not published in {}", buckets::MODELS))),
+        Err(StoreError::Bus(e)) => Err(RequestError::Bus(e)),
+        // An index that does not read is no model anyone can fetch.
+        Err(e) => Err(not_published(format!("has an unusable index ({e})"))),
+    }
 }
 
 /// The request's fields, checked; everything the data set is read with.

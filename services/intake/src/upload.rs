@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{object_store, stream, ErrorCode};
-use bytes::Bytes;
-use gradients_bus::objects;
+use gradients_bus::objects::{self, ChunkSink};
 use gradients_bus::subjects::buckets;
 use gradients_bus::BusError;
 use gradients_proto::v1::{ObjectRef, PrepareUploadRequest, PrepareUploadResponse};
@@ -63,7 +62,7 @@ async fn ensure_bucket(ctx: &Context, customer_id: &str) -> Result<String, Reque
         ..Default::default()
     };
     ctx.bus.jetstream.create_object_store(config).await.map_err(|e| {
-        RequestError::Bus(BusError::Declare { what: format!("object store {bucket}"), reason: e.to_string() })
+        RequestError::Bus(BusError::Declare { what: format!("object store {bucket}"), source: e.into() })
     })?;
     tracing::info!(customer_id, bucket, "customer uploads bucket created");
     Ok(bucket)
@@ -74,7 +73,7 @@ async fn count_customer_buckets(ctx: &Context) -> Result<usize, RequestError> {
     use futures::TryStreamExt;
     let prefix = format!("OBJ_{}", buckets::UPLOADS_PREFIX);
     let names: Vec<String> = ctx.bus.jetstream.stream_names().try_collect().await.map_err(|e| {
-        RequestError::Bus(BusError::Declare { what: "the list of streams".to_owned(), reason: e.to_string() })
+        RequestError::Bus(BusError::Declare { what: "the list of streams".to_owned(), source: e.into() })
     })?;
     Ok(names.iter().filter(|name| name.starts_with(&prefix)).count())
 }
@@ -91,8 +90,9 @@ pub fn check_own(caller: &Caller, dataset: &ObjectRef) -> Result<(), RequestErro
     Ok(())
 }
 
-/// Reads the caller's upload as `dataset` declares it (checked by [`check_own`] first).
-pub async fn read(ctx: &Context, dataset: &ObjectRef) -> Result<Bytes, RequestError> {
+/// Streams the caller's upload as `dataset` declares it (checked by [`check_own`] first)
+/// into `sink`, which checks its sha256 (see [`objects::stream_plain_within`]).
+pub async fn stream(ctx: &Context, dataset: &ObjectRef, sink: &mut impl ChunkSink) -> Result<(), RequestError> {
     let intake = &ctx.settings.intake;
     let store = match ctx.bus.jetstream.get_object_store(&dataset.bucket).await {
         Ok(store) => store,
@@ -106,10 +106,10 @@ pub async fn read(ctx: &Context, dataset: &ObjectRef) -> Result<Bytes, RequestEr
                 let name = dataset.name.clone();
                 return Err(objects::ObjectError::NotFound { bucket: dataset.bucket.clone(), name }.into());
             }
-            return Err(RequestError::Bus(BusError::Object { bucket: dataset.bucket.clone(), reason: e.to_string() }));
+            return Err(RequestError::Bus(BusError::Object { bucket: dataset.bucket.clone(), source: e.into() }));
         }
     };
-    Ok(objects::read_verified_within(&store, dataset, intake.limits.max_bytes, intake.upload_stall()).await?)
+    Ok(objects::stream_plain_within(&store, dataset, intake.limits.max_bytes, intake.upload_stall(), sink).await?)
 }
 
 /// Removes a settled upload from the caller's own bucket (never from anyone else's: the

@@ -34,6 +34,11 @@ pub struct IntakeSettings {
     pub max_submits_per_customer: usize,
     /// How long a read of an upload may wait for its next piece (metadata or chunk).
     pub upload_stall_ms: u64,
+    /// How many bytes of data sets one intake process reads, parses and splits at once
+    /// (each submit holds its data set's size until its splits are written; peak memory
+    /// is a few times this). A submit waits for its share; one larger than the whole
+    /// budget is refused (DATASET_TOO_LARGE).
+    pub data_budget_bytes: u64,
     /// The most bytes one customer's uploads bucket holds (abandoned uploads expire after
     /// a day); at least `limits.max_bytes`.
     pub upload_bucket_max_bytes: u64,
@@ -76,6 +81,7 @@ impl Default for IntakeSettings {
             max_concurrent_submits: 8,
             max_submits_per_customer: 2,
             upload_stall_ms: 10_000,
+            data_budget_bytes: 1024 * 1024 * 1024,
             upload_bucket_max_bytes: 1024 * 1024 * 1024,
             max_customer_buckets: 10_000,
             request_max_skew_ms: 60_000,
@@ -210,6 +216,14 @@ impl IntakeSettings {
         }
         if self.upload_stall_ms == 0 {
             return Err(ConfigError::invalid("intake.upload_stall_ms", 0, "must be positive"));
+        }
+        // Counted in KiB permits of a semaphore, whose one acquisition is at most u32::MAX.
+        if self.data_budget_bytes == 0 || self.data_budget_bytes > u64::from(u32::MAX) * 1024 {
+            return Err(ConfigError::invalid(
+                "intake.data_budget_bytes",
+                self.data_budget_bytes,
+                "must be positive and at most 4 TiB",
+            ));
         }
         if self.upload_bucket_max_bytes < limits.max_bytes {
             return Err(ConfigError::invalid(

@@ -8,12 +8,15 @@
 //!   exporter.
 //! - [`manifest`]: what a submitted artifact claims about itself (base model, training
 //!   configuration, sha256 of the ONNX file).
+//! - [`store`]: the `gradients-models` object store, where base models are published by
+//!   name for every party (the CLI publishes, intake checks, the evaluator fetches).
 //! - [`onnx`]: writes a model as ONNX (IR 10, opset 17; inputs `input_ids` and
 //!   `attention_mask`, output `logits`) with prost from the official `onnx.proto`.
 
 pub mod config;
 pub mod manifest;
 pub mod onnx;
+pub mod store;
 mod weights;
 
 pub use config::{CheckpointName, ConfigError, Gpt2Config, LlamaConfig, ModelConfig, ParameterSpec};

@@ -4,6 +4,7 @@
 //! parallel. [`Sandbox`] puts them together for every suite, [`Services`] runs the
 //! services under test, and [`eventually`] waits on what they did instead of sleeping.
 
+mod base_model;
 mod db;
 mod eventually;
 mod http;
@@ -15,6 +16,7 @@ mod services;
 
 use std::path::PathBuf;
 
+pub use base_model::{base_model_config, base_model_files, publish_base_model, write_base_model_dir};
 pub use db::{Backend, ScratchDb};
 pub use eventually::{eventually, eventually_blocking, Outcome};
 pub use http::http_get;

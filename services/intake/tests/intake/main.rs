@@ -6,6 +6,7 @@ mod common;
 mod api;
 mod bad_input;
 mod crash;
+mod published_models;
 mod race;
 mod security;
 mod submit;

@@ -71,6 +71,8 @@ impl Sandbox {
         let client = IntakeClient::new(base.bus.clone(), customer.clone(), Duration::from_secs(10));
         let mut sandbox = Sandbox { base, customer, client, operator, intake: Services::new() };
         sandbox.start_intake().await;
+        // Intake refuses a task whose base model is not published; the tests' tasks name this one.
+        gradients_testkit::publish_base_model(&sandbox.base.bus, BASE_MODEL).await.expect("publish the base model");
         sandbox
     }
 
