@@ -54,6 +54,12 @@ serve() { # serve NAME [VAR=VALUE...]: one service as its own process, logging t
   echo "$name ready (pid ${pids[-1]}, health and metrics on http://127.0.0.1:$port)"
 }
 
+# The evaluator loads ONNX Runtime at run time (cargo sets this for its own runs only).
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  ORT_DYLIB_PATH=$(ls "$root"/.deps/py/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+  export ORT_DYLIB_PATH
+fi
+
 nats_port=$(free_port)
 export GRADIENTS__NATS__URL="nats://127.0.0.1:$nats_port"
 export GRADIENTS__TELEMETRY__LOG_FILTER="warn"
@@ -77,8 +83,12 @@ for service in dispatch evaluator audit; do "$gradients" miner keygen --out "$wo
 "$gradients" customer keygen --out "$work/keys/customer.key"
 
 step "pretraining the base model tiny-1m on the generated corpus, then publishing it to gradients-models"
-"$gradients" model pretrain --preset tiny-1m --out "$work/models/tiny-1m" --steps "${DEMO_PRETRAIN_STEPS:-80}" \
-  --batch-size 8 --corpus-bytes 300000 --device cpu
+if [ -n "${DEMO_BASE_MODEL:-}" ]; then # a folder pretrained earlier, to run the demo again quickly
+  mkdir -p "$work/models" && cp -r "$DEMO_BASE_MODEL" "$work/models/tiny-1m"
+else
+  "$gradients" model pretrain --preset tiny-1m --out "$work/models/tiny-1m" --steps "${DEMO_PRETRAIN_STEPS:-80}" \
+    --batch-size 8 --corpus-bytes 300000 --device cpu
+fi
 "$gradients" model publish "$work/models/tiny-1m" --name tiny-1m
 "$gradients" model list
 
@@ -103,7 +113,7 @@ step "four trainers join the market (${strategies[*]}; $steps optimizer steps ea
 for strategy in "${strategies[@]}"; do
   GRADIENTS__TRAINER__KEY_FILE="$work/keys/miner-$strategy.key" GRADIENTS__TRAINER__MODELS_DIR="$work/models" \
     GRADIENTS__TRAINER__WORK_DIR="$work/runs-$strategy" GRADIENTS__TRAINER__STRATEGY="$strategy" \
-    GRADIENTS__TRAINER__DEVICE=cpu GRADIENTS__TRAINER__MAX_STEPS="$steps" \
+    GRADIENTS__TRAINER__DEVICE=cpu GRADIENTS__TRAINER__MAX_STEPS="$steps" OMP_NUM_THREADS=1 \
     GRADIENTS__TELEMETRY__LOG_FILTER="warn,gradients_trainer=info" \
     "$trainer" serve >"$work/trainer-$strategy.log" 2>&1 &
   pids+=($!)

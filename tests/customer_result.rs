@@ -158,8 +158,9 @@ async fn a_customer_follows_its_task_to_the_downloaded_winner() {
             ("GRADIENTS__TRAINER__MIN_TRAINING_MS", "1000".into()),
         ];
         let log = std::fs::File::create(dir.path().join(format!("trainer-{i}.log"))).unwrap();
-        let child = command(&binary("gradients-trainer"), &env, &extra).arg("serve").stderr(log).stdout(Stdio::null());
-        processes.0.push(child.spawn().expect("starting a trainer"));
+        let mut trainer = command(&binary("gradients-trainer"), &env, &extra);
+        let child = trainer.arg("serve").stderr(log).stdout(Stdio::null()).spawn();
+        processes.0.push(child.expect("starting a trainer"));
     }
     eventually(Duration::from_secs(60), "both trainers registered", || async {
         let (ok, out, _) = gradients(&env, &["miner", "list", "--json"]).await;

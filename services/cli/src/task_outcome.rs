@@ -60,7 +60,13 @@ pub async fn watch(client: &IntakeClient, task_id: &str, poll: Duration, json_li
                             "seconds": started.elapsed().as_secs_f64() })
                 );
             } else {
-                bar.println(format!("{:>7.1}s  {}", started.elapsed().as_secs_f64(), status_line(&task)));
+                let line = format!("{:>7.1}s  {}", started.elapsed().as_secs_f64(), status_line(&task));
+                // Without a terminal the bar is hidden, and so is what it prints: say it plainly.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             last = Some(now);
         }
