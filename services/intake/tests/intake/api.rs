@@ -31,6 +31,7 @@ async fn micro_service_is_discoverable() {
             "gradients.api.tasks.cancel",
             "gradients.api.tasks.get",
             "gradients.api.tasks.list",
+            "gradients.api.tasks.result",
             "gradients.api.tasks.submit",
             "gradients.api.tasks.upload"
         ]
