@@ -126,7 +126,7 @@ done
 
 step "a customer submits a generated task (reverse-word, $rows rows, instruct, base model tiny-1m)"
 "$gradients" data generate --out "$work/tasks" --family reverse-word --rows "$rows" --base-model tiny-1m
-task=$("$gradients" task submit --dir "$work/tasks/reverse-word" --idempotency-key demo-market --hours 0.25 --json \
+task=$("$gradients" task submit --dir "$work/tasks/reverse-word" --idempotency-key demo-market --hours 0.5 --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "task $task"
 
