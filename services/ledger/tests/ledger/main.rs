@@ -2,6 +2,7 @@
 
 mod batch;
 mod common;
+mod confidence;
 mod forged;
 mod history;
 mod startup;
