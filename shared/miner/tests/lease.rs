@@ -123,3 +123,22 @@ async fn given_up_and_undecodable_assignments_are_not_redelivered() {
     let after = market.client().next_assignment(&market.dispatch_key(), ACK_WAIT * 3).await.unwrap();
     assert!(after.is_none(), "a terminated message was delivered again");
 }
+
+/// An assignment handed back (the trainer shut down mid-training) comes back to the
+/// miner's next start at once, not only after the ack wait, and counts as a redelivery.
+#[tokio::test]
+async fn a_handed_back_assignment_is_delivered_again_at_once() {
+    let market = Market::start().await;
+    // An ack wait far longer than the test waits: only the hand-back can bring it back.
+    let long_lease = Duration::from_secs(120);
+    let client = || market.client().with_assignment_ack_wait(long_lease);
+    market.assign("t4").await;
+    let lease = client().next_assignment(&market.dispatch_key(), Duration::from_secs(5)).await.unwrap();
+    let lease = lease.expect("assigned");
+    lease.hand_back().await.unwrap();
+
+    let again = client().next_assignment(&market.dispatch_key(), Duration::from_secs(10)).await.unwrap();
+    let again = again.expect("handed back, delivered again before the ack wait");
+    assert_eq!((again.task_id.as_str(), again.deliveries()), ("t4", 2));
+    again.finish().await.unwrap();
+}
