@@ -18,6 +18,9 @@ pub enum IntakeError {
     /// The metrics and health endpoint could not start.
     #[error(transparent)]
     Telemetry(#[from] gradients_telemetry::TelemetryError),
+    /// One of the service's loops panicked.
+    #[error(transparent)]
+    Panicked(#[from] gradients_bus::lifecycle::LoopPanicked),
     /// A test's fault point fired: the service stopped as if killed.
     #[error("stopped by the fault point `{0}`")]
     FaultInjected(&'static str),

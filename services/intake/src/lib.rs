@@ -30,16 +30,16 @@ mod upload;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
-use gradients_bus::service_loops::{CrashSwitch, ServiceLoops};
+use gradients_bus::lifecycle::Lifecycle;
+use gradients_bus::service_loops::CrashSwitch;
 use gradients_bus::subjects::{consumers, streams, TASK_STATUS_ALL};
-use gradients_bus::worker::{run_worker, ConsumerSpec};
-use gradients_bus::{topology, Bus, BusError};
+use gradients_bus::worker::ConsumerSpec;
+use gradients_bus::Bus;
 use gradients_config::Settings;
 use gradients_store::outbox;
 use gradients_store::sea_orm::DatabaseConnection;
-use gradients_telemetry::{HealthEndpoint, Metrics};
+use gradients_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 pub use api::VERSION;
@@ -48,10 +48,6 @@ pub use submit::task_id_for;
 
 /// The service's name in metrics, logs and the NATS connection.
 pub const SERVICE_NAME: &str = "intake";
-/// How long background loops may take to finish after shutdown.
-const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-/// How long the last flush of the NATS connection may wait for the server.
-const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What every request handler needs.
 pub(crate) struct Context {
@@ -75,15 +71,9 @@ pub(crate) struct Context {
 /// Runs intake until `shutdown` is cancelled, then drains: stops taking requests, lets
 /// those in hand finish, publishes what the outbox still holds.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), IntakeError> {
-    let metrics = Metrics::new(SERVICE_NAME);
-    let health = HealthEndpoint::start(&settings.intake.http_addr, metrics.clone()).await?;
-
-    // Not ready (on /readyz) until NATS answers; services start in any order.
-    let Some(bus) = Bus::connect_patiently(&settings.nats, "gradients-intake", &shutdown).await? else {
-        health.stop().await;
-        return Ok(());
-    };
-    topology::declare(&bus, &settings.nats).await?;
+    let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.intake.http_addr);
+    let Some(mut running) = lifecycle.start::<IntakeError>(&shutdown).await? else { return Ok(()) };
+    let (bus, metrics) = (running.bus.clone(), running.metrics.clone());
     let db = gradients_store::connect(&settings.store, gradients_store::Schema::Intake).await?;
     let relay = outbox::Relay::new(db.clone(), bus.clone(), metrics.clone());
     let auth = auth::Authenticator::new(&bus, &settings).await?;
@@ -91,10 +81,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         slots::SubmitSlots::new(settings.intake.max_concurrent_submits, settings.intake.max_submits_per_customer);
     let ctx = Arc::new(Context {
         settings: settings.clone(),
-        bus: bus.clone(),
+        bus,
         db: db.clone(),
         outbox: relay.clone(),
-        metrics: metrics.clone(),
+        metrics,
         crash: CrashSwitch::default(),
         auth,
         submits,
@@ -102,56 +92,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         in_flight: AtomicUsize::new(0),
     });
 
-    let mut loops = ServiceLoops::new(&shutdown);
-    let stop = loops.stop_token();
+    let poll = settings.intake.outbox_poll();
+    running.spawn_until_stopped(|stop| async move { relay.run(poll, stop).await });
+    let status = ConsumerSpec {
+        stream: streams::TASKS,
+        durable: consumers::INTAKE_STATUS,
+        filter_subject: TASK_STATUS_ALL.to_owned(),
+    };
+    running.spawn_worker(status, &settings.nats, projection::StatusProjection { db });
     {
-        let (poll, stop) = (settings.intake.outbox_poll(), stop.clone());
-        loops.spawn(async move {
-            relay.run(poll, stop).await;
-            Ok(())
-        });
+        let (ctx, stop) = (ctx.clone(), running.stop_token());
+        running.spawn(async move { Ok(api::serve(ctx, stop).await?) });
     }
+    // Readiness follows the submit slots (all taken: not ready), not a fixed flag.
     {
-        let (bus, nats, metrics, stop) = (bus.clone(), settings.nats.clone(), metrics.clone(), stop.clone());
-        let spec = ConsumerSpec {
-            stream: streams::TASKS,
-            durable: consumers::INTAKE_STATUS,
-            filter_subject: TASK_STATUS_ALL.to_owned(),
-        };
-        loops.spawn(async move {
-            run_worker(&bus, spec, &nats, metrics, stop, projection::StatusProjection { db })
-                .await
-                .map_err(IntakeError::from)
-        });
-    }
-    {
-        let (ctx, stop) = (ctx.clone(), stop.clone());
-        loops.spawn(async move { api::serve(ctx, stop).await.map_err(IntakeError::from) });
-    }
-    {
-        let (ctx, readiness) = (ctx.clone(), health.readiness.clone());
-        loops.spawn(async move {
-            readiness::watch(&ctx, &readiness, stop).await;
-            Ok(())
-        });
+        let (ctx, readiness) = (ctx.clone(), running.readiness());
+        running.spawn_until_stopped(|stop| async move { readiness::watch(&ctx, &readiness, stop).await });
     }
     tracing::info!(service = gradients_bus::subjects::api::INTAKE_SERVICE, version = VERSION, "intake ready");
 
-    let panicked =
-        |reason: String| IntakeError::Bus(BusError::Service { service: SERVICE_NAME.into(), source: reason.into() });
-    let outcome = tokio::select! {
-        outcome = loops.run(DRAIN_LIMIT, panicked) => outcome,
-        point = ctx.crash.fired() => {
-            // Dropping the loops aborts them mid-flight, as a kill would.
-            health.abort();
-            return Err(IntakeError::FaultInjected(point));
-        }
-    };
-    health.readiness.set_ready(false);
-    bus.flush_before_exit(FLUSH_LIMIT).await;
-    health.stop().await;
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, "intake stopped on an error");
-    }
-    outcome
+    // A test's crash point drops everything in flight, as a kill would.
+    running.run_unless(async move { IntakeError::FaultInjected(ctx.crash.fired().await) }).await
 }
