@@ -59,3 +59,37 @@ impl QueryError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gradients_store::sea_orm::{ConnectionTrait, Database};
+    use gradients_testkit::{Backend, ScratchDb};
+
+    use super::*;
+
+    /// A real database failure reaches the client as its code and a reference only: not the
+    /// statement, not the table, not the database's own words.
+    #[tokio::test]
+    async fn a_database_failure_is_sent_as_a_code_and_a_reference() {
+        for backend in Backend::ALL {
+            let scratch = ScratchDb::new(backend).await.unwrap();
+            let db = Database::connect(scratch.url()).await.unwrap();
+            let failed = db.execute_unprepared("SELECT secret_column FROM customer_secrets").await.unwrap_err();
+            let sent = QueryError::Store(failed).to_api();
+            assert_eq!(sent.code, ErrorCode::Internal as i32, "{backend}: a broken query is not worth a retry");
+            assert_eq!(sent.reference.len(), 32, "{backend}: {sent:?}");
+            assert!(sent.message.contains(&sent.reference), "{backend}: {sent:?}");
+            for secret in ["secret_column", "customer_secrets", "SELECT", "relation", "no such"] {
+                assert!(!sent.message.contains(secret), "{backend}: leaked {secret:?}: {sent:?}");
+            }
+        }
+    }
+
+    /// A refused query still says why: only failures of the service are reduced to a code.
+    #[test]
+    fn a_refused_query_keeps_its_reason() {
+        let sent = QueryError::TaskNotFound("t-1".into()).to_api();
+        assert_eq!(sent.code, ErrorCode::TaskNotFound as i32);
+        assert!(sent.message.contains("t-1") && sent.reference.is_empty(), "{sent:?}");
+    }
+}
