@@ -79,45 +79,52 @@ pub async fn weights_at(
 }
 
 /// Publishes the weights on `gradients.ledger.weights` once per `ledger.weights_interval_ms`,
-/// when a task was finalized since the last time. The event id is the interval's start, so
-/// replicas publishing in the same interval store one event.
+/// when they differ from what this process published last (a task finalized, or one aged
+/// out of the period). Compared by value rather than by "a result finalized since the last
+/// time": a finalization stamped before that time but committed after it (another replica,
+/// a slow transaction) would otherwise never reach the weights. The event id is the
+/// interval's start, so replicas publishing in the same interval store one event.
 pub async fn publish_periodically(db: DatabaseConnection, bus: Bus, settings: LedgerSettings, stop: CancellationToken) {
     let interval = settings.weights_interval_ms.max(1) as i64;
-    let mut published_up_to = 0;
+    let mut last_published: Option<Vec<MinerWeight>> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_millis(interval as u64)) => {}
         }
         let now = Timestamp::now().unix_ms;
-        match publish_if_changed(&db, &bus, &settings, published_up_to, now, interval).await {
-            Ok(Some(at)) => published_up_to = at,
+        match publish_if_changed(&db, &bus, &settings, last_published.as_deref(), now, interval).await {
+            Ok(Some(weights)) => last_published = Some(weights),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "publishing weights failed; will retry"),
         }
     }
 }
 
+/// Publishes the weights at `now` unless they equal `last` (or there are none yet);
+/// returns what it published.
 async fn publish_if_changed(
     db: &DatabaseConnection,
     bus: &Bus,
     settings: &LedgerSettings,
-    since: i64,
+    last: Option<&[MinerWeight]>,
     now: i64,
     interval: i64,
-) -> anyhow::Result<Option<i64>> {
-    let changed =
-        task_result::Entity::find().filter(task_result::Column::FinalizedAtMs.gt(since)).one(db).await?.is_some();
-    if !changed {
+) -> anyhow::Result<Option<Vec<MinerWeight>>> {
+    let weights = weights_at(db, settings, now).await?;
+    let unchanged = match last {
+        Some(last) => last == weights.as_slice(),
+        None => weights.is_empty(),
+    };
+    if unchanged {
         return Ok(None);
     }
-    let weights = weights_at(db, settings, now).await?;
     let bucket = now - now.rem_euclid(interval);
     let event_id = format!("weights-{bucket}");
     let published = WeightsPublished {
         event_id: event_id.clone(),
         period: "rolling".to_owned(),
-        weights,
+        weights: weights.clone(),
         at: Some(Timestamp { unix_ms: now }),
     };
     let event = OutgoingEvent {
@@ -127,5 +134,5 @@ async fn publish_if_changed(
         traceparent: None,
     };
     publish_event(&bus.jetstream, event).await?;
-    Ok(Some(now))
+    Ok(Some(weights))
 }
