@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use gradients_ledger::client::LedgerClient;
-use gradients_testkit::{eventually, NatsServer};
+use gradients_testkit::{eventually, workspace_root, NatsServer};
 use gradients_trainer::model::CausalLm;
 use tokio::process::{Child, Command};
 
@@ -261,5 +261,66 @@ async fn a_customer_follows_its_task_to_the_downloaded_winner() {
         }
     })
     .await;
+
+    // The documented Python customer (docs/examples/customer_client.py, docs/integrating.md)
+    // on the same market: upload, signed submit, watch and download with nothing but
+    // nats-py, protobuf, cryptography and the classes protoc makes from proto/.
+    let python = python_client(dir.path());
+    let winner = dir.path().join("python-winner");
+    let client = tokio::process::Command::new(&python.interpreter)
+        .arg(workspace_root().join("docs/examples/customer_client.py"))
+        .args(["--nats", &nats.url(), "--type", "instruct", "--base-model", "tiny-1m", "--hours", "0.15"])
+        .args(["--idempotency-key", "e2e-python"])
+        .arg("--key")
+        .arg(dir.path().join("customer.key"))
+        .arg("--data")
+        .arg(Path::new(&folder).join("data.jsonl"))
+        .arg("--out")
+        .arg(&winner)
+        .env("PYTHONPATH", &python.generated)
+        .kill_on_drop(true)
+        .output();
+    let ran = tokio::time::timeout(TASK_LIMIT, client).await.expect("the Python customer finished in time").unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
+    assert!(ran.status.success(), "the Python customer: {said}");
+    assert!(said.contains("scored") && said.contains("winner "), "{said}");
+    // The client checked each file against the sha256 intake named; the manifest it
+    // downloaded names the ONNX file the evaluator scored.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(winner.join("manifest.json")).expect("the manifest downloaded")).unwrap();
+    let listed = manifest["files"].as_array().expect("files").iter().find(|f| f["path"] == "model/config.json");
+    assert_eq!(sha256_file(&winner.join("model/config.json")), listed.unwrap()["sha256"].as_str().unwrap());
+    assert!(winner.join("model.onnx").metadata().unwrap().len() > 0);
     drop(processes);
+}
+
+/// The Python customer's interpreter (a pinned venv, `scripts/python-env.sh client`) and the
+/// folder of the classes protoc generated from `proto/gradients/v1`.
+struct PythonClient {
+    interpreter: PathBuf,
+    generated: PathBuf,
+}
+
+fn python_client(dir: &Path) -> PythonClient {
+    let root = workspace_root();
+    let env =
+        std::process::Command::new("bash").arg(root.join("scripts/python-env.sh")).arg("client").output().unwrap();
+    assert!(env.status.success(), "python-env.sh client: {}", String::from_utf8_lossy(&env.stderr));
+    let interpreter = PathBuf::from(String::from_utf8(env.stdout).unwrap().trim());
+    let generated = dir.join("python");
+    std::fs::create_dir_all(&generated).unwrap();
+    let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/gradients/v1"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "proto"))
+        .collect();
+    let protoc = std::process::Command::new(&interpreter)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root.join("proto"))
+        .arg(format!("--python_out={}", generated.display()))
+        .args(&protos)
+        .output()
+        .unwrap();
+    assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    PythonClient { interpreter, generated }
 }

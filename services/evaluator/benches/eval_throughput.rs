@@ -6,7 +6,7 @@
 //!
 //! `BENCH_REPEATS` (default 3) passes over 64 rows; `BENCH_ORT_PYTHON` names a python with
 //! onnxruntime 1.31.1 and numpy (`make bench` installs one with
-//! `scripts/python-for-bench.sh onnxruntime`); without it only the Rust side is measured.
+//! `scripts/python-env.sh onnxruntime`); without it only the Rust side is measured.
 //!
 //! Then the service itself: `BENCH_SUBMISSIONS` (default 20) submissions of the tests'
 //! small model, published at once, with 1 and with 2 evaluator replicas on a private

@@ -3,7 +3,7 @@
 //!
 //! `make bench`, or `cargo bench -p gradients-trainer --bench train_throughput` (env:
 //! `BENCH_STEPS`, default 12; `BENCH_DEVICE`, `auto` or `cpu`; `BENCH_TORCH_PYTHON`, a
-//! python with PyTorch, which `scripts/python-for-bench.sh torch` installs).
+//! python with PyTorch, which `scripts/python-env.sh torch` installs).
 //!
 //! Two anchors, measured in the same run on the same device (CPU threads, or the GPU):
 //! - the same model and training step in PyTorch (`torch_reference.py`: same config, same
