@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use gradients_model::{files, LlamaConfig, ModelConfig, Weight, Weights};
+use gradients_model::{LlamaConfig, ModelConfig, Weight, Weights};
 use gradients_text::Tokenizer;
 use serde_json::Value;
 
@@ -35,9 +35,6 @@ fn config() -> ModelConfig {
 
 /// A base model folder as the trainer reads it: config, tokenizer, safetensors weights.
 fn write_base(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join(files::CONFIG), config().to_json()).unwrap();
-    std::fs::write(dir.join(files::TOKENIZER), Tokenizer::byte_level().to_json()).unwrap();
     let mut weights = Weights::default();
     for spec in config().parameters() {
         let n: usize = spec.shape.iter().product();
@@ -48,18 +45,7 @@ fn write_base(dir: &Path) {
         };
         weights.0.insert(spec.name.clone(), Weight::new(spec.shape.clone(), data));
     }
-    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = weights
-        .0
-        .iter()
-        .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
-        })
-        .collect();
-    std::fs::write(dir.join(files::WEIGHTS), safetensors::serialize(views, None).unwrap()).unwrap();
+    gradients_testkit::write_model_dir(dir, &config(), &weights).unwrap();
 }
 
 #[test]

@@ -9,27 +9,14 @@ use std::process::{Command, Output};
 use gradients_data::TaskType;
 use gradients_evaluator::base_model::BaseModel;
 use gradients_evaluator::evaluate::{check_and_score, prepare};
-use gradients_model::{files, LlamaConfig, ModelConfig, Weight, Weights};
+use gradients_model::{files, ModelConfig, Weight, Weights};
 use gradients_testkit::NatsServer;
 use gradients_text::Tokenizer;
 use serde_json::Value;
 
+/// The testkit's base model architecture, with weights of this test's own.
 fn config() -> ModelConfig {
-    ModelConfig::Llama(LlamaConfig {
-        vocab_size: Tokenizer::byte_level().vocab_size(),
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        bos_token_id: None,
-        eos_token_id: Some(256),
-        hidden_act: "silu".into(),
-    })
+    gradients_testkit::base_model_config()
 }
 
 /// Weights following a simple deterministic pattern; `shift` makes another model.
@@ -140,22 +127,9 @@ fn model_publish_and_list() {
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("tiny");
-    write_base(&folder);
-    // Publishing exports from the weights: write them as the trainer does.
+    // Publishing exports from the weights: write them as the trainer does (no ONNX file).
     let weights = weights(0.0);
-    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = weights
-        .0
-        .iter()
-        .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
-        })
-        .collect();
-    std::fs::write(folder.join(files::WEIGHTS), safetensors::serialize(views, None).unwrap()).unwrap();
-    std::fs::remove_file(folder.join(files::ONNX)).unwrap();
+    gradients_testkit::write_model_dir(&folder, &config(), &weights).unwrap();
     let env = [("GRADIENTS__NATS__URL", nats.url()), ("GRADIENTS__TELEMETRY__LOG_FILTER", "warn".to_owned())];
 
     let published = gradients(&["model", "publish", &folder.display().to_string(), "--name", "tiny-test"], &env);

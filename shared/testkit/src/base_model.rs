@@ -55,7 +55,8 @@ pub fn base_model_files() -> ModelFiles {
     }
 }
 
-/// Writes the test base model as a model folder (what `gradients model publish DIR` reads).
+/// Writes the test base model as a model folder (what `gradients model publish DIR` reads):
+/// the trainer's files plus the ONNX export.
 pub fn write_base_model_dir(dir: &Path) -> anyhow::Result<()> {
     let model = base_model_files();
     std::fs::create_dir_all(dir)?;
@@ -63,6 +64,16 @@ pub fn write_base_model_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join(files::TOKENIZER), &model.tokenizer)?;
     std::fs::write(dir.join(files::WEIGHTS), model.safetensors.as_deref().unwrap_or_default())?;
     std::fs::write(dir.join(files::ONNX), model.onnx.as_deref().unwrap_or_default())?;
+    Ok(())
+}
+
+/// Writes any model as the trainer writes its folder: `config.json`, the byte-level
+/// `tokenizer.json` and `model.safetensors` (no ONNX export).
+pub fn write_model_dir(dir: &Path, config: &ModelConfig, weights: &Weights) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(files::CONFIG), config.to_json())?;
+    std::fs::write(dir.join(files::TOKENIZER), Tokenizer::byte_level().to_json())?;
+    std::fs::write(dir.join(files::WEIGHTS), safetensors_bytes(weights))?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ mod services;
 
 use std::path::PathBuf;
 
-pub use base_model::{base_model_config, base_model_files, publish_base_model, write_base_model_dir};
+pub use base_model::{base_model_config, base_model_files, publish_base_model, write_base_model_dir, write_model_dir};
 pub use db::{Backend, ScratchDb};
 pub use eventually::{eventually, eventually_blocking, Outcome};
 pub use http::http_get;

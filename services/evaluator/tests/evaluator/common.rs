@@ -83,7 +83,8 @@ impl Market {
         let dispatch = Identity::generate();
         dispatch.save(&base.settings.dispatch.key_file).unwrap();
         let weights = models::weights(&models::config(), 1);
-        models::write_dir(&base.settings.evaluator.models_dir.join(BASE), &models::config(), &weights);
+        gradients_testkit::write_model_dir(&base.settings.evaluator.models_dir.join(BASE), &models::config(), &weights)
+            .expect("the base model folder");
         Self { base, dispatch, shutdown: CancellationToken::new() }
     }
 

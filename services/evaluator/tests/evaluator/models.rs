@@ -1,10 +1,8 @@
 //! Small real models for the tests, made without a training framework: a Llama-style
 //! config over the byte-level tokenizer, seeded random weights, the HF folder written as
-//! the trainer writes it, and the exporter's ONNX; plus the raw protobuf to tamper with.
+//! the trainer writes it (`gradients_testkit::write_model_dir`), and the exporter's ONNX; plus the raw protobuf to tamper with.
 
-use std::path::Path;
-
-use gradients_model::{files, LlamaConfig, ModelConfig, Weight, Weights};
+use gradients_model::{LlamaConfig, ModelConfig, Weight, Weights};
 use gradients_proto::onnx::ModelProto;
 use gradients_text::Tokenizer;
 use prost::Message;
@@ -68,26 +66,6 @@ pub fn nudged(weights: &Weights, by: f32) -> Weights {
 
 pub fn export(config: &ModelConfig, weights: &Weights) -> Vec<u8> {
     gradients_model::onnx::export(config, weights).expect("export")
-}
-
-/// Writes a model folder (config.json, tokenizer.json, model.safetensors) as the trainer does.
-pub fn write_dir(dir: &Path, config: &ModelConfig, weights: &Weights) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join(files::CONFIG), config.to_json()).unwrap();
-    std::fs::write(dir.join(files::TOKENIZER), Tokenizer::byte_level().to_json()).unwrap();
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
-        .0
-        .iter()
-        .map(|(name, w)| (name.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-        .iter()
-        .map(|(name, data, shape)| {
-            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())
-        })
-        .collect();
-    let encoded = safetensors::serialize(views, None).unwrap();
-    std::fs::write(dir.join(files::WEIGHTS), encoded).unwrap();
 }
 
 /// Decodes, changes and re-encodes an ONNX file.
