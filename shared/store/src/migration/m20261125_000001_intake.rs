@@ -38,17 +38,6 @@ enum Tasks {
     UpdatedAtMs,
 }
 
-#[derive(DeriveIden)]
-enum Outbox {
-    Table,
-    Id,
-    Subject,
-    Payload,
-    Traceparent,
-    CreatedAtMs,
-    PublishedAtMs,
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -90,21 +79,7 @@ impl MigrationTrait for Migration {
         index(manager, Tasks::Table, "idx_tasks_status_created", [Tasks::Status, Tasks::CreatedAtMs], false).await?;
         index(manager, Tasks::Table, "idx_tasks_created", [Tasks::CreatedAtMs, Tasks::Id], false).await?;
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(Outbox::Table)
-                    .if_not_exists()
-                    .col(ColumnDef::new(Outbox::Id).string().not_null().primary_key())
-                    .col(ColumnDef::new(Outbox::Subject).string().not_null())
-                    .col(ColumnDef::new(Outbox::Payload).blob().not_null())
-                    .col(ColumnDef::new(Outbox::Traceparent).string().null())
-                    .col(ColumnDef::new(Outbox::CreatedAtMs).big_integer().not_null())
-                    .col(ColumnDef::new(Outbox::PublishedAtMs).big_integer().null())
-                    .to_owned(),
-            )
-            .await?;
-        // The relay's query: unpublished rows, oldest first.
-        index(manager, Outbox::Table, "idx_outbox_pending", [Outbox::PublishedAtMs, Outbox::CreatedAtMs], false).await
+        // The transactional outbox (one definition, shared with the other services' schemas).
+        super::m20261125_000301_outbox::create_outbox(manager).await
     }
 }

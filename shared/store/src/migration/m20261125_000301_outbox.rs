@@ -23,21 +23,27 @@ enum Outbox {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // The very table (and index) intake's first migration makes.
-        manager
-            .create_table(
-                Table::create()
-                    .table(Outbox::Table)
-                    .if_not_exists()
-                    .col(ColumnDef::new(Outbox::Id).string().not_null().primary_key())
-                    .col(ColumnDef::new(Outbox::Subject).string().not_null())
-                    .col(ColumnDef::new(Outbox::Payload).blob().not_null())
-                    .col(ColumnDef::new(Outbox::Traceparent).string().null())
-                    .col(ColumnDef::new(Outbox::CreatedAtMs).big_integer().not_null())
-                    .col(ColumnDef::new(Outbox::PublishedAtMs).big_integer().null())
-                    .to_owned(),
-            )
-            .await?;
-        index(manager, Outbox::Table, "idx_outbox_pending", [Outbox::PublishedAtMs, Outbox::CreatedAtMs], false).await
+        create_outbox(manager).await
     }
+}
+
+/// Creates the outbox table and the relay's index, if missing: intake's first migration
+/// and this one make the very same table.
+pub(super) async fn create_outbox(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(Outbox::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Outbox::Id).string().not_null().primary_key())
+                .col(ColumnDef::new(Outbox::Subject).string().not_null())
+                .col(ColumnDef::new(Outbox::Payload).blob().not_null())
+                .col(ColumnDef::new(Outbox::Traceparent).string().null())
+                .col(ColumnDef::new(Outbox::CreatedAtMs).big_integer().not_null())
+                .col(ColumnDef::new(Outbox::PublishedAtMs).big_integer().null())
+                .to_owned(),
+        )
+        .await?;
+    // The relay's query: unpublished rows, oldest first.
+    index(manager, Outbox::Table, "idx_outbox_pending", [Outbox::PublishedAtMs, Outbox::CreatedAtMs], false).await
 }
