@@ -2,7 +2,7 @@
 
 use gradients_data::{Row, TaskType};
 
-use crate::template::{preference_prompt, sft_segments, Segment};
+use crate::template::{grpo_prompt, preference_prompt, sft_segments, Segment};
 use crate::{TextError, Tokenizer};
 
 /// A tokenized sequence and which of its tokens are scored.
@@ -89,6 +89,22 @@ pub fn dpo_pair(
     Ok((answer("chosen")?, answer("rejected")?))
 }
 
+/// The token ids a GRPO row's prompt is generated from: [`grpo_prompt`] of its `prompt`
+/// column, keeping the last `max_tokens` ids when longer (the end of the template is where
+/// the completion starts). Trainer and evaluator both call this, so a miner is trained on
+/// the prompts it is scored on. `row_number` is 1-based, for errors.
+pub fn grpo_prompt_ids(
+    tokenizer: &Tokenizer,
+    row_number: usize,
+    row: &Row,
+    max_tokens: usize,
+) -> Result<Vec<u32>, TextError> {
+    let prompt = row.get_str("prompt").ok_or(TextError::Column { row: row_number, column: "prompt" })?;
+    let mut ids = tokenizer.encode(&grpo_prompt(prompt))?;
+    ids.drain(..ids.len().saturating_sub(max_tokens));
+    Ok(ids)
+}
+
 /// Language-modelling examples of plain text (pretraining): documents separated by the
 /// end-of-text token, cut into windows of `len` tokens, every token scored.
 pub fn lm_examples(tokenizer: &Tokenizer, documents: &[&str], len: usize) -> Result<Vec<Example>, TextError> {
@@ -152,6 +168,18 @@ mod tests {
 
     fn row(value: serde_json::Value) -> Row {
         Row::from_map(value.as_object().expect("object").clone())
+    }
+
+    #[test]
+    fn grpo_prompts_are_templated_and_keep_their_end() {
+        let t = Tokenizer::byte_level();
+        let r = row(json!({"prompt": "Sum 2 3", "answer": "5"}));
+        let ids = grpo_prompt_ids(&t, 1, &r, 256).expect("prompt");
+        assert_eq!(t.decode(&ids).expect("decode"), "### Instruction:\nSum 2 3\n### Response:\n");
+        let cut = grpo_prompt_ids(&t, 1, &r, 5).expect("prompt");
+        assert_eq!(cut, ids[ids.len() - 5..]);
+        let err = grpo_prompt_ids(&t, 3, &row(json!({"answer": "5"})), 256).expect_err("no prompt");
+        assert!(matches!(err, TextError::Column { row: 3, column: "prompt" }), "{err}");
     }
 
     #[test]

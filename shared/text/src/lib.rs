@@ -17,7 +17,7 @@ pub mod loss;
 pub mod template;
 mod tokenizer;
 
-pub use example::{dpo_pair, lm_examples, sft_example, Batch, Example};
+pub use example::{dpo_pair, grpo_prompt_ids, lm_examples, sft_example, Batch, Example};
 pub use loss::LossSum;
 pub use tokenizer::Tokenizer;
 

@@ -31,6 +31,13 @@ pub fn preference_prompt(prompt: &str) -> String {
     instruct_prompt(prompt, "")
 }
 
+/// The text a GRPO prompt is given to the model as: the preference prompt's template, so
+/// that a completion is generated where an answer would follow. The trainer samples from
+/// it and the evaluator generates from it; the reward functions see the row's raw prompt.
+pub fn grpo_prompt(prompt: &str) -> String {
+    preference_prompt(prompt)
+}
+
 /// The segments of a supervised row (instruct or chat). `row` is its 1-based number, for
 /// errors. The end-of-text token is appended by the caller after the last answer.
 pub fn sft_segments(task_type: TaskType, row_number: usize, row: &Row) -> Result<Vec<Segment>, TextError> {
