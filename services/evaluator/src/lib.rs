@@ -21,6 +21,7 @@ pub mod base_model;
 pub mod checks;
 mod error;
 pub mod evaluate;
+pub mod generation;
 pub mod models_store;
 pub mod projection;
 pub mod runtime;

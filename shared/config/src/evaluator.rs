@@ -51,6 +51,12 @@ pub struct EvaluatorSettings {
     pub concurrency: usize,
     /// β of the DPO loss when the task does not set one.
     pub dpo_beta: f64,
+    /// GRPO: most new tokens generated for one prompt (greedy, until end-of-text).
+    pub grpo_max_new_tokens: usize,
+    /// GRPO: most new tokens generated in one evaluation, all prompts of both splits
+    /// together; a task with many prompts gets fewer new tokens per prompt (the same for
+    /// every model), so a model that never ends its text cannot hold the evaluator.
+    pub grpo_max_generated_tokens: u64,
 }
 
 impl Default for EvaluatorSettings {
@@ -73,6 +79,8 @@ impl Default for EvaluatorSettings {
             batch_tokens: 4096,
             concurrency: 1,
             dpo_beta: 0.1,
+            grpo_max_new_tokens: 64,
+            grpo_max_generated_tokens: 200_000,
         }
     }
 }
@@ -116,6 +124,13 @@ impl EvaluatorSettings {
         }
         if !(self.dpo_beta > 0.0 && self.dpo_beta.is_finite()) {
             return Err(ConfigError::invalid("evaluator.dpo_beta", self.dpo_beta, "must be positive"));
+        }
+        if self.grpo_max_new_tokens == 0 || self.grpo_max_generated_tokens == 0 {
+            return Err(ConfigError::invalid(
+                "evaluator.grpo_max_new_tokens",
+                format!("{}/{}", self.grpo_max_new_tokens, self.grpo_max_generated_tokens),
+                "the GRPO new-token limits must be at least 1",
+            ));
         }
         if self.session_timeout_ms == 0 || self.run_timeout_ms == 0 {
             return Err(ConfigError::invalid(
