@@ -114,7 +114,8 @@ pub fn scores(
     Ok(out)
 }
 
-fn refusal(error: RunError) -> Refusal {
+/// The refusal for a model that could not be run.
+pub(crate) fn refusal(error: RunError) -> Refusal {
     match error {
         RunError::Refused(reason) => Refusal::invalid(ErrorCode::SessionRefused, reason),
         e @ (RunError::SessionTimeout(_) | RunError::RunTimeout(_)) => {

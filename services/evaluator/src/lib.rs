@@ -22,6 +22,7 @@ pub mod checks;
 mod error;
 pub mod evaluate;
 pub mod generation;
+pub mod grpo;
 pub mod models_store;
 pub mod projection;
 pub mod runtime;
