@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: Llama-style and GPT-2 causal LMs in tch, with LoRA;
 //! - [`checkpoint`]: Hugging Face model folders in and out;
+//! - [`generate`]: batched greedy or seeded sampled generation with a key-value cache;
 //! - [`device`]: CUDA when libtorch's CUDA backend loads, else CPU.
 //! - [`presets`]: the project's own base model sizes;
 //! - [`train`]: SFT and DPO runs (AdamW, warm-up + decay, accumulation, clipping, early
@@ -10,6 +11,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod export;
+pub mod generate;
 pub mod job;
 pub mod model;
 pub mod presets;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use gradients_model::Gpt2Config;
 use tch::{Kind, Tensor};
 
-use super::layers::{attend, attention_allowed, layer_norm, split_heads, Linear};
+use super::layers::{
+    attend, attention_allowed, cached_attention_allowed, layer_norm, positions_from_mask, split_heads, KvCache, Linear,
+};
 use super::take;
 
 #[derive(Debug)]
@@ -77,6 +79,29 @@ impl Gpt2 {
             x = x + layer.attn_proj.forward(&attend(&q, &k, &v, &allowed), train);
             let h = layer_norm(&x, &layer.ln_2.0, &layer.ln_2.1, eps);
             x = x + layer.mlp_proj.forward(&layer.c_fc.forward(&h, train).gelu("tanh"), train);
+        }
+        layer_norm(&x, &self.ln_f.0, &self.ln_f.1, eps).matmul(&self.wte.tr())
+    }
+
+    /// Logits of the new tokens given `cache`; see `Llama::forward_cached` (positions from
+    /// `attention_mask` `[B, past + t]`, a padding query attends to itself).
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward_cached(&self, input_ids: &Tensor, attention_mask: &Tensor, cache: &mut KvCache) -> Tensor {
+        let (heads, embd, eps) = (self.config.n_head as i64, self.config.n_embd as i64, self.config.layer_norm_epsilon);
+        let size = input_ids.size();
+        let (batch, new) = (size[0], size[1]);
+        let allowed = cached_attention_allowed(attention_mask, new);
+        let positions = positions_from_mask(attention_mask, new).reshape([-1]);
+        let mut x = Tensor::embedding(&self.wte, input_ids, -1, false, false)
+            + self.wpe.index_select(0, &positions).view([batch, new, embd]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer_norm(&x, &layer.ln_1.0, &layer.ln_1.1, eps);
+            let qkv = layer.c_attn.forward(&h, false).split(embd, -1);
+            let (q, k, v) = (split_heads(&qkv[0], heads), split_heads(&qkv[1], heads), split_heads(&qkv[2], heads));
+            let (k, v) = cache.append(i, k, v);
+            x = x + layer.attn_proj.forward(&attend(&q, &k, &v, &allowed), false);
+            let h = layer_norm(&x, &layer.ln_2.0, &layer.ln_2.1, eps);
+            x = x + layer.mlp_proj.forward(&layer.c_fc.forward(&h, false).gelu("tanh"), false);
         }
         layer_norm(&x, &self.ln_f.0, &self.ln_f.1, eps).matmul(&self.wte.tr())
     }

@@ -136,3 +136,75 @@ pub fn repeat_kv(x: &Tensor, times: i64) -> Tensor {
     let s = x.size();
     x.unsqueeze(2).expand([s[0], s[1], times, s[2], s[3]], false).reshape([s[0], s[1] * times, s[2], s[3]])
 }
+
+/// Position of every column of a left- or right-padded `attention_mask` `[B, S]`: the
+/// number of real tokens before it (padding gets 0, never read), narrowed to the last
+/// `new` columns. HF's `generate` numbers positions the same way.
+pub fn positions_from_mask(attention_mask: &Tensor, new: i64) -> Tensor {
+    let total = attention_mask.size()[1];
+    (attention_mask.ne(0).to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0).narrow(1, total - new, new)
+}
+
+/// Which keys each of the last `new` queries may attend to, `[B, 1, new, S]`, for a cached
+/// forward over `attention_mask` `[B, S]`: earlier-or-same real tokens, and always the query
+/// itself, so a padding query (left padding) has one key and yields numbers, not NaN that
+/// would reach real tokens through later layers' values.
+pub fn cached_attention_allowed(attention_mask: &Tensor, new: i64) -> Tensor {
+    let size = attention_mask.size();
+    let (batch, total) = (size[0], size[1]);
+    let device = attention_mask.device();
+    let queries = Tensor::arange_start(total - new, total, (Kind::Int64, device)).view([new, 1]);
+    let keys = Tensor::arange(total, (Kind::Int64, device)).view([1, total]);
+    let causal = keys.le_tensor(&queries).view([1, 1, new, total]);
+    let itself = keys.eq_tensor(&queries).view([1, 1, new, total]);
+    let real = attention_mask.ne(0).view([batch, 1, 1, total]);
+    causal.logical_and(&real).logical_or(&itself)
+}
+
+/// Rotary tables `[max_positions, D]` gathered at `positions` `[B, T]`, as `[B, 1, T, D]`.
+pub fn rope_at(table: &Tensor, positions: &Tensor) -> Tensor {
+    let (batch, len) = (positions.size()[0], positions.size()[1]);
+    table.index_select(0, &positions.reshape([-1])).view([batch, 1, len, -1])
+}
+
+/// The keys and values of every layer for the tokens seen so far, `[B, kv_heads, S, D]`
+/// each (before grouped-query repetition), so decoding one token costs one token's work.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tokens cached so far.
+    pub fn len(&self) -> i64 {
+        self.layers.first().map_or(0, |(k, _)| k.size()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `k`, `v` `[B, kv_heads, t, D]` to layer `layer`'s cache and returns the whole.
+    pub fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> (Tensor, Tensor) {
+        if layer == self.layers.len() {
+            self.layers.push((k, v));
+        } else {
+            let (old_k, old_v) = &self.layers[layer];
+            self.layers[layer] = (Tensor::cat(&[old_k, &k], 2), Tensor::cat(&[old_v, &v], 2));
+        }
+        let (k, v) = &self.layers[layer];
+        (k.shallow_clone(), v.shallow_clone())
+    }
+
+    /// Keeps only the batch rows `rows` (i64 indices), e.g. when some sequences finished.
+    pub fn retain(&mut self, rows: &Tensor) {
+        for (k, v) in &mut self.layers {
+            *k = k.index_select(0, rows);
+            *v = v.index_select(0, rows);
+        }
+    }
+}

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use gradients_model::LlamaConfig;
 use tch::{Device, Tensor};
 
-use super::layers::{apply_rope, attend, attention_allowed, repeat_kv, rms_norm, rope_tables, split_heads, Linear};
+use super::layers::{
+    apply_rope, attend, attention_allowed, cached_attention_allowed, positions_from_mask, repeat_kv, rms_norm, rope_at,
+    rope_tables, split_heads, KvCache, Linear,
+};
 use super::take;
 
 #[derive(Debug)]
@@ -101,6 +104,39 @@ impl Llama {
         let x = rms_norm(&x, &self.norm, eps);
         match &self.lm_head {
             Some(head) => head.forward(&x, train),
+            None => x.matmul(&self.embed.tr()),
+        }
+    }
+
+    /// Logits of the new tokens `input_ids` `[B, t]` given `cache` (the keys and values of
+    /// the tokens before them), appending theirs. `attention_mask` `[B, past + t]` covers
+    /// the cached tokens and the new ones; positions come from it, so left padding works.
+    /// Inference only (no dropout); the same arithmetic as [`forward`](Self::forward) except
+    /// that a padding query also attends to itself.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward_cached(&self, input_ids: &Tensor, attention_mask: &Tensor, cache: &mut KvCache) -> Tensor {
+        let c = &self.config;
+        let (heads, kv_heads, eps) = (c.num_attention_heads as i64, c.kv_heads() as i64, c.rms_norm_eps);
+        let new = input_ids.size()[1];
+        let allowed = cached_attention_allowed(attention_mask, new);
+        let positions = positions_from_mask(attention_mask, new);
+        let (cos, sin) = (rope_at(&self.cos, &positions), rope_at(&self.sin, &positions));
+        let mut x = Tensor::embedding(&self.embed, input_ids, -1, false, false);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.input_norm, eps);
+            let q = apply_rope(&split_heads(&layer.q.forward(&h, false), heads), &cos, &sin);
+            let k = apply_rope(&split_heads(&layer.k.forward(&h, false), kv_heads), &cos, &sin);
+            let v = split_heads(&layer.v.forward(&h, false), kv_heads);
+            let (k, v) = cache.append(i, k, v);
+            let (k, v) = (repeat_kv(&k, heads / kv_heads), repeat_kv(&v, heads / kv_heads));
+            x = x + layer.o.forward(&attend(&q, &k, &v, &allowed), false);
+            let h = rms_norm(&x, &layer.post_norm, eps);
+            let gated = layer.gate.forward(&h, false).silu() * layer.up.forward(&h, false);
+            x = x + layer.down.forward(&gated, false);
+        }
+        let x = rms_norm(&x, &self.norm, eps);
+        match &self.lm_head {
+            Some(head) => head.forward(&x, false),
             None => x.matmul(&self.embed.tr()),
         }
     }

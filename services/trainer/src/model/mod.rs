@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use gpt2::Gpt2;
+pub use layers::KvCache;
 use layers::{Linear, LoraAdapter};
 use llama::Llama;
 
@@ -116,6 +117,23 @@ impl CausalLm {
         let logits = match &self.network {
             Network::Llama(m) => m.forward(input_ids, attention_mask, train),
             Network::Gpt2(m) => m.forward(input_ids, attention_mask, train),
+        };
+        logits.to_kind(Kind::Float)
+    }
+
+    /// Logits `[B, t, vocab]` (f32) of the new tokens `input_ids` `[B, t]` after the ones
+    /// in `cache`, whose keys and values are appended to it. `attention_mask` `[B, past + t]`
+    /// covers cached and new tokens, left or right padded: positions are counted from it.
+    /// Inference only (no dropout); [`forward`](Self::forward) stays the training path.
+    pub fn forward_cached(&self, input_ids: &Tensor, attention_mask: &Tensor, cache: &mut KvCache) -> Tensor {
+        assert_eq!(
+            attention_mask.size()[1],
+            cache.len() + input_ids.size()[1],
+            "the attention mask covers the cached tokens and the new ones"
+        );
+        let logits = match &self.network {
+            Network::Llama(m) => m.forward_cached(input_ids, attention_mask, cache),
+            Network::Gpt2(m) => m.forward_cached(input_ids, attention_mask, cache),
         };
         logits.to_kind(Kind::Float)
     }
