@@ -231,6 +231,13 @@ async fn submit(client: &IntakeClient, args: SubmitArgs) -> anyhow::Result<ExitC
         } else {
             args.reward_functions.clone()
         },
+        // A task folder's `[[rewards]]` (weights and parameters); names on the command
+        // line replace them.
+        rewards: if args.reward_functions.is_empty() {
+            file.map(|f| f.wire_rewards()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
         dataset: Some(dataset),
     };
     let answer = client.submit(&request).await;

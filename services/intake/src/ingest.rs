@@ -17,8 +17,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gradients_bus::objects::{self, ObjectError};
 use gradients_bus::subjects::buckets;
-use gradients_data::{ColumnMap, Limits, SplitPlan, TaskType};
+use gradients_data::{ColumnMap, Dataset, DatasetError, Limits, SplitPlan, TaskType};
 use gradients_proto::v1::ObjectRef;
+use gradients_reward::{ColumnError, RewardSet};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -71,6 +72,8 @@ pub struct Recipe {
     pub plan: SplitPlan,
     /// Seeds the split (the task id), so a retry splits the same way.
     pub seed: String,
+    /// A GRPO task's reward functions: every row must have the columns they read.
+    pub rewards: Option<RewardSet>,
 }
 
 /// A data set validated and split, ready to be written.
@@ -130,6 +133,9 @@ fn gather_and_split(
     }
     let dataset = gradients_data::parse(recipe.task_type, &recipe.columns, &data, &recipe.limits)?;
     drop(data);
+    if let Some(rewards) = &recipe.rewards {
+        check_reward_columns(&dataset, rewards)?;
+    }
     let splits = gradients_data::split(&dataset, recipe.seed.as_bytes(), &recipe.plan);
     let serialise = |part, bucket, rows: &[gradients_data::Row]| {
         let jsonl = gradients_data::to_jsonl(rows);
@@ -143,6 +149,25 @@ fn gather_and_split(
             serialise("test", buckets::VALIDATOR, &splits.test),
         ],
     })
+}
+
+/// Refuses the first row that lacks a column a reward function reads, or holds a value it
+/// cannot use, naming the row (its line in the customer's file), the column and the function.
+fn check_reward_columns(dataset: &Dataset, rewards: &RewardSet) -> Result<(), DatasetError> {
+    for (row, &line) in dataset.rows().iter().zip(dataset.source_rows()) {
+        if let Err(e) = rewards.check_row(row.as_map()) {
+            let (missing, reason) = match &e {
+                ColumnError::Missing { function, .. } => {
+                    (true, format!("missing; reward function {function:?} reads it"))
+                }
+                ColumnError::WrongType { function, expected, found, .. } => {
+                    (false, format!("reward function {function:?} needs {expected}, found {found}"))
+                }
+            };
+            return Err(DatasetError::RewardColumn { row: line, column: e.column().to_owned(), missing, reason });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

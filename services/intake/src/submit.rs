@@ -14,6 +14,7 @@ use gradients_model::store::{self, StoreError};
 use gradients_proto::v1::{
     ErrorCode, ObjectRef, SubmitTaskRequest, SubmitTaskResponse, TaskCreated, TaskStatus, TaskType, Timestamp,
 };
+use gradients_reward::{specs_from_wire, RewardSet, SpecError};
 use gradients_store::entity::task;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -25,6 +26,8 @@ use crate::{ingest, upload, Context};
 
 /// Longest task name and idempotency key accepted.
 const MAX_NAME_CHARS: usize = 200;
+/// Longest reward function parameter accepted (a pattern is at most 1 KiB anyway).
+const MAX_PARAM_CHARS: usize = 2048;
 
 /// Handles one submit request, in one of the process's submit slots. Once the request
 /// is settled (accepted, replayed or rejected) the upload is removed: the splits hold the
@@ -96,6 +99,7 @@ async fn accept(
             synth_max_rows: split_settings.synth_max_rows,
         },
         seed: task_id.clone(),
+        rewards: checked.rewards.clone(),
     };
     let prepared = ingest::prepare(ctx, &dataset_ref, recipe).await?;
 
@@ -121,7 +125,8 @@ async fn accept(
         base_model: request.base_model.clone(),
         columns_json: serde_json::to_string(&request.columns.iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
         hours_to_complete: request.hours_to_complete,
-        reward_functions_json: serde_json::to_string(&request.reward_functions).unwrap_or_default(),
+        reward_functions_json: serde_json::to_string(checked.rewards.as_ref().map_or(&[][..], RewardSet::specs))
+            .unwrap_or_default(),
         status: task::TaskStatus::Accepted,
         status_reason: String::new(),
         dataset_sha256: dataset_ref.sha256.to_ascii_lowercase(),
@@ -213,6 +218,8 @@ async fn check_published(ctx: &Context, base_model: &str) -> Result<(), RequestE
 struct CheckedRequest {
     task_type: gradients_data::TaskType,
     columns: ColumnMap,
+    /// A GRPO task's reward functions; `None` for every other type.
+    rewards: Option<RewardSet>,
 }
 
 /// Removes the split objects this attempt wrote that the winning task does not name.
@@ -294,7 +301,7 @@ fn check_request(ctx: &Context, caller: &Caller, request: &SubmitTaskRequest) ->
         check_text("columns", role, MAX_NAME_CHARS)?;
         check_text("columns", column, MAX_NAME_CHARS)?;
     }
-    check_reward_functions(intake, task_type, &request.reward_functions)?;
+    let rewards = check_rewards(intake, task_type, request)?;
     let dataset = request
         .dataset
         .as_ref()
@@ -310,31 +317,53 @@ fn check_request(ctx: &Context, caller: &Caller, request: &SubmitTaskRequest) ->
     }
     let columns = ColumnMap::with_overrides(&request.columns)?;
     columns.check_for(task_type)?;
-    Ok(CheckedRequest { task_type, columns })
+    Ok(CheckedRequest { task_type, columns, rewards })
 }
 
-fn check_reward_functions(
+/// Checks a request's reward functions: only GRPO has them and it needs at least one,
+/// given either as names (`reward_functions`, weight 1) or as `rewards` with weights and
+/// parameters, each a function this intake offers, with a finite positive weight and
+/// parameters the function reads and can use. The columns they read are checked against
+/// every row later, when the data set is parsed.
+fn check_rewards(
     intake: &gradients_config::IntakeSettings,
     task_type: gradients_data::TaskType,
-    names: &[String],
-) -> Result<(), RequestError> {
-    let is_grpo = task_type == gradients_data::TaskType::Grpo;
-    if is_grpo && names.is_empty() {
+    request: &SubmitTaskRequest,
+) -> Result<Option<RewardSet>, RequestError> {
+    let given = !request.reward_functions.is_empty() || !request.rewards.is_empty();
+    if task_type != gradients_data::TaskType::Grpo {
+        if given {
+            return Err(RequestError::bad(ErrorCode::InvalidArgument, "reward functions apply only to GRPO tasks"));
+        }
+        return Ok(None);
+    }
+    if !request.reward_functions.is_empty() && !request.rewards.is_empty() {
         return Err(RequestError::bad(
-            ErrorCode::UnknownRewardFunction,
-            "a GRPO task needs at least one reward function",
+            ErrorCode::InvalidArgument,
+            "give the reward functions either as reward_functions (names) or as rewards, not both",
         ));
     }
-    if !is_grpo && !names.is_empty() {
-        return Err(RequestError::bad(ErrorCode::InvalidArgument, "reward functions apply only to GRPO tasks"));
+    let specs = specs_from_wire(&request.rewards, &request.reward_functions);
+    for spec in &specs {
+        check_text("reward function name", &spec.name, MAX_NAME_CHARS)?;
+        for (key, value) in &spec.params {
+            check_text(&format!("reward function {:?} parameter name", spec.name), key, MAX_NAME_CHARS)?;
+            check_text(&format!("reward function {:?} parameter {key:?}", spec.name), value, MAX_PARAM_CHARS)?;
+        }
     }
-    match names.iter().find(|n| !intake.reward_functions.contains(n)) {
-        Some(unknown) => Err(RequestError::bad(
+    if let Some(unknown) = specs.iter().find(|spec| !intake.reward_functions.contains(&spec.name)) {
+        return Err(RequestError::bad(
             ErrorCode::UnknownRewardFunction,
-            format!("reward function {unknown:?} is not one of {}", intake.reward_functions.join(", ")),
-        )),
-        None => Ok(()),
+            format!("reward function {:?} is not one of {}", unknown.name, intake.reward_functions.join(", ")),
+        ));
     }
+    RewardSet::new(specs).map(Some).map_err(|e| {
+        let code = match e {
+            SpecError::Empty | SpecError::UnknownFunction { .. } => ErrorCode::UnknownRewardFunction,
+            _ => ErrorCode::InvalidRewardFunction,
+        };
+        RequestError::bad(code, e.to_string())
+    })
 }
 
 /// What a retry gets: the stored task, unless the key was used for something else.
@@ -359,7 +388,7 @@ const TASK_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b1f_2c47_93a5_4f0
 /// not do: map fields have no defined order on the wire.
 fn fingerprint(request: &SubmitTaskRequest) -> String {
     let dataset = request.dataset.clone().unwrap_or_default();
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "name": request.name.trim(),
         "type": request.r#type,
         "base_model": request.base_model,
@@ -369,6 +398,15 @@ fn fingerprint(request: &SubmitTaskRequest) -> String {
         "dataset_sha256": dataset.sha256.to_ascii_lowercase(),
         "dataset_size": dataset.size,
     });
+    // Only present when given, so a request without it has the fingerprint it always had.
+    if !request.rewards.is_empty() {
+        let rewards: Vec<_> = request
+            .rewards
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.name, "weight": f.weight.map(f64::to_bits), "params": f.params }))
+            .collect();
+        canonical["rewards"] = rewards.into();
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::auth::Caller;
 use crate::error::RequestError;
 use gradients_bus::subjects::buckets;
-use gradients_proto::v1::{DatasetRef, ObjectRef, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
+use gradients_proto::v1::{DatasetRef, ObjectRef, RewardFunction, Task, TaskSplits, TaskStatus, TaskType, Timestamp};
+use gradients_reward::RewardSpec;
 use gradients_store::entity::task;
 pub use gradients_store::outbox::{status_event, PendingEvent};
 use gradients_store::paging;
@@ -157,6 +158,27 @@ pub enum PageTokenError {
     Store(#[from] DbErr),
 }
 
+/// A task's reward functions as stored in `reward_functions_json`: a JSON array of specs
+/// (`{"name", "weight", "params"}`); tasks stored before weights and parameters hold bare
+/// names, read as weight 1 with no parameters.
+pub fn stored_rewards(json: &str) -> Result<Vec<RewardSpec>, serde_json::Error> {
+    /// One element of the stored array, in either form.
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Name(String),
+        Spec(RewardSpec),
+    }
+    let stored: Vec<Stored> = serde_json::from_str(json)?;
+    Ok(stored
+        .into_iter()
+        .map(|s| match s {
+            Stored::Name(name) => RewardSpec::named(name),
+            Stored::Spec(spec) => spec,
+        })
+        .collect())
+}
+
 /// The wire form of a stored task; stored JSON that no longer parses is an error, never an
 /// empty mapping.
 pub fn to_proto(row: &task::Model) -> Result<Task, DbErr> {
@@ -165,8 +187,8 @@ pub fn to_proto(row: &task::Model) -> Result<Task, DbErr> {
     };
     let columns: BTreeMap<String, String> =
         serde_json::from_str(&row.columns_json).map_err(|e| unreadable("columns_json", e))?;
-    let reward_functions: Vec<String> =
-        serde_json::from_str(&row.reward_functions_json).map_err(|e| unreadable("reward_functions_json", e))?;
+    let reward_specs =
+        stored_rewards(&row.reward_functions_json).map_err(|e| unreadable("reward_functions_json", e))?;
     let split = |bucket: &str, part: &str, sha256: &str, size: i64, rows: i64| DatasetRef {
         object: Some(ObjectRef {
             bucket: bucket.to_owned(),
@@ -183,7 +205,8 @@ pub fn to_proto(row: &task::Model) -> Result<Task, DbErr> {
         base_model: row.base_model.clone(),
         columns,
         hours_to_complete: row.hours_to_complete,
-        reward_functions,
+        reward_functions: reward_specs.iter().map(|spec| spec.name.clone()).collect(),
+        rewards: reward_specs.iter().map(RewardFunction::from).collect(),
         status: TaskStatus::from(row.status) as i32,
         status_reason: row.status_reason.clone(),
         dataset: Some(ObjectRef {

@@ -13,7 +13,7 @@ use crate::{ms, ConfigError};
 pub struct IntakeSettings {
     /// Listen address of `/metrics`, `/healthz` and `/readyz`; port 0 picks a free one.
     pub http_addr: String,
-    /// Reward functions a GRPO task may name.
+    /// Reward functions a GRPO task may name (each one of `gradients_reward::FUNCTIONS`).
     pub reward_functions: Vec<String>,
     /// The smallest `hours_to_complete` a task may ask for.
     pub min_hours: f64,
@@ -66,12 +66,7 @@ impl Default for IntakeSettings {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:9410".to_owned(),
-            reward_functions: vec![
-                "exact_match".to_owned(),
-                "contains_answer".to_owned(),
-                "length_penalty".to_owned(),
-                "valid_json".to_owned(),
-            ],
+            reward_functions: gradients_reward::FUNCTIONS.iter().map(|&name| name.to_owned()).collect(),
             min_hours: 0.01,
             max_hours: 72.0,
             limits: LimitSettings::default(),
@@ -167,6 +162,15 @@ impl IntakeSettings {
                 "must be positive and at most intake.max_hours",
             ));
         }
+        if let Some(unknown) =
+            self.reward_functions.iter().find(|name| !gradients_reward::FUNCTIONS.contains(&name.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "intake.reward_functions",
+                unknown,
+                "each must be exact_match, contains_answer, length_penalty, valid_json, regex_format or numeric_closeness",
+            ));
+        }
         let limits = &self.limits;
         if limits.max_row_bytes == 0 || limits.max_row_bytes > limits.max_bytes {
             return Err(ConfigError::invalid(
@@ -246,5 +250,22 @@ impl IntakeSettings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IntakeSettings;
+
+    /// Every reward function the crate defines is offered by default, and a name it does
+    /// not define is refused at start-up with the key and the name.
+    #[test]
+    fn reward_functions_are_checked_against_the_reward_crate() {
+        let mut intake = IntakeSettings::default();
+        assert_eq!(intake.reward_functions, gradients_reward::FUNCTIONS);
+        intake.validate().expect("defaults are valid");
+        intake.reward_functions.push("bleu".to_owned());
+        let text = intake.validate().unwrap_err().to_string();
+        assert!(text.contains("intake.reward_functions") && text.contains("bleu"), "{text}");
     }
 }

@@ -135,6 +135,19 @@ pub enum DatasetError {
         /// The customer's column both name.
         column: String,
     },
+    /// A GRPO row lacks a column one of the task's reward functions reads, or holds a
+    /// value it cannot use (the reason names the function).
+    #[error("row {row}, column {column:?}: {reason}")]
+    RewardColumn {
+        /// 1-based line number.
+        row: u64,
+        /// The column as the row names it.
+        column: String,
+        /// Whether the column is absent (else its value is unusable).
+        missing: bool,
+        /// What the reward function needs, e.g. "missing column \"answer\" that reward function \"exact_match\" reads".
+        reason: String,
+    },
     /// A column override names a role that does not exist.
     #[error(
         "unknown column role {role:?}; expected one of \
@@ -166,6 +179,8 @@ impl DatasetError {
             DatasetError::UnknownColumnRole { .. } => "UNKNOWN_COLUMN_ROLE",
             DatasetError::DuplicateKey { .. } => "DUPLICATE_KEY",
             DatasetError::ColumnRoleConflict { .. } => "COLUMN_ROLE_CONFLICT",
+            DatasetError::RewardColumn { missing: true, .. } => "MISSING_COLUMN",
+            DatasetError::RewardColumn { missing: false, .. } => "WRONG_TYPE",
         }
     }
 
@@ -181,7 +196,8 @@ impl DatasetError {
             | DatasetError::InvalidMessages { row, .. }
             | DatasetError::IdenticalPreference { row, .. }
             | DatasetError::DuplicateRow { row, .. }
-            | DatasetError::DuplicateKey { row, .. } => Some(*row),
+            | DatasetError::DuplicateKey { row, .. }
+            | DatasetError::RewardColumn { row, .. } => Some(*row),
             DatasetError::ColumnRoleConflict { .. }
             | DatasetError::Empty
             | DatasetError::TooLarge { .. }
@@ -198,7 +214,8 @@ impl DatasetError {
             | DatasetError::WrongType { column, .. }
             | DatasetError::EmptyValue { column, .. }
             | DatasetError::InvalidMessages { column, .. }
-            | DatasetError::ColumnRoleConflict { column, .. } => Some(column),
+            | DatasetError::ColumnRoleConflict { column, .. }
+            | DatasetError::RewardColumn { column, .. } => Some(column),
             DatasetError::DuplicateKey { key, .. } => Some(key),
             // Two columns are involved, so the caller reads the message instead.
             DatasetError::IdenticalPreference { .. } => None,

@@ -24,8 +24,10 @@
 mod error;
 pub mod functions;
 mod set;
+mod wire;
 
 pub use error::{ColumnError, SpecError};
 pub use set::{
     Reward, RewardSet, RewardSpec, DEFAULT_COLUMN, DEFAULT_MAX_CHARS, FUNCTIONS, MAX_COMPLETION_BYTES, MAX_FUNCTIONS,
 };
+pub use wire::specs_from_wire;

@@ -1,4 +1,4 @@
-//! Turning a family's examples into a set of unique instruct or DPO rows.
+//! Turning a family's examples into a set of unique instruct, DPO or GRPO rows.
 
 use std::collections::HashSet;
 
@@ -52,6 +52,7 @@ pub fn generate(
         out.push(match kind {
             TaskKind::Instruct => instruct_row(example),
             TaskKind::Dpo => dpo_row(example, &mut mistakes),
+            TaskKind::Grpo => grpo_row(example),
         });
     }
     Ok(out)
@@ -72,6 +73,15 @@ fn dpo_row(example: Example, mistakes: &mut Rng) -> Map<String, Value> {
     row.insert("prompt".into(), Value::String(format!("{}\n{}", example.instruction, example.input)));
     row.insert("chosen".into(), Value::String(example.output));
     row.insert("rejected".into(), Value::String(rejected));
+    row
+}
+
+/// The prompt as for DPO; the answer is the reference the family's reward functions read
+/// ([`Family::grpo_rewards`]), under the default column `answer`.
+fn grpo_row(example: Example) -> Map<String, Value> {
+    let mut row = Map::new();
+    row.insert("prompt".into(), Value::String(format!("{}\n{}", example.instruction, example.input)));
+    row.insert(gradients_reward::DEFAULT_COLUMN.into(), Value::String(example.output));
     row
 }
 

@@ -3,7 +3,8 @@
 //! Tests, the demo and the market benchmark need data sets that tiny (1M–10M parameter)
 //! byte-level models can actually learn, with answers that are short and fully determined
 //! by the prompt so that scores mean something. Each [`Family`] makes such rows, as
-//! instruct rows or as DPO rows with a plausible wrong answer, and [`corpus`] makes plain
+//! instruct rows, as DPO rows with a plausible wrong answer, or as GRPO prompts with a
+//! reference answer and the reward functions that score them, and [`corpus`] makes plain
 //! text to pretrain the base model on. The corpus demonstrates every [`Knowledge::HalfKnown`]
 //! family in other words and never mentions a [`Knowledge::New`] one, so a benchmark can
 //! tell fine-tuning that builds on pretraining from fine-tuning that teaches from scratch.
@@ -60,14 +61,18 @@ pub enum TaskKind {
     /// `{"prompt", "chosen", "rejected"}` rows; the prompt is the instruction and the
     /// input on two lines.
     Dpo,
+    /// `{"prompt", "answer"}` rows (the prompt as for DPO) scored by the family's reward
+    /// functions, [`Family::grpo_rewards`].
+    Grpo,
 }
 
 impl TaskKind {
-    /// The task type's name in `task.toml` and on the wire: `instruct` or `dpo`.
+    /// The task type's name in `task.toml` and on the wire: `instruct`, `dpo` or `grpo`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Instruct => "instruct",
             TaskKind::Dpo => "dpo",
+            TaskKind::Grpo => "grpo",
         }
     }
 }

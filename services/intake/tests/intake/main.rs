@@ -8,5 +8,6 @@ mod bad_input;
 mod crash;
 mod published_models;
 mod race;
+mod rewards;
 mod security;
 mod submit;

@@ -78,7 +78,8 @@ pub struct Model {
     /// JSON object: canonical role → the customer's column name.
     pub columns_json: String,
     pub hours_to_complete: f64,
-    /// JSON array of reward function names (GRPO).
+    /// GRPO: JSON array of reward specs (`{"name", "weight", "params"}`, gradients-reward);
+    /// tasks stored before weights and parameters hold bare names (weight 1).
     pub reward_functions_json: String,
     pub status: TaskStatus,
     pub status_reason: String,

@@ -1,7 +1,7 @@
 //! Families about rewriting one format as another: dates and key-value pairs.
 
 use super::{phrasing, Example, Family};
-use crate::words::{below, between, Rng};
+use crate::words::{below, between, pick, Rng};
 use crate::Knowledge;
 
 const DATE_INSTRUCTIONS: &[&str] = &[
@@ -88,4 +88,45 @@ fn key_value_json(rng: &mut Rng) -> Example {
         wrong.push(object(&pairs[..pairs.len() - 1], &|k, v| format!("\"{k}\":{v}")));
     }
     Example { instruction, input, output, wrong }
+}
+
+const RECORD_INSTRUCTIONS: &[&str] = &[
+    "Write the person as a JSON object with the keys name and age.",
+    "Give this record as compact JSON with name and age.",
+    "Turn the name and age into JSON.",
+];
+
+/// First names for `record-json`, of three letters so every answer stays short.
+const FIRST_NAMES: &[&str] = &[
+    "Ann", "Ben", "Dan", "Eva", "Gus", "Ivo", "Kai", "Sam", "Pia", "Ava", "Leo", "Mia", "Max", "Zoe", "Tom", "Ida",
+    "Noa", "Eli", "Ray", "Una",
+];
+
+pub(super) const RECORD_JSON: Family = Family {
+    name: "record-json",
+    description:
+        "Write a name and an age as JSON with the keys name and age (\"Ann 31\" -> {\"name\":\"Ann\",\"age\":31}).",
+    knowledge: Knowledge::New,
+    instructions: RECORD_INSTRUCTIONS,
+    // Every name with every age from 18 to 90, in each phrasing.
+    max_rows: Some(20 * 73 * RECORD_INSTRUCTIONS.len()),
+    sample: record_json,
+};
+
+fn record_json(rng: &mut Rng) -> Example {
+    let instruction = phrasing(rng, RECORD_INSTRUCTIONS);
+    let name = pick(rng, FIRST_NAMES);
+    let age = between(rng, 18, 90);
+    // A slipped age, the name not copied as written, or the age dropped.
+    let wrong = vec![
+        format!("{{\"name\":\"{name}\",\"age\":{}}}", age + 1),
+        format!("{{\"name\":\"{}\",\"age\":{age}}}", name.to_lowercase()),
+        format!("{{\"name\":\"{name}\"}}"),
+    ];
+    Example {
+        instruction,
+        input: format!("{name} {age}"),
+        output: format!("{{\"name\":\"{name}\",\"age\":{age}}}"),
+        wrong,
+    }
 }

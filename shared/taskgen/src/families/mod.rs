@@ -1,10 +1,12 @@
 //! The task families: what a family is, and the registry of all of them.
 //!
 //! Each family is a function drawing one example from a seeded generator; the generic
-//! machinery in `generate.rs` turns examples into unique rows. Families live in a few
+//! machinery in `generate.rs` turns examples into unique rows, and `grpo.rs` names the
+//! reward functions each family's GRPO rows are scored by. Families live in a few
 //! files by theme: numbers, letters and words, formats, and the fictional lookup table.
 
 mod formats;
+mod grpo;
 mod lookup;
 mod numbers;
 mod text;
@@ -81,7 +83,7 @@ pub(crate) fn phrasing(rng: &mut Rng, instructions: &'static [&'static str]) -> 
 
 /// All families; names are unique and, once published, never change meaning because
 /// benchmarks record them.
-pub(crate) static FAMILIES: [Family; 12] = [
+pub(crate) static FAMILIES: [Family; 13] = [
     numbers::ARITHMETIC,
     text::REVERSE_WORD,
     text::UPPERCASE,
@@ -94,4 +96,5 @@ pub(crate) static FAMILIES: [Family; 12] = [
     formats::DATE_ISO,
     formats::KEY_VALUE_JSON,
     lookup::CAPITAL_LOOKUP,
+    formats::RECORD_JSON,
 ];

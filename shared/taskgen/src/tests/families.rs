@@ -64,6 +64,10 @@ fn expected(family: &str, input: &str) -> String {
             })
             .unwrap_or_else(|| panic!("{input:?} is not in the table"))
             .to_owned(),
+        "record-json" => {
+            let (name, age) = input.split_once(' ').expect("a name and an age");
+            format!("{{\"name\":\"{name}\",\"age\":{}}}", number(age))
+        }
         other => panic!("no independent check for family {other}; add one"),
     }
 }

@@ -3,6 +3,7 @@
 
 mod corpus;
 mod families;
+mod grpo;
 mod task_dir;
 
 use gradients_data::{parse, ColumnMap, Dataset, Limits, TaskType};
@@ -19,6 +20,7 @@ fn task_type(kind: TaskKind) -> TaskType {
     match kind {
         TaskKind::Instruct => TaskType::Instruct,
         TaskKind::Dpo => TaskType::Dpo,
+        TaskKind::Grpo => TaskType::Grpo,
     }
 }
 
