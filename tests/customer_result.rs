@@ -6,6 +6,10 @@
 //! (the winning model, whose sha256 must be the one the evaluator scored). The ledger holds
 //! one entry per miner, and `gradients audit verify` and `reconcile` pass.
 //!
+//! Every process exports its spans to a real OTLP/gRPC receiver in the test: one trace
+//! follows the task from intake through dispatch, the trainers, the evaluator and the ledger
+//! to the audit.
+//!
 //! The binaries are the workspace's own (`target/<profile>/gradients`,
 //! `gradients-trainer`), built by `cargo test --workspace` / `make test`.
 
@@ -17,6 +21,9 @@ use gradients_ledger::client::LedgerClient;
 use gradients_testkit::{eventually, workspace_root, NatsServer};
 use gradients_trainer::model::CausalLm;
 use tokio::process::{Child, Command};
+
+#[path = "common/otlp.rs"]
+mod otlp;
 
 /// The task's whole run (training 12 steps per miner, evaluation) must fit in this.
 const TASK_LIMIT: Duration = Duration::from_secs(900);
@@ -42,10 +49,11 @@ fn binary(name: &str) -> PathBuf {
 }
 
 /// The environment every process shares: the private NATS and the keys.
-fn environment(nats: &NatsServer, dir: &Path) -> Vec<(String, String)> {
+fn environment(nats: &NatsServer, dir: &Path, otlp: &otlp::OtlpReceiver) -> Vec<(String, String)> {
     let path = |name: &str| dir.join(name).display().to_string();
     vec![
         ("GRADIENTS__NATS__URL".into(), nats.url()),
+        ("GRADIENTS__TELEMETRY__OTLP_ENDPOINT".into(), otlp.endpoint()),
         ("GRADIENTS__NATS__RETRY_BACKOFF_MS".into(), "50".into()),
         ("GRADIENTS__TELEMETRY__LOG_FILTER".into(), "warn".into()),
         ("GRADIENTS__DISPATCH__KEY_FILE".into(), path("dispatch.key")),
@@ -78,7 +86,8 @@ fn sha256_file(path: &Path) -> String {
 async fn a_customer_follows_its_task_to_the_downloaded_winner() {
     let nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = environment(&nats, dir.path());
+    let receiver = otlp::OtlpReceiver::start().await;
+    let env = environment(&nats, dir.path(), &receiver);
     for key in ["dispatch.key", "evaluator.key", "audit.key"] {
         gradients_miner::Identity::generate().save(&dir.path().join(key)).unwrap();
     }
@@ -262,6 +271,9 @@ async fn a_customer_follows_its_task_to_the_downloaded_winner() {
     })
     .await;
 
+    // One trace, exported by every service, follows the task.
+    traced_through_every_service(&receiver, &task_id).await;
+
     // The documented Python customer (docs/examples/customer_client.py, docs/integrating.md)
     // on the same market: upload, signed submit, watch and download with nothing but
     // nats-py, protobuf, cryptography and the classes protoc makes from proto/.
@@ -292,6 +304,33 @@ async fn a_customer_follows_its_task_to_the_downloaded_winner() {
     assert_eq!(sha256_file(&winner.join("model/config.json")), listed.unwrap()["sha256"].as_str().unwrap());
     assert!(winner.join("model.onnx").metadata().unwrap().len() > 0);
     drop(processes);
+}
+
+/// Waits until every service has exported a span of the trace intake started for `task_id`.
+async fn traced_through_every_service(receiver: &otlp::OtlpReceiver, task_id: &str) {
+    const SERVICES: [&str; 6] = ["intake", "dispatch", "trainer", "evaluator", "ledger", "audit"];
+    eventually(Duration::from_secs(60), "one trace through every service", || async {
+        let spans = receiver.spans();
+        let trace_id = spans
+            .iter()
+            .find(|s| s.service == "intake" && s.attribute("task_id") == Some(task_id))
+            .map(|s| s.trace_id.clone())
+            .ok_or_else(|| format!("no intake span names the task among {} spans", spans.len()))?;
+        let missing: Vec<&str> = SERVICES
+            .into_iter()
+            .filter(|service| !spans.iter().any(|s| s.service == *service && s.trace_id == trace_id))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            let mut seen: Vec<String> =
+                spans.iter().filter(|s| s.trace_id == trace_id).map(|s| format!("{}:{}", s.service, s.name)).collect();
+            seen.sort();
+            seen.dedup();
+            Err(format!("trace {trace_id}: no span from {missing:?}; seen {seen:?}"))
+        }
+    })
+    .await;
 }
 
 /// The Python customer's interpreter (a pinned venv, `scripts/python-env.sh client`) and the

@@ -15,6 +15,7 @@ use gradients_bus::BusError;
 use gradients_proto::v1::Timestamp;
 use gradients_telemetry::Outcome;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::log::{self, Incoming, Placement, StreamProbe};
 use crate::{decode, Context};
@@ -94,7 +95,9 @@ pub async fn run(ctx: Arc<Context>, audited: Audited, stop: CancellationToken) -
                 _ => break,
             }
         }
-        capture_batch(&ctx, audited, &probe, batch).await;
+        let span = tracing::info_span!("capture_batch", stream = audited.stream, messages = batch.len());
+        gradients_bus::event::mark_received(&span, &batch);
+        capture_batch(&ctx, audited, &probe, batch).instrument(span).await;
     }
     Ok(())
 }

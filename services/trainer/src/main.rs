@@ -104,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let telemetry = settings.telemetry.clone();
-            gradients_telemetry::run_until_signal("gradients-trainer", &telemetry, |shutdown| {
+            gradients_telemetry::run_until_signal(gradients_trainer::runtime::SERVICE_NAME, &telemetry, |shutdown| {
                 gradients_trainer::runtime::run(settings, shutdown)
             })
             .await

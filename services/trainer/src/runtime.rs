@@ -21,6 +21,7 @@ use gradients_proto::v1::{Assignment, MinerCapabilities, Offer, TaskType as Wire
 use indicatif::ProgressBar;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::job::{self, Job};
 use crate::strategy::{Budget, StrategyKind};
@@ -253,7 +254,7 @@ impl Assignments {
             // before the submission leaves the assignment to this miner's next start.
             let renew_every = client.assignment_ack_wait() / 3;
             let job = work(&client, &trainer, strategy, device, &lease, &cancel);
-            let outcome = lease.renewed_while(renew_every, job).await;
+            let outcome = lease.renewed_while(renew_every, job.instrument(lease.span())).await;
             let settled = match outcome {
                 Ok(()) => lease.finish().await,
                 Err(_) if cancel.is_cancelled() => {

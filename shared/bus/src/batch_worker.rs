@@ -54,6 +54,7 @@ pub async fn run_batch_worker<H: BatchHandler>(
 
         let started = Instant::now();
         let span = tracing::info_span!("handle_batch", consumer = spec.durable, messages = messages.len());
+        crate::event::mark_received(&span, &messages);
         // A panic fails every message of the batch (each is retried), not the worker.
         let handled = AssertUnwindSafe(handler.handle_batch(&messages)).catch_unwind();
         let results = match tracing::Instrument::instrument(handled, span).await {

@@ -80,6 +80,22 @@ pub fn current_traceparent() -> Option<String> {
     headers.get(TRACEPARENT).map(|v| v.to_string())
 }
 
+/// Makes the trace a received message carries (its `traceparent`) the parent of `span`; a
+/// message without one leaves `span` where it was.
+pub fn continue_trace(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    gradients_telemetry::set_parent_from(span, &ReceivedHeaders(headers));
+}
+
+/// Records in the trace each message carries that it was received, as one short `receive`
+/// span per message. A batch mixes traces, so its own span (`batch`) can belong to none of
+/// them; a message without a trace gets its `receive` span under `batch`.
+pub fn mark_received(batch: &tracing::Span, messages: &[jetstream::Message]) {
+    for message in messages {
+        let received = tracing::info_span!(parent: batch, "receive", subject = %message.subject);
+        continue_trace(&received, message.headers.as_ref());
+    }
+}
+
 /// Lets the telemetry crate read and write W3C trace headers on a NATS header map.
 pub struct NatsHeaders<'a>(pub &'a mut HeaderMap);
 

@@ -39,6 +39,19 @@ impl AssignmentLease {
         self.message.info().map(|info| info.delivered.max(1) as u64).unwrap_or(1)
     }
 
+    /// A span for the work on this assignment, in the trace its message carries (the task's,
+    /// begun at intake): what the miner publishes inside it, its submission above all,
+    /// carries that trace on to the evaluator, the ledger and the audit.
+    pub fn span(&self) -> tracing::Span {
+        let span = tracing::info_span!(
+            "assignment",
+            task_id = %self.assignment.task_id,
+            assignment_id = %self.assignment.assignment_id
+        );
+        gradients_bus::event::continue_trace(&span, self.message.headers.as_ref());
+        span
+    }
+
     /// Tells JetStream the work is still going, resetting the ack wait.
     pub async fn keep_alive(&self) -> Result<(), MinerError> {
         self.message.ack_with(AckKind::Progress).await.map_err(MinerError::transport("renewing an assignment"))
