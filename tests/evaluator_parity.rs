@@ -1,7 +1,10 @@
 //! The evaluator's loss is the trainer's: for a model the trainer built and exported, the
 //! market's loss computed by the evaluator (ONNX Runtime, `gradients_text` examples, the
 //! evaluator's batching) equals the trainer's tch loss on the same rows within 1e-4, for
-//! instruct, chat and DPO (against the base model as reference).
+//! instruct, chat and DPO (against the base model as reference). And the evaluator's greedy
+//! generation (ONNX Runtime, no cache, right padding) writes exactly the tokens the
+//! trainer's greedy generation (tch, key-value cache, left padding) writes, so GRPO scores
+//! what the miner's own generation produced.
 
 use gradients_data::{Row, TaskType};
 use gradients_evaluator::base_model::BaseModel;
@@ -123,4 +126,80 @@ fn dpo_loss_matches_the_trainer() {
     let evaluator = evaluator_loss(&models, TaskType::Dpo, &rows);
     eprintln!("dpo: trainer {trainer:.8} evaluator {evaluator:.8}");
     assert!((trainer - evaluator).abs() <= TOLERANCE, "dpo: {trainer} vs {evaluator}");
+}
+
+/// A model whose greedy completions vary: a fresh initialisation with its weights scaled up
+/// (at the initial scale a model only repeats the prompt's last token).
+fn writer(config: &gradients_model::ModelConfig, seed: i64) -> CausalLm {
+    let model = CausalLm::new(config, Device::Cpu, seed);
+    let _guard = tch::no_grad_guard();
+    for (name, mut tensor) in model.base_variables() {
+        if !name.contains("norm") {
+            let _ = tensor.f_mul_scalar_(30.0).unwrap();
+        }
+    }
+    model
+}
+
+#[test]
+fn greedy_generation_matches_the_trainer() {
+    use gradients_evaluator::generation::Generator;
+    use gradients_evaluator::runtime::{create_session, SessionLimits, Watchdog};
+    use gradients_trainer::generate::{generate, GenerateConfig};
+
+    let config = gradients_trainer::presets::byte_llama(48, 2, 6, 2, 80, 128, true);
+    let tokenizer = Tokenizer::byte_level();
+    let info = ExportBase { name: "base".into(), weights_sha256: "0".repeat(64), tokenizer_sha256: "0".repeat(64) };
+    let settings = gradients_config::EvaluatorSettings { batch_tokens: 400, ..Default::default() };
+    let prompts: Vec<Vec<u32>> = (0..12)
+        .map(|i| {
+            let row = Row::from_map(
+                serde_json::json!({"prompt": format!("Write {} then {}.", "ab".repeat(i % 4), i * 7)})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+            gradients_text::grpo_prompt_ids(&tokenizer, i + 1, &row, 100).unwrap()
+        })
+        .collect();
+    let max_new = 24;
+    let (mut compared, mut stopped, mut distinct) = (0, 0, std::collections::BTreeSet::new());
+    for seed in [3, 4, 5] {
+        let model = writer(&config, seed);
+        let trainer =
+            generate(&model, &prompts, &GenerateConfig::greedy(max_new, vec![tokenizer.eos_id()], tokenizer.pad_id()))
+                .unwrap();
+        let onnx = export(&model, &info, serde_json::json!({})).unwrap().onnx;
+        let mut session = create_session(onnx.into(), SessionLimits::from_settings(&settings)).unwrap();
+        let watchdog = Watchdog::start(settings.run_timeout()).unwrap();
+        let mut generator = Generator {
+            session: &mut session,
+            watchdog: &watchdog,
+            vocab: config.vocab_size(),
+            pad_id: tokenizer.pad_id(),
+            stop_ids: vec![tokenizer.eos_id()],
+            max_len: 128,
+            batch_tokens: settings.batch_tokens,
+        };
+        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let (evaluator, stats) = generator.greedy(&refs, max_new).unwrap();
+        eprintln!("seed {seed}: {} runs, {} positions, {} new tokens", stats.runs, stats.positions, stats.new_tokens);
+        for (i, (t, e)) in trainer.iter().zip(&evaluator).enumerate() {
+            // The trainer's ids end with the end-of-text that stopped them; the evaluator's do not.
+            let mut expected = t.ids.clone();
+            if t.stopped {
+                expected.pop();
+            }
+            assert_eq!(e.ids, expected, "seed {seed}, prompt {i}: ONNX Runtime and tch write different tokens");
+            assert_eq!(e.stopped, t.stopped, "seed {seed}, prompt {i}");
+            compared += e.ids.len();
+            stopped += usize::from(e.stopped);
+            distinct.extend(e.ids.iter().copied());
+        }
+    }
+    eprintln!(
+        "{compared} tokens equal, {stopped} of 36 completions ended by end-of-text, {} distinct ids",
+        distinct.len()
+    );
+    assert!(distinct.len() > 10, "the completions should not be one repeated token");
 }
