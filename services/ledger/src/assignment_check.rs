@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use gradients_bus::subjects;
 use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_config::Settings;
-use gradients_miner::identity::{domains, verify_message};
+use gradients_miner::identity::{domains, PublicKey};
 use gradients_miner::Identity;
 use gradients_proto::v1::Assignment;
 use gradients_telemetry::Metrics;
@@ -24,14 +24,16 @@ pub const FORGED_ASSIGNMENT: &str = "FORGED_ASSIGNMENT";
 
 /// Dispatch's public key: `ledger.dispatch_public_key`, else the key at `dispatch.key_file`
 /// (read the way the trainer reads it).
-pub fn dispatch_key(settings: &Settings) -> Result<Vec<u8>, LedgerError> {
+pub fn dispatch_key(settings: &Settings) -> Result<PublicKey, LedgerError> {
     let configured = &settings.ledger.dispatch_public_key;
     if !configured.is_empty() {
-        return hex::decode(configured)
-            .map_err(|e| LedgerError::DispatchKey(format!("ledger.dispatch_public_key: {e}")));
+        let bad = |e: String| LedgerError::DispatchKey(format!("ledger.dispatch_public_key: {e}"));
+        let bytes = hex::decode(configured).map_err(|e| bad(e.to_string()))?;
+        return PublicKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()));
     }
     let path = &settings.dispatch.key_file;
-    Identity::load(path).map(|identity| identity.public_key().to_vec()).map_err(|e| {
+    let key = Identity::load(path).map(|identity| identity.public_key());
+    key.and_then(|key| PublicKey::from_bytes(&key)).map_err(|e| {
         LedgerError::DispatchKey(format!(
             "ledger.dispatch_public_key is empty and dispatch's key {} cannot be read: {e}",
             path.display()
@@ -44,7 +46,7 @@ pub struct VerifiedAssignments {
     /// Records what passes.
     pub recorder: AssignmentRecorder,
     /// Dispatch's public key.
-    pub dispatch_key: Vec<u8>,
+    pub dispatch_key: PublicKey,
     /// Where refusals are counted.
     pub metrics: Metrics,
 }
@@ -55,10 +57,10 @@ impl VerifiedAssignments {
         let Ok(assignment) = Assignment::decode(payload) else {
             return None; // Not an assignment at all: the recorder says so.
         };
-        if verify_message(&self.dispatch_key, domains::ASSIGNMENT, &assignment, &assignment.signature, |a| {
-            a.signature.clear()
-        })
-        .is_err()
+        if self
+            .dispatch_key
+            .verify_message(domains::ASSIGNMENT, &assignment, &assignment.signature, |a| a.signature.clear())
+            .is_err()
         {
             return Some(format!(
                 "assignment {:?} (task {:?}, miner {:?}) is not signed by dispatch: refused, nothing recorded or paid",

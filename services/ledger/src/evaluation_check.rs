@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use gradients_bus::subjects;
 use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_config::Settings;
-use gradients_miner::identity::{domains, verify_message};
+use gradients_miner::identity::{domains, PublicKey};
 use gradients_miner::Identity;
 use gradients_proto::v1::EvaluationResult;
 use gradients_telemetry::Metrics;
@@ -23,13 +23,16 @@ pub const FORGED_EVALUATION: &str = "FORGED_EVALUATION";
 
 /// The evaluator's public key: `evaluator.public_key`, else the key at
 /// `evaluator.key_file` (a ledger on the evaluator's machine, as in the demo).
-pub fn evaluator_key(settings: &Settings) -> Result<Vec<u8>, LedgerError> {
+pub fn evaluator_key(settings: &Settings) -> Result<PublicKey, LedgerError> {
     let configured = &settings.evaluator.public_key;
     if !configured.is_empty() {
-        return hex::decode(configured).map_err(|e| LedgerError::EvaluatorKey(format!("evaluator.public_key: {e}")));
+        let bad = |e: String| LedgerError::EvaluatorKey(format!("evaluator.public_key: {e}"));
+        let bytes = hex::decode(configured).map_err(|e| bad(e.to_string()))?;
+        return PublicKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()));
     }
     let path = &settings.evaluator.key_file;
-    Identity::load(path).map(|identity| identity.public_key().to_vec()).map_err(|e| {
+    let key = Identity::load(path).map(|identity| identity.public_key());
+    key.and_then(|key| PublicKey::from_bytes(&key)).map_err(|e| {
         LedgerError::EvaluatorKey(format!(
             "evaluator.public_key is empty and the evaluator's key {} cannot be read: {e}",
             path.display()
@@ -42,19 +45,18 @@ pub struct VerifiedEvaluations {
     /// Records what passes.
     pub recorder: EvaluationRecorder,
     /// The evaluator's public key.
-    pub evaluator_key: Vec<u8>,
+    pub evaluator_key: PublicKey,
     /// Where refusals are counted.
     pub metrics: Metrics,
 }
 
 /// Why `payload`, received on `subject`, is not a genuine evaluation by the holder of
 /// `evaluator_key`, if it is not.
-fn refusal(evaluator_key: &[u8], subject: &str, payload: &[u8]) -> Option<String> {
+fn refusal(evaluator_key: &PublicKey, subject: &str, payload: &[u8]) -> Option<String> {
     let Ok(result) = EvaluationResult::decode(payload) else {
         return None; // Not an evaluation at all: the recorder says so.
     };
-    if verify_message(evaluator_key, domains::EVALUATION, &result, &result.signature, |r| r.signature.clear()).is_err()
-    {
+    if evaluator_key.verify_message(domains::EVALUATION, &result, &result.signature, |r| r.signature.clear()).is_err() {
         return Some(format!(
             "evaluation {:?} (task {:?}, miner {:?}) is not signed by the evaluator: refused, nothing recorded or paid",
             result.evaluation_id, result.task_id, result.miner_id
@@ -95,7 +97,7 @@ mod tests {
     #[test]
     fn only_signed_evaluations_on_their_subject_pass() {
         let evaluator = Identity::generate();
-        let key = evaluator.public_key();
+        let key = PublicKey::from_bytes(&evaluator.public_key()).unwrap();
         let mut result = EvaluationResult { evaluation_id: "e".into(), task_id: "t".into(), ..Default::default() };
         let subject = subjects::evaluations("t");
         assert!(refusal(&key, &subject, &result.encode_to_vec()).is_some(), "unsigned");

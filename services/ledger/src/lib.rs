@@ -57,14 +57,25 @@ pub(crate) struct Context {
     pub metrics: Metrics,
 }
 
+/// Batch workers per input. Each handles its batch as a chain of round trips (record,
+/// commit, readiness, finalize, commit); a second worker keeps the database and the consumer
+/// busy during the first one's waits. Exactly once does not rest on it: replicas already
+/// run several workers on each consumer.
+const WORKERS_PER_INPUT: usize = 2;
+
 /// Runs the ledger until `shutdown` is cancelled, then drains.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), LedgerError> {
     let evaluator_key = evaluation_check::evaluator_key(&settings)?;
     let dispatch_key = assignment_check::dispatch_key(&settings)?;
     let lifecycle = Lifecycle::new(SERVICE_NAME, &settings.nats).health_on(&settings.ledger.http_addr);
-    let Some(mut running) = lifecycle.start::<LedgerError>(&shutdown).await? else { return Ok(()) };
+    // The database and NATS are independent: reach both at once (each is a few round trips).
+    let (started, db) = tokio::join!(
+        lifecycle.start::<LedgerError>(&shutdown),
+        gradients_store::connect(&settings.store, gradients_store::Schema::Ledger)
+    );
+    let Some(mut running) = started? else { return Ok(()) };
+    let db = db?;
     let (bus, metrics) = (running.bus.clone(), running.metrics.clone());
-    let db = gradients_store::connect(&settings.store, gradients_store::Schema::Ledger).await?;
     let relay = Relay::new(db.clone(), bus.clone(), metrics.clone());
     let finalizer = Arc::new(Finalizer {
         db: db.clone(),
@@ -78,32 +89,36 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let poll = settings.ledger.outbox_poll();
     running.spawn_until_stopped(|stop| async move { relay.run(poll, stop).await });
     let input = |stream, durable, subject: &str| ConsumerSpec { stream, durable, filter_subject: subject.to_owned() };
-    running.spawn_batch_worker(
-        input(streams::TASKS, consumers::LEDGER_TASKS, TASK_CREATED),
-        Batched::<batch::Tasks, _>::new(finalizer.clone(), batch::Unscreened),
-    );
-    running.spawn_batch_worker(
-        input(streams::ASSIGNMENTS, consumers::LEDGER_ASSIGNMENTS, ASSIGNMENTS_ALL),
-        Batched::<batch::Assignments, _>::new(
-            finalizer.clone(),
-            assignment_check::VerifiedAssignments {
-                recorder: record::AssignmentRecorder(finalizer.clone()),
-                dispatch_key,
-                metrics: metrics.clone(),
-            },
-        ),
-    );
-    running.spawn_batch_worker(
-        input(streams::EVALUATIONS, consumers::LEDGER_EVALUATIONS, EVALUATIONS_ALL),
-        Batched::<batch::Evaluations, _>::new(
-            finalizer.clone(),
-            evaluation_check::VerifiedEvaluations {
-                recorder: record::EvaluationRecorder(finalizer.clone()),
-                evaluator_key,
-                metrics: metrics.clone(),
-            },
-        ),
-    );
+    // Several workers per input, on the same durable consumer (as replicas share it): while
+    // one finalizes what its batch completed, another fetches and records the next batch.
+    for _ in 0..WORKERS_PER_INPUT {
+        running.spawn_batch_worker(
+            input(streams::TASKS, consumers::LEDGER_TASKS, TASK_CREATED),
+            Batched::<batch::Tasks, _>::new(finalizer.clone(), batch::Unscreened),
+        );
+        running.spawn_batch_worker(
+            input(streams::ASSIGNMENTS, consumers::LEDGER_ASSIGNMENTS, ASSIGNMENTS_ALL),
+            Batched::<batch::Assignments, _>::new(
+                finalizer.clone(),
+                assignment_check::VerifiedAssignments {
+                    recorder: record::AssignmentRecorder(finalizer.clone()),
+                    dispatch_key: dispatch_key.clone(),
+                    metrics: metrics.clone(),
+                },
+            ),
+        );
+        running.spawn_batch_worker(
+            input(streams::EVALUATIONS, consumers::LEDGER_EVALUATIONS, EVALUATIONS_ALL),
+            Batched::<batch::Evaluations, _>::new(
+                finalizer.clone(),
+                evaluation_check::VerifiedEvaluations {
+                    recorder: record::EvaluationRecorder(finalizer.clone()),
+                    evaluator_key: evaluator_key.clone(),
+                    metrics: metrics.clone(),
+                },
+            ),
+        );
+    }
     {
         let (finalizer, interval) = (finalizer.clone(), settings.ledger.sweep_interval());
         running.spawn_until_stopped(|stop| sweep_deadlines(finalizer, interval, stop));

@@ -133,10 +133,38 @@ pub fn unsigned_encoding<M: Message + Clone>(message: &M, clear: impl FnOnce(&mu
 
 /// Checks `signature` over `message` under `domain` by the holder of `public_key`.
 pub fn verify(public_key: &[u8], domain: &str, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
-    let key: [u8; 32] = public_key.try_into().map_err(|_| IdentityError::BadPublicKey)?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| IdentityError::BadPublicKey)?;
-    let signature = Signature::from_slice(signature).map_err(|_| IdentityError::BadSignature)?;
-    key.verify_strict(&signed_bytes(domain, message), &signature).map_err(|_| IdentityError::BadSignature)
+    PublicKey::from_bytes(public_key)?.verify(domain, message, signature)
+}
+
+/// A public key decoded once, for a reader that checks many signatures of one signer (the
+/// ledger checks dispatch's on every assignment and the evaluator's on every evaluation):
+/// decoding is a curve point decompression, a good part of what one verification costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// The key whose 32-byte encoding is `public_key`.
+    pub fn from_bytes(public_key: &[u8]) -> Result<Self, IdentityError> {
+        let key: [u8; 32] = public_key.try_into().map_err(|_| IdentityError::BadPublicKey)?;
+        VerifyingKey::from_bytes(&key).map(Self).map_err(|_| IdentityError::BadPublicKey)
+    }
+
+    /// [`verify`] with this key.
+    pub fn verify(&self, domain: &str, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
+        let signature = Signature::from_slice(signature).map_err(|_| IdentityError::BadSignature)?;
+        self.0.verify_strict(&signed_bytes(domain, message), &signature).map_err(|_| IdentityError::BadSignature)
+    }
+
+    /// [`verify_message`] with this key.
+    pub fn verify_message<M: Message + Clone>(
+        &self,
+        domain: &str,
+        message: &M,
+        signature: &[u8],
+        clear: impl FnOnce(&mut M),
+    ) -> Result<(), IdentityError> {
+        self.verify(domain, &unsigned_encoding(message, clear), signature)
+    }
 }
 
 /// Checks a protobuf message's signature (see [`Identity::sign_message`]).
@@ -209,6 +237,12 @@ mod tests {
         assert!(verify(&identity.public_key(), domains::HEARTBEAT, b"hellO", &signature).is_err());
         assert!(verify(&Identity::generate().public_key(), domains::HEARTBEAT, b"hello", &signature).is_err());
         assert!(verify(b"short", domains::HEARTBEAT, b"hello", &signature).is_err());
+        // A key decoded once checks exactly as the bytes do.
+        let key = PublicKey::from_bytes(&identity.public_key()).unwrap();
+        key.verify(domains::HEARTBEAT, b"hello", &signature).unwrap();
+        assert!(key.verify(domains::REGISTER, b"hello", &signature).is_err());
+        assert!(key.verify(domains::HEARTBEAT, b"hellO", &signature).is_err());
+        assert!(PublicKey::from_bytes(b"short").is_err());
     }
 
     /// A signed message with map fields still verifies after a trip over the wire: the
