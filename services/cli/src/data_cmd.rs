@@ -46,6 +46,10 @@ pub struct GenerateArgs {
     /// DPO rows (prompt, chosen, rejected) instead of instruct rows; folders get `-dpo`.
     #[arg(long)]
     dpo: bool,
+    /// GRPO rows (prompt, answer) scored by each family's reward functions, named in
+    /// task.toml's `[[rewards]]`; folders get `-grpo`.
+    #[arg(long, conflicts_with = "dpo")]
+    grpo: bool,
     /// The base model to name in each task.toml (default: none, so submit picks its own).
     #[arg(long)]
     base_model: Option<String>,
@@ -83,7 +87,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
             anyhow::bail!("family {} has only {max} distinct rows; ask for --rows {max} or fewer", f.name);
         }
     }
-    let kind = if args.dpo { TaskKind::Dpo } else { TaskKind::Instruct };
+    let kind = match (args.dpo, args.grpo) {
+        (true, _) => TaskKind::Dpo,
+        (_, true) => TaskKind::Grpo,
+        _ => TaskKind::Instruct,
+    };
     let bar = if families.len() > 1 { progress(families.len()) } else { ProgressBar::hidden() };
     for f in families {
         bar.set_message(f.name);
@@ -129,14 +137,18 @@ mod tests {
     #[test]
     fn generated_folders_are_task_folders() {
         let dir = tempfile::tempdir().unwrap();
-        for kind in [TaskKind::Instruct, TaskKind::Dpo] {
+        for kind in [TaskKind::Instruct, TaskKind::Dpo, TaskKind::Grpo] {
             for f in gradients_taskgen::families() {
                 let folder = gradients_taskgen::write_task_dir(dir.path(), f, kind, 30, 1, Some("tiny-1m")).unwrap();
                 let read = task_dir::read(&folder).unwrap();
                 assert_eq!(read.task.task_type, kind.as_str());
                 assert_eq!(read.task.base_model.as_deref(), Some("tiny-1m"));
                 assert!(read.task.columns.is_empty());
-                assert_eq!(std::fs::read_to_string(read.data).unwrap().lines().count(), 30);
+                assert_eq!(std::fs::read_to_string(&read.data).unwrap().lines().count(), 30);
+                if kind == TaskKind::Grpo {
+                    assert_eq!(read.task.rewards, f.grpo_rewards(), "{}", f.name);
+                    read.rows().unwrap_or_else(|e| panic!("{}: {e}", f.name));
+                }
             }
         }
     }
