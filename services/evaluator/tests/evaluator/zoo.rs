@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gradients_bus::event::{publish_event, OutgoingEvent};
 use gradients_bus::objects;
 use gradients_bus::subjects::{self, buckets};
 use gradients_miner::identity::{domains, verify_message};
@@ -14,6 +15,7 @@ use gradients_proto::onnx::{
     StringStringEntryProto, TensorProto,
 };
 use gradients_proto::v1::{ErrorCode, EvaluationKind, EvaluationStatus, TaskType};
+use prost::Message;
 
 use crate::common::{in_ms, instruct_rows, Market};
 use crate::models;
@@ -203,8 +205,10 @@ async fn hostile_submissions_are_refused_with_typed_reasons() {
     let checksum = Identity::generate();
     let wrong_subject = Identity::generate();
     let outsider = Identity::generate();
+    let resigner = Identity::generate();
     let file_miners: Vec<Identity> = files.iter().map(|_| Identity::generate()).collect();
-    let mut assigned: Vec<&Identity> = vec![&honest, &honest_later, &copier, &forger, &late, &checksum, &wrong_subject];
+    let mut assigned: Vec<&Identity> =
+        vec![&honest, &honest_later, &copier, &forger, &late, &checksum, &wrong_subject, &resigner];
     assigned.extend(file_miners.iter());
     for miner in assigned.iter().chain([&&outsider]) {
         market.register(miner).await;
@@ -226,6 +230,25 @@ async fn hostile_submissions_are_refused_with_typed_reasons() {
     let client = market.register(&honest).await;
     let first = client.submit(&task, &fine, manifest).await.unwrap();
     expect(&first, "an honest fine-tune", EvaluationStatus::Valid, ErrorCode::Unspecified);
+    // The same signed submission replayed under a new message id (past JetStream's
+    // de-duplication): evaluated once, whatever the bus delivers.
+    let replay = OutgoingEvent {
+        subject: subjects::submissions(&task, &honest.id()),
+        id: format!("{}-replayed", first.submission_id),
+        payload: first.encode_to_vec().into(),
+        traceparent: None,
+    };
+    publish_event(&market.bus.jetstream, replay).await.unwrap();
+    // The honest submission taken over by another assigned miner: its id, its subject, its
+    // signature, the honest miner's objects.
+    let (artifact, manifest_ref) = (first.artifact.clone().unwrap(), first.manifest.clone().unwrap());
+    let resigned = market.submit_raw(&task, &resigner, &resigner.id(), artifact, manifest_ref, None).await;
+    expect(
+        &resigned,
+        "another miner's submission re-signed as its own",
+        EvaluationStatus::Invalid,
+        ErrorCode::ArtifactUnreadable,
+    );
 
     // A byte copy of the honest artifact, uploaded by another miner to its own bucket.
     let copy = market.upload(&copier, &fine, "onnx").await;
@@ -289,7 +312,7 @@ async fn hostile_submissions_are_refused_with_typed_reasons() {
     let last_one = later.submit(&task, &fine_later, manifest).await.unwrap();
     expect(&last_one, "an honest fine-tune after the zoo", EvaluationStatus::Valid, ErrorCode::Unspecified);
 
-    assert!(expected.len() >= 15 + 2, "the zoo has {} cases", expected.len() - 2);
+    assert!(expected.len() >= 16 + 2, "the zoo has {} cases", expected.len() - 2);
     let results = market.wait_for(&task, expected.len() + 1, Duration::from_secs(120)).await;
     let key = market.evaluator_key();
     let mut seen = 0;
@@ -312,6 +335,12 @@ async fn hostile_submissions_are_refused_with_typed_reasons() {
         seen += 1;
     }
     assert_eq!(seen, expected.len(), "one evaluation per submission");
+    let replayed = market.evaluations(&task).await;
+    assert_eq!(
+        replayed.iter().filter(|r| r.submission_id == first.submission_id).count(),
+        1,
+        "a replay is not evaluated"
+    );
     assert_eq!(results.iter().filter(|r| r.kind == EvaluationKind::BaseModel as i32).count(), 1);
     market.shutdown.cancel();
 }
