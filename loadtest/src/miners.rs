@@ -24,8 +24,9 @@ use gradients_proto::v1::{MinerCapabilities, Offer, TaskType};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The base model's name in `gradients-models` (the testkit's ~60k-parameter Llama).
-pub const BASE_MODEL: &str = "loadtest-base";
+/// The base model's name: one intake's configuration knows (`models`); what is published
+/// under it in `gradients-models` is the testkit's ~60k-parameter Llama, as in the tests.
+pub const BASE_MODEL: &str = "tiny-1m";
 
 /// What one load miner submits for every task: the ONNX artifact, its manifest and the
 /// files the manifest lists (the HF folder it was exported from and a report).

@@ -99,7 +99,7 @@ pub fn figures(
     let stages = histograms
         .into_iter()
         .map(|(name, (h, last))| {
-            let span = (last - first_ms).max(1) as f64 / 1000.0;
+            let span = if h.is_empty() { 1.0 } else { (last - first_ms).max(1) as f64 / 1000.0 };
             let figures = StageFigures {
                 count: h.len(),
                 p50_ms: h.value_at_quantile(0.50) as f64,

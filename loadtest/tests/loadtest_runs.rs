@@ -65,4 +65,12 @@ fn a_short_run_completes_every_task_once_and_reports_its_figures() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["replicas"].as_u64(), Some(1));
     assert!(out.path().join("scaling.svg").exists() && out.path().join("report.md").exists());
+    // Issue 17 §5: every service exports consumer lag, handler latency and outcomes.
+    let exported = report["metrics_exported"]["replicas_1"].as_object().expect("metrics per process");
+    assert_eq!(exported.len(), 5, "{exported:?}");
+    for (process, families) in exported {
+        for family in ["consumer_lag", "handler_latency", "outcomes"] {
+            assert_eq!(families[family].as_bool(), Some(true), "{process} does not export {family}");
+        }
+    }
 }
