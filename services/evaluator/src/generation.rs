@@ -48,7 +48,8 @@ pub struct GenerationStats {
 }
 
 impl GenerationStats {
-    fn add(&mut self, other: GenerationStats) {
+    /// Adds another generation's cost.
+    pub fn add(&mut self, other: GenerationStats) {
         self.new_tokens += other.new_tokens;
         self.positions += other.positions;
         self.runs += other.runs;

@@ -27,7 +27,8 @@ use serde::Serialize;
 
 use crate::base_model::BaseModel;
 use crate::error::Refusal;
-use crate::generation::{GenerationStats, Generator};
+use crate::evaluate::refusal;
+use crate::generation::{Generated, GenerationStats, Generator};
 use crate::runtime::{create_session, SessionLimits, Watchdog};
 
 /// One split's prompts, ready to generate from.
@@ -124,8 +125,41 @@ pub fn score_model(
     task: &GrpoTask,
     settings: &EvaluatorSettings,
 ) -> Result<(Vec<RewardScore>, GenerationStats), Refusal> {
-    let mut session = create_session(onnx, SessionLimits::from_settings(settings)).map_err(crate::evaluate::refusal)?;
-    let watchdog = Watchdog::start(settings.run_timeout()).map_err(crate::evaluate::refusal)?;
+    let (completions, stats) = completions(onnx, base, task, settings)?;
+    let scores = task
+        .splits
+        .iter()
+        .zip(&completions)
+        .map(|(split, completions)| {
+            let rows = split
+                .rows
+                .iter()
+                .zip(completions)
+                .map(|(row, completion)| {
+                    let reward = reward_of(&task.rewards, &base.tokenizer, row, &completion.ids);
+                    RewardRow {
+                        reward,
+                        loss: -reward,
+                        tokens: completion.ids.len() as u64,
+                        stopped: completion.stopped,
+                    }
+                })
+                .collect();
+            summarise(split.name, rows)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((scores, stats))
+}
+
+/// The greedy completion of every prompt of every split by `onnx`, and what it cost.
+pub fn completions(
+    onnx: Arc<[u8]>,
+    base: &BaseModel,
+    task: &GrpoTask,
+    settings: &EvaluatorSettings,
+) -> Result<(Vec<Vec<Generated>>, GenerationStats), Refusal> {
+    let mut session = create_session(onnx, SessionLimits::from_settings(settings)).map_err(refusal)?;
+    let watchdog = Watchdog::start(settings.run_timeout()).map_err(refusal)?;
     let vocab = base.config.vocab_size();
     // Logits are the largest tensor of a run: keep them within half the memory limit.
     let by_memory = (settings.max_session_memory_bytes / 2 / (vocab as u64 * 4)).max(1) as usize;
@@ -139,25 +173,14 @@ pub fn score_model(
         batch_tokens: settings.batch_tokens.min(by_memory),
     };
     let mut stats = GenerationStats::default();
-    let mut scores = Vec::with_capacity(task.splits.len());
+    let mut out = Vec::with_capacity(task.splits.len());
     for split in &task.splits {
         let prompts: Vec<&[u32]> = split.prompt_ids.iter().map(Vec::as_slice).collect();
-        let (completions, cost) = generator.greedy(&prompts, task.max_new_tokens).map_err(crate::evaluate::refusal)?;
-        stats.new_tokens += cost.new_tokens;
-        stats.positions += cost.positions;
-        stats.runs += cost.runs;
-        let rows: Vec<RewardRow> = split
-            .rows
-            .iter()
-            .zip(&completions)
-            .map(|(row, completion)| {
-                let reward = reward_of(&task.rewards, &base.tokenizer, row, &completion.ids);
-                RewardRow { reward, loss: -reward, tokens: completion.ids.len() as u64, stopped: completion.stopped }
-            })
-            .collect();
-        scores.push(summarise(split.name, rows)?);
+        let (completions, cost) = generator.greedy(&prompts, task.max_new_tokens).map_err(refusal)?;
+        stats.add(cost);
+        out.push(completions);
     }
-    Ok((scores, stats))
+    Ok((out, stats))
 }
 
 /// The ids that end a completion: the tokenizer's end-of-text (what the trainer stops at).

@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod generation;
 pub mod grpo;
 pub mod models_store;
+pub mod prepared;
 pub mod projection;
 pub mod runtime;
 pub mod scoring;

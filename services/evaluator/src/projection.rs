@@ -19,6 +19,7 @@ use gradients_bus::worker::HandlerError;
 use gradients_bus::Bus;
 use gradients_miner::identity::{domains, id_for, verify_message};
 use gradients_proto::v1::{Assignment, Miner, ObjectRef, TaskCreated, TaskType};
+use gradients_reward::RewardSpec;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,9 @@ pub struct TaskRecord {
     pub deadline_ms: i64,
     pub test: Option<StoredRef>,
     pub synth: Option<StoredRef>,
+    /// GRPO: the reward functions the task is scored by, as intake validated them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewards: Vec<RewardSpec>,
 }
 
 /// An [`ObjectRef`] in JSON.
@@ -167,6 +171,7 @@ impl Projection {
             deadline_ms: deadline.unix_ms,
             test: splits.and_then(|s| s.test.as_ref()).and_then(|d| d.object.as_ref()).map(StoredRef::from),
             synth: splits.and_then(|s| s.synth.as_ref()).and_then(|d| d.object.as_ref()).map(StoredRef::from),
+            rewards: gradients_reward::specs_from_wire(&task.rewards, &task.reward_functions),
         };
         let json = serde_json::to_vec(&record).expect("a record serialises");
         self.kv.put(format!("task.{}", task.id), json.into()).await.map_err(transient)?;

@@ -12,7 +12,6 @@ use gradients_bus::subjects::{self, buckets};
 use gradients_bus::worker::{Handled, Handler, HandlerError};
 use gradients_bus::{objects, Bus};
 use gradients_config::Settings;
-use gradients_data::TaskType as DataType;
 use gradients_miner::identity::domains;
 use gradients_miner::Identity;
 use gradients_proto::v1::{
@@ -20,16 +19,14 @@ use gradients_proto::v1::{
     Timestamp,
 };
 use gradients_telemetry::Metrics;
-use gradients_text::LossSum;
 use prost::Message;
-use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::base_model::BaseModel;
 use crate::error::{BaseModelError, Refusal};
-use crate::evaluate::{check_artifact, prepare, run_model, scores, PreparedSplit};
+use crate::evaluate::check_artifact;
+use crate::prepared::{scored_type, Prepared};
 use crate::projection::{registered_key, safe_id, verify_assignment, Projection, TaskRecord};
-use crate::scoring::SplitScore;
 use crate::submission::{admit, arrival_ms};
 
 /// Largest split read from the validators' bucket.
@@ -47,15 +44,8 @@ pub struct Context {
     pub projection: Projection,
     pub metrics: Metrics,
     models: Mutex<HashMap<String, Arc<BaseModel>>>,
-    /// Per task: the splits, tokenized, and (DPO) the base model's sums on them.
+    /// Per task: the splits ready to score ([`Prepared`]).
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
-}
-
-/// A task's splits ready to score.
-pub struct Prepared {
-    pub base: Arc<BaseModel>,
-    pub splits: Vec<PreparedSplit>,
-    pub reference: Option<Vec<Vec<LossSum>>>,
 }
 
 fn transient(e: impl Into<gradients_bus::Cause>) -> HandlerError {
@@ -113,16 +103,16 @@ impl Context {
         Ok(model)
     }
 
-    /// The task's splits, read from the validators' bucket and tokenized; for DPO with the
-    /// base model's sums. `Ok(Err(..))`: the task cannot be scored (not the miner's fault).
+    /// The task's splits, read from the validators' bucket and made ready to score
+    /// ([`Prepared::build`]). `Ok(Err(..))`: the task cannot be scored (not the miner's fault).
     async fn prepared(&self, task: &TaskRecord) -> Result<Result<Arc<Prepared>, Refusal>, HandlerError> {
         if let Some(prepared) = self.prepared.lock().await.get(&task.task_id) {
             return Ok(Ok(prepared.clone()));
         }
-        let Some(task_type) = TaskType::from_label(&task.task_type).and_then(data_type) else {
+        let Some(task_type) = TaskType::from_label(&task.task_type).and_then(scored_type) else {
             return Ok(Err(Refusal::failed(
                 ErrorCode::UnknownTaskType,
-                format!("task type {} is not scored by loss", task.task_type),
+                format!("task type {} is not scored by the evaluator", task.task_type),
             )));
         };
         let base = match self.base_model(&task.base_model).await {
@@ -148,17 +138,11 @@ impl Context {
             return Ok(Err(Refusal::failed(ErrorCode::Internal, "the task has no test split".to_owned())));
         }
         let settings = self.settings.evaluator.clone();
-        let base_for_work = base.clone();
+        let rewards = task.rewards.clone();
         let built = tokio::task::spawn_blocking(move || -> Result<Prepared, Refusal> {
             let borrowed: Vec<(&'static str, &[gradients_data::Row])> =
                 rows.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-            let splits = prepare(&base_for_work, task_type, &borrowed)?;
-            let reference = if task_type == DataType::Dpo {
-                Some(run_model(base_for_work.onnx.clone(), &base_for_work, &splits, &settings)?)
-            } else {
-                None
-            };
-            Ok(Prepared { base: base_for_work, splits, reference })
+            Prepared::build(base, task_type, &rewards, &borrowed, &settings)
         })
         .await
         .map_err(transient)?;
@@ -204,47 +188,6 @@ impl Context {
     }
 }
 
-/// The data crate's type of a scored task type (GRPO is scored by rewards, not here).
-fn data_type(task_type: TaskType) -> Option<DataType> {
-    match task_type {
-        TaskType::Instruct => Some(DataType::Instruct),
-        TaskType::Chat => Some(DataType::Chat),
-        TaskType::Dpo => Some(DataType::Dpo),
-        _ => None,
-    }
-}
-
-/// Fills a result's losses from its scores (test first, then synth).
-fn fill_scores(result: &mut EvaluationResult, names: &[&str], scores: &[SplitScore]) {
-    for (name, score) in names.iter().zip(scores) {
-        match *name {
-            "test" => {
-                result.test_loss = Some(score.loss);
-                result.test_tokens = score.tokens;
-                result.preference_accuracy = score.preference_accuracy;
-            }
-            _ => {
-                result.synth_loss = Some(score.loss);
-                result.synth_tokens = score.tokens;
-            }
-        }
-    }
-}
-
-fn evidence(result: &EvaluationResult, names: &[&str], scores: &[SplitScore]) -> serde_json::Value {
-    let splits: serde_json::Map<String, serde_json::Value> =
-        names.iter().zip(scores).map(|(n, s)| ((*n).to_owned(), json!(s))).collect();
-    json!({
-        "evaluation_id": result.evaluation_id,
-        "task_id": result.task_id,
-        "miner_id": result.miner_id,
-        "submission_id": result.submission_id,
-        "kind": EvaluationKind::try_from(result.kind).unwrap_or_default().as_str_name(),
-        "artifact_sha256": result.artifact_sha256,
-        "splits": splits,
-    })
-}
-
 /// Tells JetStream the message is still being worked on while `work` runs, so a long
 /// evaluation is not handed to another replica; a killed worker stops telling, and the
 /// message goes to another replica after `ack_wait`.
@@ -272,7 +215,7 @@ impl Handler for TaskHandler {
         let created = TaskCreated::decode(message.payload.as_ref())
             .map_err(|e| HandlerError::poison(format!("not a TaskCreated: {e}")))?;
         let task = self.0.projection.record_task(&created).await?;
-        if TaskType::from_label(&task.task_type).and_then(data_type).is_none() {
+        if TaskType::from_label(&task.task_type).and_then(scored_type).is_none() {
             return Ok(Handled::Done);
         }
         let ack_wait = self.0.settings.nats.ack_wait();
@@ -298,24 +241,17 @@ async fn evaluate_base(ctx: &Context, task: &TaskRecord) -> Result<(), HandlerEr
         Ok(prepared) => {
             result.artifact_sha256 = prepared.base.onnx_sha256.clone();
             let (settings, prepared) = (ctx.settings.evaluator.clone(), prepared.clone());
-            tokio::task::spawn_blocking(move || {
-                let sums = match &prepared.reference {
-                    Some(reference) => reference.clone(),
-                    None => run_model(prepared.base.onnx.clone(), &prepared.base, &prepared.splits, &settings)?,
-                };
-                scores(&prepared.splits, &sums, prepared.reference.as_deref(), settings.dpo_beta)
-                    .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
-            })
-            .await
-            .map_err(HandlerError::from_join)?
+            tokio::task::spawn_blocking(move || prepared.score(prepared.base.onnx.clone(), &settings))
+                .await
+                .map_err(HandlerError::from_join)?
         }
     };
     result.evaluated_at = Some(Timestamp::now());
     let evidence = match outcome {
-        Ok((names, scores)) => {
+        Ok(scores) => {
             result.status = EvaluationStatus::Valid as i32;
-            fill_scores(&mut result, &names, &scores);
-            Some(evidence(&result, &names, &scores))
+            scores.fill(&mut result);
+            Some(scores.evidence(&result))
         }
         Err(refusal) => {
             tracing::warn!(task_id = %task.task_id, reason = %refusal, "the base model could not be evaluated");
@@ -421,10 +357,7 @@ async fn evaluate_submission(
                 let settings = ctx.settings.evaluator.clone();
                 tokio::task::spawn_blocking(move || {
                     check_artifact(&admitted.artifact, &prepared.base, &settings)?;
-                    let sums =
-                        run_model(admitted.artifact.to_vec().into(), &prepared.base, &prepared.splits, &settings)?;
-                    scores(&prepared.splits, &sums, prepared.reference.as_deref(), settings.dpo_beta)
-                        .map(|s| (prepared.splits.iter().map(|p| p.name).collect::<Vec<_>>(), s))
+                    prepared.score(admitted.artifact.to_vec().into(), &settings)
                 })
                 .await
                 .map_err(HandlerError::from_join)?
@@ -433,11 +366,11 @@ async fn evaluate_submission(
     };
     result.evaluated_at = Some(Timestamp::now());
     let evidence = match outcome {
-        Ok((names, scores)) => {
+        Ok(scores) => {
             result.status = EvaluationStatus::Valid as i32;
-            fill_scores(&mut result, &names, &scores);
+            scores.fill(&mut result);
             tracing::info!(task_id = %result.task_id, miner_id = %result.miner_id, test_loss = ?result.test_loss, "evaluated");
-            Some(evidence(&result, &names, &scores))
+            Some(scores.evidence(&result))
         }
         Err(refusal) => {
             tracing::warn!(task_id = %result.task_id, miner_id = %result.miner_id, reason = %refusal, "submission refused");

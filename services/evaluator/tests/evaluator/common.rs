@@ -105,6 +105,18 @@ impl Market {
 
     /// Publishes a created task whose hidden splits hold `test` and `synth`.
     pub async fn create_task(&self, task_type: TaskType, test: &[u8], synth: &[u8], deadline_ms: i64) -> String {
+        self.create_task_with(task_type, test, synth, deadline_ms, |_| {}).await
+    }
+
+    /// [`Market::create_task`] with the task changed by `change` first (GRPO's rewards).
+    pub async fn create_task_with(
+        &self,
+        task_type: TaskType,
+        test: &[u8],
+        synth: &[u8],
+        deadline_ms: i64,
+        change: impl FnOnce(&mut Task),
+    ) -> String {
         let task_id = uuid::Uuid::new_v4().to_string();
         let store = objects::bucket(&self.bus, buckets::VALIDATOR).await.unwrap();
         let put = |split: &'static str, data: &[u8]| {
@@ -138,6 +150,8 @@ impl Market {
             deadline: Some(Timestamp { unix_ms: deadline_ms }),
             ..Default::default()
         };
+        let mut task = task;
+        change(&mut task);
         let created =
             TaskCreated { event_id: format!("created-{task_id}"), task: Some(task), at: Some(Timestamp::now()) };
         let event = OutgoingEvent {
