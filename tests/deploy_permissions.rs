@@ -148,6 +148,14 @@ async fn a_miner_user_works_the_protocol_and_reads_no_bucket() {
     // The whole protocol works for the miner, through dispatch.
     let assignment = miner.next_assignment(&dispatch_key, Duration::from_secs(10)).await.unwrap().expect("assigned");
     assert_eq!(miner.fetch_train(&assignment).await.unwrap().as_ref(), b"{\"a\":1}\n");
+    // Under its own grant it gets nothing the grant does not name: never the test split.
+    let test_split = miner.fetch_object(&assignment, &test).await;
+    assert!(test_split.is_err(), "dispatch must not serve the test split to a miner: {test_split:?}");
+    // Nor the data of a task it was not assigned: the grant is dispatch's signed word.
+    let mut elsewhere = assignment.clone();
+    elsewhere.task_id = "t-other".into();
+    let other_task = miner.fetch_train(&elsewhere).await;
+    assert!(other_task.is_err(), "an assignment edited to another task is refused: {other_task:?}");
     miner.submit("t-perm", b"model", b"{}").await.expect("the miner's user may submit");
 
     // ...and nothing else: no bucket directly (not even the train split), no forged task.
