@@ -29,5 +29,6 @@ lint:
 bench: bootstrap
 	$(CARGO) bench -p gradients-ledger --bench ledger_throughput
 	$(CARGO) bench -p gradients-intake --bench submit_latency
+	$(CARGO) bench -p gradients-reward --bench score
 	BENCH_TORCH_PYTHON=$$(bash scripts/python-env.sh torch) $(CARGO) bench -p gradients-trainer --bench train_throughput
 	BENCH_ORT_PYTHON=$$(bash scripts/python-env.sh onnxruntime) $(CARGO) bench -p gradients-evaluator --bench eval_throughput
