@@ -28,8 +28,9 @@ fn config() -> ModelConfig {
         max_position_embeddings: 128,
         tie_word_embeddings: true,
         bos_token_id: None,
-        eos_token_id: Some(256),
+        eos_token_id: vec![256],
         hidden_act: "silu".into(),
+        ..Default::default()
     })
 }
 

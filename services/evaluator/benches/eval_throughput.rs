@@ -45,8 +45,9 @@ fn preset(name: &str) -> ModelConfig {
         max_position_embeddings: 256,
         tie_word_embeddings: true,
         bos_token_id: None,
-        eos_token_id: Some(256),
+        eos_token_id: vec![256],
         hidden_act: "silu".into(),
+        ..Default::default()
     })
 }
 

@@ -34,8 +34,9 @@ pub fn byte_llama(
         max_position_embeddings: max_positions,
         tie_word_embeddings: tied,
         bos_token_id: None,
-        eos_token_id: Some(256),
+        eos_token_id: vec![256],
         hidden_act: "silu".into(),
+        ..Default::default()
     })
 }
 

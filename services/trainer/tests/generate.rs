@@ -3,7 +3,7 @@
 //! seeded sampling is reproducible (also with two generations at once), and rows stop at
 //! their end-of-text id or after `max_new_tokens`.
 
-use gradients_model::ModelConfig;
+use gradients_model::{LlamaConfig, LlamaFamily, ModelConfig, RopeScaling};
 use gradients_trainer::generate::{generate, Completion, Decoding, GenerateConfig, GenerateError};
 use gradients_trainer::model::{CausalLm, KvCache};
 use gradients_trainer::presets;
@@ -18,8 +18,22 @@ fn configs() -> Vec<ModelConfig> {
         presets::byte_llama(32, 2, 4, 2, 48, 64, true),
         // Untied output layer, as many key/value heads as heads.
         presets::byte_llama(32, 2, 4, 4, 48, 64, false),
+        // Qwen2: query/key/value biases; with Llama 3's RoPE scaling.
+        qwen2_scaled(),
         presets::tiny_gpt2(),
     ]
+}
+
+fn qwen2_scaled() -> ModelConfig {
+    let ModelConfig::Llama(c) = presets::byte_llama(32, 2, 4, 2, 48, 64, true) else { unreachable!() };
+    let rope_scaling = Some(RopeScaling {
+        rope_type: "llama3".into(),
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 1024,
+    });
+    ModelConfig::Llama(LlamaConfig { family: LlamaFamily::Qwen2, rope_scaling, ..c })
 }
 
 /// A random model with weights ten times the initial scale, so its next-token
@@ -30,7 +44,9 @@ fn peaked(config: &ModelConfig, seed: i64) -> CausalLm {
     tch::no_grad(|| {
         for (name, var) in model.base_variables() {
             let is_norm = name.contains("norm") || name.contains(".ln_");
-            if !is_norm && !name.ends_with(".bias") {
+            if name.ends_with(".bias") {
+                var.shallow_clone().copy_(&(var.randn_like() * 0.2));
+            } else if !is_norm {
                 let _ = var.shallow_clone().f_mul_scalar_(10.0).expect("scale");
             }
         }

@@ -1,12 +1,13 @@
 //! The exported ONNX model computes what the tch model computes: both architectures, with
-//! grouped-query attention, right padding, and a LoRA model merged on export.
+//! grouped-query attention, Qwen2's biases and Llama 3's RoPE scaling, right padding, and a
+//! LoRA model merged on export.
 //!
 //! Tolerance: max |Δlogit| ≤ 1e-4 at every real (unpadded) position. Both sides run f32
 //! on CPU; the difference is summation order in different kernels (observed ~1e-6).
 
 use gradients_data::TaskType;
 use gradients_model::onnx::inspect;
-use gradients_model::ModelConfig;
+use gradients_model::{LlamaConfig, LlamaFamily, ModelConfig, RopeScaling};
 use gradients_text::Tokenizer;
 use gradients_trainer::export::{export, BaseModel};
 use gradients_trainer::model::{CausalLm, LoraConfig};
@@ -67,10 +68,35 @@ fn base() -> BaseModel {
     BaseModel { name: "test".into(), weights_sha256: "0".repeat(64), tokenizer_sha256: "0".repeat(64) }
 }
 
+/// Qwen2 (query/key/value biases) with Llama 3's RoPE scaling, frequencies chosen so that
+/// the scaling changes the angles at these positions.
+fn qwen2_scaled() -> ModelConfig {
+    let ModelConfig::Llama(c) = llama(true) else { unreachable!() };
+    ModelConfig::Llama(LlamaConfig {
+        family: LlamaFamily::Qwen2,
+        rope_scaling: Some(RopeScaling {
+            rope_type: "llama3".into(),
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 256,
+        }),
+        ..c
+    })
+}
+
 #[test]
 fn exported_models_match_tch_within_tolerance() {
-    for config in [llama(true), llama(false), presets::tiny_gpt2()] {
+    for config in [llama(true), llama(false), qwen2_scaled(), presets::tiny_gpt2()] {
         let model = CausalLm::new(&config, Device::Cpu, 21);
+        // A fresh model's biases are zero, which would hide a bias the export drops.
+        tch::no_grad(|| {
+            for (name, var) in model.base_variables() {
+                if name.ends_with(".bias") {
+                    var.shallow_clone().copy_(&(var.randn_like() * 0.5));
+                }
+            }
+        });
         let artifact = export(&model, &base(), serde_json::json!({})).expect("export");
         let difference = max_difference_at_real_positions(&model, &artifact.onnx);
         eprintln!("{}: max |Δ logit| = {difference:e}", config.architecture());

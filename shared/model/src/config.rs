@@ -1,24 +1,45 @@
 //! The Hugging Face `config.json` of the architectures Gradients trains, and the parameter
 //! list each implies.
 //!
-//! Only the keys that change the computation are read; the rest of a real HF config
-//! (`torch_dtype`, `transformers_version`, ...) is ignored, so real checkpoints load.
+//! Supported: Llama-style decoders (`model_type` `llama`: Llama 2/3.x, SmolLM2, TinyLlama;
+//! `qwen2`: Qwen2 and Qwen2.5, whose query/key/value projections carry biases) and GPT-2.
+//! A config is read key by key (the `config_keys` module): every key either changes nothing
+//! the model computes (`torch_dtype`, dropout rates, ...), is read, or must hold the one
+//! value we implement (`use_sliding_window: false`, `rope_scaling` of type `llama3` or none,
+//! ...). Anything else is refused with [`ConfigError::Unsupported`] naming the key, so a
+//! checkpoint is never loaded to compute something other than what its authors trained.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 /// A model configuration, told apart by HF's `model_type` key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "model_type", rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
-    /// A Llama-style decoder: RMSNorm, RoPE, SwiGLU, grouped-query attention.
+    /// A Llama-style decoder: RMSNorm, RoPE, SwiGLU, grouped-query attention (`llama` or
+    /// `qwen2`, see [`LlamaConfig::family`]).
     Llama(LlamaConfig),
     /// GPT-2: learned positions, LayerNorm, GELU (tanh), fused QKV `Conv1D` layers.
     Gpt2(Gpt2Config),
 }
 
-/// `LlamaForCausalLM`'s configuration.
+/// Which HF model class a Llama-style config belongs to: the same computation except that
+/// Qwen2 always has biases on its query, key and value projections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LlamaFamily {
+    /// `LlamaForCausalLM`.
+    #[default]
+    Llama,
+    /// `Qwen2ForCausalLM`.
+    Qwen2,
+}
+
+/// `LlamaForCausalLM`'s (and `Qwen2ForCausalLM`'s) configuration. `Default` is HF's
+/// `LlamaConfig()`, for building small configs with `..Default::default()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    /// Set from `model_type`, not a key of its own.
+    #[serde(skip)]
+    pub family: LlamaFamily,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -32,17 +53,36 @@ pub struct LlamaConfig {
     pub rms_norm_eps: f64,
     #[serde(default = "default_rope_theta")]
     pub rope_theta: f64,
+    /// RoPE frequency scaling; only Llama 3's (`rope_type` `llama3`) is implemented.
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
     pub max_position_embeddings: usize,
     /// HF's default for Llama is untied (a separate `lm_head.weight`).
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Llama's `attention_bias`: biases on all four attention projections (Qwen2's
+    /// query/key/value biases come from its family, not from this key).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub attention_bias: bool,
     #[serde(default)]
     pub bos_token_id: Option<u32>,
-    #[serde(default)]
-    pub eos_token_id: Option<u32>,
+    /// One id or a list (Llama 3 instruct models end a turn with any of three).
+    #[serde(default, with = "token_ids")]
+    pub eos_token_id: Vec<u32>,
     /// Only SiLU (SwiGLU) is implemented; kept so a config naming another is refused.
     #[serde(default = "default_hidden_act")]
     pub hidden_act: String,
+}
+
+/// Llama 3's RoPE scaling (`rope_scaling` with `rope_type` `llama3`): long wavelengths are
+/// divided by `factor`, short ones kept, the band between interpolated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    pub rope_type: String,
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
 }
 
 /// `GPT2LMHeadModel`'s configuration (the output layer is always tied to `wte`).
@@ -81,14 +121,70 @@ fn default_layer_norm_epsilon() -> f64 {
 fn default_gpt2_activation() -> String {
     "gelu_new".into()
 }
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+impl Default for LlamaConfig {
+    fn default() -> Self {
+        Self {
+            family: LlamaFamily::Llama,
+            vocab_size: 32_000,
+            hidden_size: 4096,
+            intermediate_size: 11_008,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: None,
+            rms_norm_eps: default_rms_norm_eps(),
+            rope_theta: default_rope_theta(),
+            rope_scaling: None,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            bos_token_id: None,
+            eos_token_id: Vec::new(),
+            hidden_act: default_hidden_act(),
+        }
+    }
+}
+
+/// `eos_token_id` as HF writes it: absent or null (none), one number, or a list.
+mod token_ids {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(ids: &[u32], s: S) -> Result<S::Ok, S::Error> {
+        match ids {
+            [] => s.serialize_none(),
+            [one] => s.serialize_u32(*one),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Ids {
+            One(u32),
+            Many(Vec<u32>),
+        }
+        Ok(match Option::<Ids>::deserialize(d)? {
+            None => Vec::new(),
+            Some(Ids::One(id)) => vec![id],
+            Some(Ids::Many(ids)) => ids,
+        })
+    }
+}
 
 /// A configuration that cannot describe a model we can build.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config.json is not valid for a supported architecture (llama, gpt2): {0}")]
+    #[error("config.json is not valid for a supported architecture (llama, qwen2, gpt2): {0}")]
     Parse(#[from] serde_json::Error),
     #[error("config.json: {key} = {value} is invalid: {reason}")]
     Invalid { key: &'static str, value: String, reason: String },
+    /// A key we cannot run exactly as HF would: the model is not loaded.
+    #[error("config.json: {key} = {value} is not supported: {reason}")]
+    Unsupported { key: String, value: String, reason: String },
 }
 
 /// One parameter a checkpoint of a configuration holds, under its Hugging Face name.
@@ -108,10 +204,47 @@ pub enum CheckpointName {
     Ignored,
 }
 
+/// The serialised form: HF's `model_type` tag around the fields.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "model_type", rename_all = "lowercase")]
+enum Tagged {
+    Llama(LlamaConfig),
+    Qwen2(LlamaConfig),
+    Gpt2(Gpt2Config),
+}
+
+impl Serialize for ModelConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.clone() {
+            ModelConfig::Llama(c) if c.family == LlamaFamily::Qwen2 => Tagged::Qwen2(c),
+            ModelConfig::Llama(c) => Tagged::Llama(c),
+            ModelConfig::Gpt2(c) => Tagged::Gpt2(c),
+        }
+        .serialize(s)
+    }
+}
+
+/// Deserialising checks the keys as [`ModelConfig::from_json`] does.
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ModelConfig::from_value(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ModelConfig {
     /// Parses and validates a `config.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let config: ModelConfig = serde_json::from_slice(bytes)?;
+        Self::from_value(serde_json::from_slice(bytes)?)
+    }
+
+    /// Parses and validates a `config.json` already read as JSON.
+    pub fn from_value(mut value: Value) -> Result<Self, ConfigError> {
+        crate::config_keys::check(&mut value)?;
+        let config = match serde_json::from_value(value)? {
+            Tagged::Llama(c) => ModelConfig::Llama(c),
+            Tagged::Qwen2(c) => ModelConfig::Llama(LlamaConfig { family: LlamaFamily::Qwen2, ..c }),
+            Tagged::Gpt2(c) => ModelConfig::Gpt2(c),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -121,6 +254,7 @@ impl ModelConfig {
     pub fn to_json(&self) -> Vec<u8> {
         let mut value = serde_json::to_value(self).expect("a config serialises");
         let architecture = match self {
+            ModelConfig::Llama(c) if c.family == LlamaFamily::Qwen2 => "Qwen2ForCausalLM",
             ModelConfig::Llama(_) => "LlamaForCausalLM",
             ModelConfig::Gpt2(_) => "GPT2LMHeadModel",
         };
@@ -128,9 +262,10 @@ impl ModelConfig {
         serde_json::to_vec_pretty(&value).expect("a JSON value serialises")
     }
 
-    /// `llama` or `gpt2`.
+    /// `llama`, `qwen2` or `gpt2` (HF's `model_type`).
     pub fn architecture(&self) -> &'static str {
         match self {
+            ModelConfig::Llama(c) if c.family == LlamaFamily::Qwen2 => "qwen2",
             ModelConfig::Llama(_) => "llama",
             ModelConfig::Gpt2(_) => "gpt2",
         }
@@ -148,6 +283,14 @@ impl ModelConfig {
         match self {
             ModelConfig::Llama(c) => c.max_position_embeddings,
             ModelConfig::Gpt2(c) => c.n_positions,
+        }
+    }
+
+    /// The config's end-of-text ids (none, one, or several); generation stops at any.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        match self {
+            ModelConfig::Llama(c) => c.eos_token_id.clone(),
+            ModelConfig::Gpt2(c) => c.eos_token_id.into_iter().collect(),
         }
     }
 
@@ -188,6 +331,28 @@ impl ModelConfig {
                 if !(c.rms_norm_eps > 0.0 && c.rope_theta > 0.0) {
                     return Err(invalid("rms_norm_eps", &c.rms_norm_eps, "eps and rope_theta must be positive"));
                 }
+                if let Some(s) = &c.rope_scaling {
+                    if s.rope_type != "llama3" {
+                        return Err(ConfigError::Unsupported {
+                            key: "rope_scaling.rope_type".into(),
+                            value: format!("{:?}", s.rope_type),
+                            reason: "only llama3 RoPE scaling is implemented".into(),
+                        });
+                    }
+                    if !(s.factor >= 1.0 && s.factor.is_finite()) {
+                        return Err(invalid("rope_scaling.factor", &s.factor, "must be at least 1"));
+                    }
+                    if !(s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor) {
+                        return Err(invalid(
+                            "rope_scaling.high_freq_factor",
+                            &s.high_freq_factor,
+                            "must exceed low_freq_factor, which must be positive",
+                        ));
+                    }
+                    if s.original_max_position_embeddings == 0 {
+                        return Err(invalid("rope_scaling.original_max_position_embeddings", &0, "must be positive"));
+                    }
+                }
             }
             ModelConfig::Gpt2(c) => {
                 for (key, value) in [
@@ -227,10 +392,16 @@ impl ModelConfig {
                 for layer in 0..c.num_hidden_layers {
                     let p = format!("model.layers.{layer}");
                     push(format!("{p}.input_layernorm.weight"), &[h]);
-                    push(format!("{p}.self_attn.q_proj.weight"), &[h, h]);
-                    push(format!("{p}.self_attn.k_proj.weight"), &[kv, h]);
-                    push(format!("{p}.self_attn.v_proj.weight"), &[kv, h]);
+                    for (name, out) in [("q_proj", h), ("k_proj", kv), ("v_proj", kv)] {
+                        push(format!("{p}.self_attn.{name}.weight"), &[out, h]);
+                        if c.qkv_bias() {
+                            push(format!("{p}.self_attn.{name}.bias"), &[out]);
+                        }
+                    }
                     push(format!("{p}.self_attn.o_proj.weight"), &[h, h]);
+                    if c.o_bias() {
+                        push(format!("{p}.self_attn.o_proj.bias"), &[h]);
+                    }
                     push(format!("{p}.post_attention_layernorm.weight"), &[h]);
                     push(format!("{p}.mlp.gate_proj.weight"), &[i, h]);
                     push(format!("{p}.mlp.up_proj.weight"), &[i, h]);
@@ -309,6 +480,69 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+
+    /// Whether the query, key and value projections have biases (always for Qwen2).
+    pub fn qkv_bias(&self) -> bool {
+        self.attention_bias || self.family == LlamaFamily::Qwen2
+    }
+
+    /// Whether the output projection of attention has a bias (Llama's `attention_bias`).
+    pub fn o_bias(&self) -> bool {
+        self.attention_bias
+    }
+
+    /// RoPE's inverse frequencies `θ^(-2j/D)` for `j < D/2`, in f64, with the configured
+    /// scaling applied as HF's `_compute_llama3_parameters` does. The trainer's and the
+    /// exporter's cos/sin tables are both built from these.
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim();
+        (0..d / 2)
+            .map(|j| 1.0 / self.rope_theta.powf((2 * j) as f64 / d as f64))
+            .map(|f| match &self.rope_scaling {
+                None => f,
+                Some(s) => s.scale(f),
+            })
+            .collect()
+    }
+}
+
+impl LlamaConfig {
+    /// RoPE's `cos` and `sin` tables, `[max_position_embeddings, head_dim]` each, row-major,
+    /// in HF's `rotate_half` layout (the frequencies repeated for both halves). Angles are
+    /// computed in f64 and rounded once; the trainer and the exporter both use these.
+    pub fn rope_tables(&self) -> (Vec<f32>, Vec<f32>) {
+        let inv_freq = self.inv_freq();
+        let d = self.head_dim();
+        let mut cos = Vec::with_capacity(self.max_position_embeddings * d);
+        let mut sin = Vec::with_capacity(self.max_position_embeddings * d);
+        for p in 0..self.max_position_embeddings {
+            for _ in 0..2 {
+                for f in &inv_freq {
+                    let angle = p as f64 * f;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        (cos, sin)
+    }
+}
+
+impl RopeScaling {
+    /// One inverse frequency under Llama 3's scaling.
+    pub fn scale(&self, inv_freq: f64) -> f64 {
+        let old = self.original_max_position_embeddings as f64;
+        let (low_wavelen, high_wavelen) = (old / self.low_freq_factor, old / self.high_freq_factor);
+        let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+        if wavelen < high_wavelen {
+            inv_freq
+        } else if wavelen > low_wavelen {
+            inv_freq / self.factor
+        } else {
+            let smooth = (old / wavelen - self.low_freq_factor) / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
 }
 
 impl Gpt2Config {
@@ -319,77 +553,5 @@ impl Gpt2Config {
 
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The config.json of HF's `TinyLlama/TinyLlama-1.1B-Chat-v1.0`, abridged only of
-    /// keys that do not matter, to prove real configs parse.
-    const TINYLLAMA: &str = r#"{
-      "architectures": ["LlamaForCausalLM"], "attention_bias": false, "bos_token_id": 1,
-      "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
-      "intermediate_size": 5632, "max_position_embeddings": 2048, "model_type": "llama",
-      "num_attention_heads": 32, "num_hidden_layers": 22, "num_key_value_heads": 4,
-      "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 10000.0,
-      "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.35.0",
-      "use_cache": true, "vocab_size": 32000 }"#;
-
-    /// `openai-community/gpt2`'s config.json.
-    const GPT2: &str = r#"{
-      "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
-      "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
-      "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
-      "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
-      "vocab_size": 50257 }"#;
-
-    #[test]
-    fn real_hf_configs_parse_and_count_their_parameters() {
-        let llama = ModelConfig::from_json(TINYLLAMA.as_bytes()).expect("tinyllama");
-        assert_eq!(llama.architecture(), "llama");
-        // TinyLlama's published size.
-        assert_eq!(llama.parameter_count(), 1_100_048_384);
-        let gpt2 = ModelConfig::from_json(GPT2.as_bytes()).expect("gpt2");
-        // GPT-2 small: 124,439,808 parameters with the tied head.
-        assert_eq!(gpt2.parameter_count(), 124_439_808);
-    }
-
-    #[test]
-    fn config_round_trips_through_json() {
-        let llama = ModelConfig::from_json(TINYLLAMA.as_bytes()).expect("tinyllama");
-        let again = ModelConfig::from_json(&llama.to_json()).expect("again");
-        assert_eq!(again, llama);
-        let json: serde_json::Value = serde_json::from_slice(&llama.to_json()).expect("json");
-        assert_eq!(json["architectures"][0], "LlamaForCausalLM");
-        assert_eq!(json["model_type"], "llama");
-    }
-
-    #[test]
-    fn bad_configs_name_the_key() {
-        let bad = TINYLLAMA.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 5");
-        let err = ModelConfig::from_json(bad.as_bytes()).expect_err("5 does not divide 32");
-        assert!(err.to_string().contains("num_key_value_heads = 5"), "{err}");
-        let err = ModelConfig::from_json(br#"{"model_type": "bert", "vocab_size": 3}"#).expect_err("bert");
-        assert!(err.to_string().contains("llama, gpt2"), "{err}");
-        let err = ModelConfig::from_json(b"{not json").expect_err("garbage");
-        assert!(matches!(err, ConfigError::Parse(_)));
-        let bad = GPT2.replace("gelu_new", "relu");
-        let err = ModelConfig::from_json(bad.as_bytes()).expect_err("relu");
-        assert!(err.to_string().contains("activation_function"), "{err}");
-    }
-
-    #[test]
-    fn checkpoint_names_are_canonicalised() {
-        let gpt2 = ModelConfig::from_json(GPT2.as_bytes()).expect("gpt2");
-        assert_eq!(
-            gpt2.checkpoint_name("h.0.ln_1.weight"),
-            CheckpointName::Parameter("transformer.h.0.ln_1.weight".into())
-        );
-        assert_eq!(gpt2.checkpoint_name("h.0.attn.bias"), CheckpointName::Ignored);
-        assert_eq!(gpt2.checkpoint_name("lm_head.weight"), CheckpointName::Ignored);
-        let llama = ModelConfig::from_json(TINYLLAMA.as_bytes()).expect("llama");
-        assert_eq!(llama.checkpoint_name("lm_head.weight"), CheckpointName::Parameter("lm_head.weight".into()));
     }
 }

@@ -1,7 +1,8 @@
 //! What a model is in Gradients, independent of the framework that trains or runs it.
 //!
-//! - [`config`]: the Hugging Face `config.json` of the two supported architectures (a
-//!   Llama-style decoder and GPT-2), validated, with the exact parameter names and shapes a
+//! - [`config`]: the Hugging Face `config.json` of the supported architectures (Llama-style
+//!   decoders: Llama 2/3.x, SmolLM2, TinyLlama, Qwen2/2.5; and GPT-2), every key checked
+//!   (an unknown one is refused by name), with the exact parameter names and shapes a
 //!   checkpoint of each holds ([`ModelConfig::parameters`]). The trainer (tch) creates its
 //!   variables from that list and the exporter reads weights by it, so names live here once.
 //! - [`Weights`]: named f32 tensors, the hand-over format between a framework and the
@@ -14,12 +15,15 @@
 //!   `attention_mask`, output `logits`) with prost from the official `onnx.proto`.
 
 pub mod config;
+mod config_keys;
 pub mod manifest;
 pub mod onnx;
 pub mod store;
 mod weights;
 
-pub use config::{CheckpointName, ConfigError, Gpt2Config, LlamaConfig, ModelConfig, ParameterSpec};
+pub use config::{
+    CheckpointName, ConfigError, Gpt2Config, LlamaConfig, LlamaFamily, ModelConfig, ParameterSpec, RopeScaling,
+};
 pub use manifest::{Manifest, ManifestFile};
 pub use weights::{Weight, WeightError, Weights};
 

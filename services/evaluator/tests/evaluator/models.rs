@@ -32,8 +32,9 @@ fn llama(hidden: usize, layers: usize) -> ModelConfig {
         max_position_embeddings: 128,
         tie_word_embeddings: true,
         bos_token_id: None,
-        eos_token_id: Some(256),
+        eos_token_id: vec![256],
         hidden_act: "silu".into(),
+        ..Default::default()
     })
 }
 

@@ -80,23 +80,6 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Tenso
     x.layer_norm([features], Some(weight), Some(bias), eps, false)
 }
 
-/// Rotary position tables (HF's `rotate_half` convention): `cos` and `sin` of
-/// `position · θ^(-2j/D)`, `[max_positions, D]`, computed in f64 like the exporter's.
-pub fn rope_tables(max_positions: usize, head_dim: usize, theta: f64) -> (Vec<f32>, Vec<f32>) {
-    let half = head_dim / 2;
-    let mut cos = Vec::with_capacity(max_positions * head_dim);
-    let mut sin = Vec::with_capacity(max_positions * head_dim);
-    for position in 0..max_positions {
-        for j in 0..head_dim {
-            let inv_freq = 1.0 / theta.powf((2 * (j % half)) as f64 / head_dim as f64);
-            let angle = position as f64 * inv_freq;
-            cos.push(angle.cos() as f32);
-            sin.push(angle.sin() as f32);
-        }
-    }
-    (cos, sin)
-}
-
 /// Applies rotary embeddings to `[B, heads, T, D]` with tables narrowed to `[T, D]`.
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
     let half = x.size()[3] / 2;

@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 
 use super::layers::{
     apply_rope, attend, attention_allowed, cached_attention_allowed, positions_from_mask, repeat_kv, rms_norm, rope_at,
-    rope_tables, split_heads, KvCache, Linear,
+    split_heads, KvCache, Linear,
 };
 use super::take;
 
@@ -40,10 +40,11 @@ pub struct Llama {
 impl Llama {
     /// Assembles the network from variables named as in `ModelConfig::parameters`.
     pub fn new(config: LlamaConfig, vars: &mut HashMap<String, Tensor>, device: Device) -> Self {
+        // Biases exist where the configuration lists them (Qwen2's q/k/v, attention_bias).
         let linear = |vars: &mut HashMap<String, Tensor>, name: String| Linear {
             weight: take(vars, &format!("{name}.weight")),
+            bias: vars.remove(&format!("{name}.bias")),
             name,
-            bias: None,
             in_out: false,
             lora: None,
         };
@@ -64,7 +65,7 @@ impl Llama {
             })
             .collect();
         let lm_head = (!config.tie_word_embeddings).then(|| linear(vars, "lm_head".into()));
-        let (cos, sin) = rope_tables(config.max_position_embeddings, config.head_dim(), config.rope_theta);
+        let (cos, sin) = config.rope_tables();
         let table = |values: Vec<f32>| {
             Tensor::from_slice(&values)
                 .view([config.max_position_embeddings as i64, config.head_dim() as i64])

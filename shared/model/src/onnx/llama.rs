@@ -17,25 +17,10 @@ use crate::weights::Weights;
 pub const ROPE_COS: &str = "rope.cos";
 pub const ROPE_SIN: &str = "rope.sin";
 
-/// The `cos` and `sin` tables, `[max_position_embeddings, head_dim]` each, row-major.
-///
-/// Angles are computed in f64 and rounded once, which is what the trainer does too.
+/// The `cos` and `sin` tables, `[max_position_embeddings, head_dim]` each, row-major
+/// ([`LlamaConfig::rope_tables`], which the trainer uses too, RoPE scaling included).
 pub fn rope_tables(c: &LlamaConfig) -> (Vec<f32>, Vec<f32>) {
-    let d = c.head_dim();
-    let half = d / 2;
-    let inv_freq: Vec<f64> = (0..half).map(|j| 1.0 / c.rope_theta.powf((2 * j) as f64 / d as f64)).collect();
-    let mut cos = Vec::with_capacity(c.max_position_embeddings * d);
-    let mut sin = Vec::with_capacity(c.max_position_embeddings * d);
-    for p in 0..c.max_position_embeddings {
-        for _ in 0..2 {
-            for f in &inv_freq {
-                let angle = p as f64 * f;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-    }
-    (cos, sin)
+    c.rope_tables()
 }
 
 /// Adds the whole graph body, ending in the `logits` output.
@@ -52,6 +37,15 @@ pub fn build(g: &mut GraphBuilder, c: &LlamaConfig, weights: &Weights) -> Result
     let projection = |g: &mut GraphBuilder, name: String| -> Result<String, ExportError> {
         let (shape, data) = blocks::transposed(weights.get(&name)?);
         Ok(g.float_initializer(&name, &shape, &data))
+    };
+
+    // Qwen2's query/key/value biases, and all four with Llama's attention_bias.
+    let bias = |g: &mut GraphBuilder, present: bool, name: String| -> Result<Option<String>, ExportError> {
+        if present {
+            plain(g, name).map(Some)
+        } else {
+            Ok(None)
+        }
     };
 
     g.set_scope("embed");
@@ -74,9 +68,13 @@ pub fn build(g: &mut GraphBuilder, c: &LlamaConfig, weights: &Weights) -> Result
         let wk = projection(g, format!("{p}.self_attn.k_proj.weight"))?;
         let wv = projection(g, format!("{p}.self_attn.v_proj.weight"))?;
         let wo = projection(g, format!("{p}.self_attn.o_proj.weight"))?;
-        let q = blocks::linear(g, &hn, &wq, None);
-        let k = blocks::linear(g, &hn, &wk, None);
-        let v = blocks::linear(g, &hn, &wv, None);
+        let bq = bias(g, c.qkv_bias(), format!("{p}.self_attn.q_proj.bias"))?;
+        let bk = bias(g, c.qkv_bias(), format!("{p}.self_attn.k_proj.bias"))?;
+        let bv = bias(g, c.qkv_bias(), format!("{p}.self_attn.v_proj.bias"))?;
+        let bo = bias(g, c.o_bias(), format!("{p}.self_attn.o_proj.bias"))?;
+        let q = blocks::linear(g, &hn, &wq, bq.as_deref());
+        let k = blocks::linear(g, &hn, &wk, bk.as_deref());
+        let v = blocks::linear(g, &hn, &wv, bv.as_deref());
         let q = blocks::split_heads(g, &q, nh, d);
         let k = blocks::split_heads(g, &k, nkv, d);
         let v = blocks::split_heads(g, &v, nkv, d);
@@ -85,7 +83,7 @@ pub fn build(g: &mut GraphBuilder, c: &LlamaConfig, weights: &Weights) -> Result
         let k = repeat_kv(g, &k, nkv, nh / nkv, d);
         let v = repeat_kv(g, &v, nkv, nh / nkv, d);
         let attended = blocks::attention(g, &q, &k, &v, &allowed, nh, d);
-        let out = blocks::linear(g, &attended, &wo, None);
+        let out = blocks::linear(g, &attended, &wo, bo.as_deref());
         x = g.add(&x, &out);
 
         g.set_scope(format!("layers.{layer}.mlp"));

@@ -135,14 +135,44 @@ fn attention(q: &Rows, k: &Rows, v: &Rows, heads: usize, kv_heads: usize, d: usi
     out
 }
 
+/// The rotation frequency of pair `j` of a head of size `d`, with Llama 3's scaling when
+/// configured (written from HF's `_compute_llama3_parameters`, not shared with the
+/// exporter's tables).
+fn frequency(c: &LlamaConfig, j: usize, d: usize) -> f64 {
+    let base = c.rope_theta.powf(-((2 * j) as f64) / d as f64);
+    let Some(s) = &c.rope_scaling else { return base };
+    let old = s.original_max_position_embeddings as f64;
+    let wavelength = std::f64::consts::TAU / base;
+    if wavelength < old / s.high_freq_factor {
+        base
+    } else if wavelength > old / s.low_freq_factor {
+        base / s.factor
+    } else {
+        let t = (old / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        base * (t + (1.0 - t) / s.factor)
+    }
+}
+
+/// `x + b` for every row, when the layer has a bias.
+fn with_bias(mut x: Rows, b: Option<&Weight>) -> Rows {
+    if let Some(b) = b {
+        for row in &mut x {
+            for (v, b) in row.iter_mut().zip(&b.data) {
+                *v += *b as f64;
+            }
+        }
+    }
+    x
+}
+
 /// HF rotary embedding with `rotate_half`, applied to every head of every row in place.
-fn rope(x: &mut Rows, heads: usize, d: usize, theta: f64) {
+fn rope(x: &mut Rows, heads: usize, d: usize, c: &LlamaConfig) {
     let half = d / 2;
     for (p, row) in x.iter_mut().enumerate() {
         for h in 0..heads {
             let head = row[h * d..(h + 1) * d].to_vec();
             for i in 0..d {
-                let angle = p as f64 / theta.powf((2 * (i % half)) as f64 / d as f64);
+                let angle = p as f64 * frequency(c, i % half, d);
                 let rotated = if i < half { -head[i + half] } else { head[i - half] };
                 row[h * d + i] = head[i] * angle.cos() + rotated * angle.sin();
             }
@@ -160,13 +190,18 @@ fn llama(c: &LlamaConfig, weights: &Weights, ids: &[i64], mask: &[i64]) -> Rows 
     for layer in 0..c.num_hidden_layers {
         let p = format!("model.layers.{layer}");
         let hn = rms_norm(&x, w(weights, &format!("{p}.input_layernorm.weight")), eps);
-        let mut q = linear_t(&hn, w(weights, &format!("{p}.self_attn.q_proj.weight")));
-        let mut k = linear_t(&hn, w(weights, &format!("{p}.self_attn.k_proj.weight")));
-        let v = linear_t(&hn, w(weights, &format!("{p}.self_attn.v_proj.weight")));
-        rope(&mut q, nh, d, c.rope_theta);
-        rope(&mut k, nkv, d, c.rope_theta);
+        // Biases are used wherever the weights hold them (the parameter list decides).
+        let project = |x: &Rows, name: &str| {
+            let y = linear_t(x, w(weights, &format!("{p}.self_attn.{name}.weight")));
+            with_bias(y, weights.get(&format!("{p}.self_attn.{name}.bias")).ok())
+        };
+        let mut q = project(&hn, "q_proj");
+        let mut k = project(&hn, "k_proj");
+        let v = project(&hn, "v_proj");
+        rope(&mut q, nh, d, c);
+        rope(&mut k, nkv, d, c);
         let a = attention(&q, &k, &v, nh, nkv, d, mask);
-        add(&mut x, &linear_t(&a, w(weights, &format!("{p}.self_attn.o_proj.weight"))));
+        add(&mut x, &project(&a, "o_proj"));
         let hn = rms_norm(&x, w(weights, &format!("{p}.post_attention_layernorm.weight")), eps);
         let gate = linear_t(&hn, w(weights, &format!("{p}.mlp.gate_proj.weight")));
         let up = linear_t(&hn, w(weights, &format!("{p}.mlp.up_proj.weight")));

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 
 use super::reference::{forward, random_weights};
 use super::*;
-use crate::config::{Gpt2Config, LlamaConfig};
+use crate::config::{Gpt2Config, LlamaConfig, LlamaFamily, RopeScaling};
 use crate::weights::Weight;
 
 const VOCAB: usize = 50;
@@ -35,8 +35,9 @@ fn llama(tied: bool) -> ModelConfig {
         max_position_embeddings: 32,
         tie_word_embeddings: tied,
         bos_token_id: None,
-        eos_token_id: None,
+        eos_token_id: vec![],
         hidden_act: "silu".into(),
+        ..Default::default()
     })
 }
 
@@ -55,8 +56,34 @@ fn gpt2() -> ModelConfig {
     })
 }
 
-fn all_configs() -> [(&'static str, ModelConfig); 3] {
-    [("llama untied", llama(false)), ("llama tied", llama(true)), ("gpt2", gpt2())]
+/// Qwen2: biases on the query, key and value projections.
+fn qwen2() -> ModelConfig {
+    let ModelConfig::Llama(c) = llama(true) else { unreachable!() };
+    ModelConfig::Llama(LlamaConfig { family: LlamaFamily::Qwen2, rope_theta: 1e6, ..c })
+}
+
+/// Llama 3's RoPE scaling, with numbers that put one of the two frequencies of a head of
+/// 4 in the interpolated band, and Llama's `attention_bias` (all four projections).
+fn llama3_biased() -> ModelConfig {
+    let ModelConfig::Llama(c) = llama(false) else { unreachable!() };
+    let rope_scaling = Some(RopeScaling {
+        rope_type: "llama3".into(),
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 1024,
+    });
+    ModelConfig::Llama(LlamaConfig { rope_scaling, attention_bias: true, ..c })
+}
+
+fn all_configs() -> [(&'static str, ModelConfig); 5] {
+    [
+        ("llama untied", llama(false)),
+        ("llama tied", llama(true)),
+        ("qwen2", qwen2()),
+        ("llama3 scaled, biased", llama3_biased()),
+        ("gpt2", gpt2()),
+    ]
 }
 
 /// ONNX Runtime allows one environment per process, so the tests share it.
@@ -130,8 +157,10 @@ fn exported_models_match_the_reference_forward_pass() {
         // Padded positions are defined too (they attend to the real tokens before them).
         let padded = worst_diff(&got, &want, BATCH, |b, t| mask[b * SEQ + t] == 0);
         assert!(padded < TOLERANCE, "{label}: max abs diff {padded:e} at padded positions");
-        // Logits that do not depend on the input would pass trivially.
-        let spread = max_diff(f64s(at(&got, SEQ, 0, 0)), f64s(at(&got, SEQ, 0, 1)));
+        // Logits that do not depend on the input would pass trivially. (Two positions
+        // holding the same token as the first two would have the same logits.)
+        let other = (1..SEQ).find(|&t| ids[t] != ids[0]).expect("a second token");
+        let spread = max_diff(f64s(at(&got, SEQ, 0, 0)), f64s(at(&got, SEQ, 0, other)));
         assert!(spread > 1e-3, "{label}: logits barely vary ({spread:e})");
     }
 }
