@@ -31,7 +31,7 @@ use report::{EqualComputeRow, StrategyRow, TaskRow};
 /// The strategy whose models are the baseline: AutoTrain's default recipe.
 pub const BASELINE: &str = "fixed";
 /// The strategies the reference trainer knows (`gradients-trainer train --help`).
-const DEFAULT_STRATEGIES: &str = "fixed,random,lr-range-test,successive-halving";
+const DEFAULT_STRATEGIES: &str = "fixed,random,lr-range-test,successive-halving,sweep-decay,pbt";
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

@@ -45,10 +45,17 @@ pub fn suggest(rates: &[f64], losses: &[f64]) -> f64 {
 
 pub fn run(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec<Trial>), TrainError> {
     let mut hyper = recipe(ctx);
-    let seconds_per_step = ctx.seconds_per_step(&hyper)?;
-    let total = ctx.budget.affordable_steps(seconds_per_step);
-    let sweep_steps = ((total as f64 * SWEEP_SHARE) as u64).max(SWEEP_MIN_STEPS).min(total.saturating_sub(1).max(1));
+    let total = ctx.total_steps(&hyper)?;
     ctx.bar.set_length(total);
+    if total < 2 * SWEEP_MIN_STEPS {
+        // Too small a budget to sweep and then train: all of it at the recipe's rate.
+        hyper.eval_every = (total / 5).max(1);
+        let run = ctx.start(hyper, total)?;
+        let (model, record) = run_to_end(ctx, run, ctx.budget.deadline)?;
+        let trials = vec![trial_of(&record)];
+        return Ok((model, record, trials));
+    }
+    let sweep_steps = ((total as f64 * SWEEP_SHARE) as u64).max(SWEEP_MIN_STEPS);
 
     let mut sweep_hyper = hyper.clone();
     sweep_hyper.schedule = Schedule::Constant;
@@ -72,7 +79,7 @@ pub fn run(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec<Trial>), Train
     drop(sweep);
 
     hyper.learning_rate = suggest(&rates, &losses);
-    let steps = total.saturating_sub(sweep_record.steps).max(1);
+    let steps = total - sweep_record.steps;
     hyper.eval_every = (steps / 10).max(1);
     let run = ctx.start(hyper, steps)?;
     let (model, record) = run_to_end(ctx, run, ctx.budget.deadline)?;

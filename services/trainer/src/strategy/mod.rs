@@ -1,17 +1,41 @@
 //! Hyperparameter strategies: how a miner spends its budget. The strategy is its edge.
 //!
 //! - `fixed`: the baseline — AutoTrain's default recipe, once, one epoch;
-//! - `random`: a few random configurations, each a share of the budget; the best wins;
+//! - `random`: a few random configurations, each a short trial; the best goes on, with
+//!   its weights, for the rest of the budget;
 //! - `lr-range-test`: sweep the learning rate, then one long cosine run at the best;
 //! - `successive-halving`: many configurations, short runs, keep the better half and
-//!   give it more steps, until one is left.
+//!   give it more steps, until one is left;
+//! - `sweep-decay`: a few rates for a few steps each; the best run goes on, decaying;
+//! - `pbt`: population-based training: exploit the better half's weights, explore rates.
 //!
 //! A budget is a step count (tests, reproducible benchmarks) and/or a wall-clock deadline
-//! (the market: the task's deadline less a margin for export and upload).
+//! (the market: the task's deadline less a margin for export and upload). Every strategy
+//! plans its steps once from the budget and the measured seconds per step
+//! ([`Context::total_steps`]) and never takes more optimizer steps than that in all its
+//! runs together (the measuring probe's three steps, on a throwaway copy, excepted); the
+//! deadline also stops every run. Every strategy returns its chosen run's best state by
+//! validation loss.
+//!
+//! **Determinism.** The seed decides the data order (a ChaCha8 generator per run), the
+//! searches' samples and PBT's explore steps (one per strategy), none of which another
+//! thread touches. Full fine-tuning draws nothing from libtorch's generator while it
+//! trains, so a seeded strategy whose runs are all full fine-tuning (`fixed`,
+//! `lr-range-test`, `sweep-decay`, `pbt`) gives the same weights alone or while other
+//! trainings run in the same process (tested in `tests/strategies.rs`). LoRA is the
+//! limit: its adapters' initial values and its dropout masks come from libtorch's
+//! process-global generator (`tch::manual_seed`), which every other training and model
+//! copy in the process also draws from; so a LoRA run (a third of `random`'s and
+//! `successive-halving`'s configurations) is the same for the same seed only when
+//! nothing else trains in its process at the time (tested in a child process), not when
+//! a trainer runs two tasks at once. The same holds only on the same libtorch build and
+//! intra-op thread count.
 
 mod fixed;
 mod lr_range;
+mod pbt;
 mod search;
+mod sweep_decay;
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +54,8 @@ pub enum StrategyKind {
     Random,
     LrRangeTest,
     SuccessiveHalving,
+    SweepDecay,
+    Pbt,
 }
 
 impl StrategyKind {
@@ -39,7 +65,21 @@ impl StrategyKind {
             StrategyKind::Random => "random",
             StrategyKind::LrRangeTest => "lr-range-test",
             StrategyKind::SuccessiveHalving => "successive-halving",
+            StrategyKind::SweepDecay => "sweep-decay",
+            StrategyKind::Pbt => "pbt",
         }
+    }
+
+    /// Every strategy, in a fixed order.
+    pub fn all() -> [StrategyKind; 6] {
+        [
+            StrategyKind::Fixed,
+            StrategyKind::Random,
+            StrategyKind::LrRangeTest,
+            StrategyKind::SuccessiveHalving,
+            StrategyKind::SweepDecay,
+            StrategyKind::Pbt,
+        ]
     }
 }
 
@@ -67,7 +107,8 @@ impl Budget {
 
     /// The steps this budget affords at `seconds_per_step`.
     fn affordable_steps(&self, seconds_per_step: f64) -> u64 {
-        let by_time = self.seconds_left().map(|s| (s / seconds_per_step.max(1e-6)) as u64);
+        // A tenth of the time is left for validations and choosing between runs.
+        let by_time = self.seconds_left().map(|s| (0.9 * s / seconds_per_step.max(1e-6)) as u64);
         match (self.steps, by_time) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
@@ -75,6 +116,11 @@ impl Budget {
             (None, None) => u64::MAX,
         }
         .max(1)
+    }
+
+    /// Whether the deadline has passed: no further run or trial is started.
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// A deadline `fraction` of the remaining time from now.
@@ -120,6 +166,8 @@ pub fn run(kind: StrategyKind, ctx: &Context<'_>) -> Result<Outcome, TrainError>
         StrategyKind::Random => search::random(ctx)?,
         StrategyKind::LrRangeTest => lr_range::run(ctx)?,
         StrategyKind::SuccessiveHalving => search::successive_halving(ctx)?,
+        StrategyKind::SweepDecay => sweep_decay::run(ctx)?,
+        StrategyKind::Pbt => pbt::run(ctx)?,
     };
     Ok(Outcome { strategy: kind, model, record, trials })
 }
@@ -133,16 +181,28 @@ impl Context<'_> {
             .map(|run| run.cancelled_by(self.cancel.clone()))
     }
 
+    /// The optimizer steps the budget affords runs like `hyper`, all runs together.
+    fn total_steps(&self, hyper: &Hyperparameters) -> Result<u64, TrainError> {
+        Ok(self.budget.affordable_steps(self.seconds_per_step(hyper)?))
+    }
+
     /// Seconds per optimizer step of `hyper`, measured on two steps of a throwaway run
-    /// (only when a deadline makes it matter).
+    /// after one untimed step (the first pays for allocations and would halve the plan),
+    /// only when a deadline makes it matter.
     fn seconds_per_step(&self, hyper: &Hyperparameters) -> Result<f64, TrainError> {
         if self.budget.deadline.is_none() {
             return Ok(1.0);
         }
-        let mut probe = self.start(hyper.clone(), 2)?;
+        let mut probe = self.start(hyper.clone(), 3)?;
+        let first = Instant::now();
+        probe.advance(self.data, 1, self.budget.deadline, &ProgressBar::hidden())?;
         let started = Instant::now();
-        probe.advance(self.data, 2, None, &ProgressBar::hidden())?;
-        Ok(started.elapsed().as_secs_f64() / 2.0)
+        probe.advance(self.data, 2, self.budget.deadline, &ProgressBar::hidden())?;
+        // Out of time while measuring (a deadline of a step or two): the untimed step.
+        Ok(match probe.steps() {
+            3 => started.elapsed().as_secs_f64() / 2.0,
+            _ => first.elapsed().as_secs_f64().max(1e-3),
+        })
     }
 }
 

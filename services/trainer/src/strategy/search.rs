@@ -5,10 +5,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{trial_of, Context, Trial};
 use crate::model::{CausalLm, LoraConfig};
-use crate::train::{Hyperparameters, Progress, Run, RunRecord, Schedule, TrainError};
+use crate::train::{Hyperparameters, Progress, Run, RunRecord, Schedule, StopReason, TrainError};
 
 /// Configurations tried by `random`.
-const RANDOM_TRIALS: u64 = 4;
+const RANDOM_TRIALS: usize = 4;
+/// The share of `random`'s budget its trials spend, all together.
+const TRIAL_SHARE: f64 = 0.4;
 /// Configurations started by `successive-halving` (a power of two).
 const HALVING_CONFIGS: usize = 8;
 
@@ -38,62 +40,98 @@ fn sample(rng: &mut ChaCha8Rng, ctx: &Context<'_>) -> Hyperparameters {
     }
 }
 
-/// `random`: a few configurations one after another, each with an equal share of what is
-/// left; the lowest validation loss wins.
+/// `random`: [`RANDOM_TRIALS`] configurations, each a short trial of [`TRIAL_SHARE`] of
+/// the budget split among them; the trial with the lowest validation loss keeps its
+/// weights and optimizer state and goes on for the rest of the budget (each trial's
+/// schedule is planned for that full length, so the winner's schedule runs on unchanged).
 pub fn random(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec<Trial>), TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed);
-    let mut best: Option<(CausalLm, RunRecord)> = None;
-    let mut trials = Vec::new();
-    let total_steps = ctx.budget.steps;
-    let mut steps_used = 0;
-    for trial in 0..RANDOM_TRIALS {
-        let mut hyper = sample(&mut rng, ctx);
-        let left = RANDOM_TRIALS - trial;
-        let seconds_per_step = ctx.seconds_per_step(&hyper)?;
-        let budget = super::Budget { steps: total_steps.map(|t| t.saturating_sub(steps_used)), ..ctx.budget };
-        let steps = (budget.affordable_steps(seconds_per_step) / left).max(1);
-        hyper.eval_every = (steps / 6).max(1);
-        ctx.bar.inc_length(steps);
-        let run = ctx.start(hyper, steps)?;
-        let (model, record) = super::run_to_end(ctx, run, ctx.budget.partial_deadline(1.0 / left as f64))?;
-        steps_used += record.steps;
-        trials.push(trial_of(&record));
-        if best.as_ref().is_none_or(|(_, b)| record.best_validation_loss < b.best_validation_loss) {
-            best = Some((model, record));
+    let configs: Vec<Hyperparameters> = (0..RANDOM_TRIALS).map(|_| sample(&mut rng, ctx)).collect();
+    let total = ctx.total_steps(&configs[0])?;
+    ctx.bar.set_length(total);
+    // Too small a budget to split: the first configuration gets all of it.
+    let count = if total >= 2 * RANDOM_TRIALS as u64 { RANDOM_TRIALS } else { 1 };
+    let trial_steps = if count > 1 { ((total as f64 * TRIAL_SHARE) as u64 / count as u64).max(1) } else { 0 };
+    let rest = total - trial_steps * count as u64;
+    let mut runs = Vec::with_capacity(count);
+    for (i, mut hyper) in configs.into_iter().take(count).enumerate() {
+        if i > 0 && ctx.budget.expired() {
+            break;
         }
+        // The winner's plan: its trial, then the rest.
+        let planned = trial_steps + rest;
+        hyper.eval_every = (planned / 6).max(1);
+        let mut run = ctx.start(hyper, planned)?;
+        if trial_steps > 0 {
+            let share = TRIAL_SHARE / (1.0 - TRIAL_SHARE * i as f64 / count as f64) / count as f64;
+            run.advance(ctx.data, trial_steps, ctx.budget.partial_deadline(share), &ctx.bar)?;
+            run.validate(ctx.data);
+        }
+        runs.push(run);
     }
-    let (model, record) = best.expect("at least one trial ran");
+    let winner = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.record.stop != Some(StopReason::Diverged))
+        .min_by(|a, b| a.1.best_loss().total_cmp(&b.1.best_loss()))
+        .map_or(0, |(i, _)| i);
+    let mut chosen = runs.swap_remove(winner);
+    let mut trials: Vec<Trial> = runs.iter().map(|r| trial_of(&r.record)).collect();
+    drop(runs);
+    if chosen.record.stop != Some(StopReason::Diverged) {
+        chosen.extend_plan(rest);
+    }
+    let (model, record) = super::run_to_end(ctx, chosen, ctx.budget.deadline)?;
+    trials.push(trial_of(&record));
     Ok((model, record, trials))
 }
 
-/// `successive-halving`: start [`HALVING_CONFIGS`] runs; in each rung every survivor gets
-/// the same share of the rung's budget, then the worse half (by validation loss) is
-/// dropped; survivors keep their weights and optimizer state. Each of the log2(n)+1 rungs
-/// gets an equal part of the budget.
+/// How `successive-halving` spends `total` steps: the configurations it starts (a power of
+/// two, at most [`HALVING_CONFIGS`], fewer when the budget cannot give each a step per
+/// rung) and each survivor's steps in each rung. The last rung (one survivor) takes
+/// what the earlier rungs left, so the plan sums to `total` exactly.
+pub fn halving_plan(total: u64) -> (usize, Vec<u64>) {
+    let mut configs = HALVING_CONFIGS;
+    while configs > 1 && total < (configs * (configs.ilog2() as usize + 1)) as u64 {
+        configs /= 2;
+    }
+    let rungs = configs.ilog2() as u64 + 1;
+    let rung_steps = total / rungs;
+    let mut shares: Vec<u64> = (0..rungs - 1).map(|k| rung_steps / (configs as u64 >> k)).collect();
+    let used: u64 = shares.iter().enumerate().map(|(k, s)| s * (configs as u64 >> k)).sum();
+    shares.push(total - used);
+    (configs, shares)
+}
+
+/// `successive-halving`: start up to [`HALVING_CONFIGS`] runs; in each rung every
+/// survivor gets the same share of the rung's budget, then the worse half (by validation
+/// loss) is dropped; survivors keep their weights and optimizer state. Each of the
+/// log2(n)+1 rungs gets an equal part of the budget (see [`halving_plan`]).
 pub fn successive_halving(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec<Trial>), TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed);
-    let rungs = HALVING_CONFIGS.ilog2() as u64 + 1;
     let configs: Vec<Hyperparameters> = (0..HALVING_CONFIGS).map(|_| sample(&mut rng, ctx)).collect();
-    let seconds_per_step = ctx.seconds_per_step(&configs[0])?;
-    // At least a step per configuration in the first rung: a step budget under
-    // rungs × configurations (32) is exceeded by that much; a deadline still holds.
-    let rung_steps = (ctx.budget.affordable_steps(seconds_per_step) / rungs).max(HALVING_CONFIGS as u64);
-    // A survivor of every rung gets rung_steps / n + rung_steps / (n/2) + ... steps.
-    let planned: u64 = (0..rungs).map(|k| rung_steps / (HALVING_CONFIGS as u64 >> k)).sum();
+    let total = ctx.total_steps(&configs[0])?;
+    let (count, shares) = halving_plan(total);
+    let rungs = shares.len() as u64;
+    // A survivor of every rung takes every share.
+    let planned: u64 = shares.iter().sum();
     let mut runs = configs
         .into_iter()
+        .take(count)
         .map(|mut hyper| {
             hyper.patience = None; // the rungs do the stopping
             ctx.start(hyper, planned)
         })
         .collect::<Result<Vec<Run>, _>>()?;
-    ctx.bar.set_length(rung_steps * rungs);
+    ctx.bar.set_length(total);
     let mut trials = Vec::new();
-    for rung in 0..rungs {
-        let share = rung_steps / runs.len() as u64;
-        let deadline = ctx.budget.partial_deadline(1.0 / (rungs - rung) as f64);
+    for (rung, &share) in shares.iter().enumerate() {
+        if rung > 0 && ctx.budget.expired() {
+            break;
+        }
+        let deadline = ctx.budget.partial_deadline(1.0 / (rungs - rung as u64) as f64);
         for run in &mut runs {
-            if !matches!(run.record.stop, Some(crate::train::StopReason::Diverged)) {
+            if !matches!(run.record.stop, Some(StopReason::Diverged)) {
                 let _: Progress = run.advance(ctx.data, share, deadline, &ctx.bar)?;
             }
             run.validate(ctx.data);
@@ -105,8 +143,28 @@ pub fn successive_halving(ctx: &Context<'_>) -> Result<(CausalLm, RunRecord, Vec
             }
         }
     }
-    let winner = runs.pop().expect("one run survives");
+    // One survivor, or more when the deadline ended the rungs early: the best wins.
+    runs.sort_by(|a, b| a.best_loss().total_cmp(&b.best_loss()));
+    let winner = runs.remove(0);
+    trials.extend(runs.iter().map(|r| trial_of(&r.record)));
     let (model, record) = winner.finish(ctx.data);
     trials.push(trial_of(&record));
     Ok((model, record, trials))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_halving_plan_spends_exactly_the_budget() {
+        assert_eq!(halving_plan(10), (2, vec![2, 6]));
+        assert_eq!(halving_plan(40), (8, vec![1, 2, 5, 14]));
+        for total in 1..500 {
+            let (configs, shares) = halving_plan(total);
+            let used: u64 = shares.iter().enumerate().map(|(k, s)| s * (configs as u64 >> k).max(1)).sum();
+            assert_eq!(used, total, "{total}: {configs} configs, {shares:?}");
+            assert!(shares.iter().all(|&s| s > 0), "{total}: {shares:?}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use tch::Tensor;
 use tokio_util::sync::CancellationToken;
 
 use super::data::{Item, TrainData};
-use super::hyper::Hyperparameters;
+use super::hyper::{Hyperparameters, Schedule};
 use super::objective::{answer_log_prob, answer_nll, dpo_loss, evaluate_nll, DeviceBatch};
 use super::TrainError;
 use crate::model::CausalLm;
@@ -78,6 +78,8 @@ pub struct Run {
     cursor: usize,
     best: Option<Vec<Tensor>>,
     evals_without_improvement: u32,
+    /// The step the schedule counts from: 0, or where [`Run::decay_over`] restarted it.
+    schedule_from: u64,
     pub record: RunRecord,
     /// Checked before every optimizer step; cancelled, the run fails with
     /// [`TrainError::Cancelled`].
@@ -126,6 +128,7 @@ impl Run {
             cursor: data.train.len(), // shuffle on the first batch
             best: None,
             evals_without_improvement: 0,
+            schedule_from: 0,
             record,
             cancel: None,
         })
@@ -142,6 +145,40 @@ impl Run {
     /// Changes the peak learning rate from the next step on (the learning-rate sweep).
     pub fn set_learning_rate(&mut self, rate: f64) {
         self.record.hyperparameters.learning_rate = rate;
+    }
+
+    /// From the next step on, decays the learning rate by `schedule` (no warm-up) from its
+    /// current peak to zero over `steps` more steps, and plans to end there: a run found
+    /// good at a constant rate keeps its weights and optimizer state and anneals.
+    pub fn decay_over(&mut self, schedule: Schedule, steps: u64) {
+        let hyper = &mut self.record.hyperparameters;
+        hyper.schedule = schedule;
+        hyper.warmup_ratio = 0.0;
+        self.schedule_from = self.record.steps;
+        self.record.planned_steps = self.record.steps + steps;
+        self.record.stop = None;
+    }
+
+    /// Plans `steps` more steps on the current schedule (a run chosen to go on).
+    pub fn extend_plan(&mut self, steps: u64) {
+        self.record.planned_steps = self.record.steps + steps;
+        self.record.stop = None;
+    }
+
+    /// A new run from a copy of this run's current weights (adapters merged), with a fresh
+    /// optimizer and `hyper`: population-based training's exploit step.
+    pub fn fork(&self, hyper: Hyperparameters, planned_steps: u64, data: &TrainData) -> Result<Run, TrainError> {
+        let reference = self.reference.as_ref().map(CausalLm::duplicate);
+        let run = Run::new(self.model.duplicate(), reference, hyper, planned_steps, self.pad_id, data)?;
+        Ok(match &self.cancel {
+            Some(cancel) => run.cancelled_by(cancel.clone()),
+            None => run,
+        })
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.record.steps
     }
 
     pub fn hyper(&self) -> &Hyperparameters {
@@ -227,7 +264,10 @@ impl Run {
                 outcome = Progress::Stopped(StopReason::Budget);
                 break;
             }
-            let lr = self.hyper().learning_rate_at(self.record.steps, self.record.planned_steps);
+            let lr = self.hyper().learning_rate_at(
+                self.record.steps - self.schedule_from,
+                self.record.planned_steps - self.schedule_from,
+            );
             self.optimizer.set_lr(lr);
             self.optimizer.zero_grad();
             let mut step_loss = 0.0;
