@@ -25,10 +25,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (release builds). The trainer's compares itself with PyTorch on the same
-## model, which needs the full PyTorch (~4.6 GB, installed once into the cache).
+## model, which needs the full PyTorch (~4.6 GB, installed once into the cache); on it,
+## transformers checks our logits against Hugging Face's (tests/hf_parity.rs).
 bench: bootstrap
 	$(CARGO) bench -p gradients-ledger --bench ledger_throughput
 	$(CARGO) bench -p gradients-intake --bench submit_latency
 	$(CARGO) bench -p gradients-reward --bench score
 	BENCH_TORCH_PYTHON=$$(bash scripts/python-env.sh torch) $(CARGO) bench -p gradients-trainer --bench train_throughput
 	BENCH_ORT_PYTHON=$$(bash scripts/python-env.sh onnxruntime) $(CARGO) bench -p gradients-evaluator --bench eval_throughput
+	GRADIENTS_TRANSFORMERS_PYTHON=$$(bash scripts/python-env.sh transformers) $(CARGO) test -p gradients-trainer --test hf_parity -- --nocapture

@@ -1,0 +1,39 @@
+"""Logits of Hugging Face transformers for model folders written by the trainer.
+
+Used by services/trainer/tests/hf_parity.rs: reads a JSON list of jobs
+{"dir", "input_ids", "attention_mask", "out"} from argv[1], loads each folder with
+AutoModelForCausalLM in float32 (eager attention, eval mode), refuses a folder whose
+weights do not match the model class exactly (missing or unexpected tensors), and writes
+the logits [B, T, V] as little-endian float32 to "out".
+"""
+import json
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM
+
+
+def main() -> None:
+    with open(sys.argv[1], encoding="utf-8") as f:
+        jobs = json.load(f)
+    torch.set_num_threads(1)
+    for job in jobs:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            job["dir"], torch_dtype=torch.float32, attn_implementation="eager", output_loading_info=True
+        )
+        # A tied output layer is legitimately absent from the file.
+        missing = [k for k in info["missing_keys"] if k != "lm_head.weight"]
+        problems = {"missing": missing, "unexpected": info["unexpected_keys"], "mismatched": info["mismatched_keys"]}
+        if any(problems.values()):
+            raise SystemExit(f"{job['dir']}: weights do not match {type(model).__name__}: {problems}")
+        model.eval()
+        ids = torch.tensor(job["input_ids"], dtype=torch.long)
+        mask = torch.tensor(job["attention_mask"], dtype=torch.long)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        logits.to(torch.float32).numpy().astype("<f4").tofile(job["out"])
+        print(f"{type(model).__name__}: {tuple(logits.shape)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
