@@ -14,6 +14,12 @@ fn small_llama(tied: bool) -> ModelConfig {
     presets::byte_llama(32, 2, 4, 2, 48, 64, tied)
 }
 
+/// Qwen2: its query/key/value biases are parameters of the folder too.
+fn qwen2() -> ModelConfig {
+    let ModelConfig::Llama(c) = small_llama(true) else { unreachable!() };
+    ModelConfig::Llama(gradients_model::LlamaConfig { family: gradients_model::LlamaFamily::Qwen2, ..c })
+}
+
 fn sample_inputs() -> (Tensor, Tensor) {
     let ids = Tensor::from_slice(&[5i64, 80, 81, 82, 9, 10, 72, 105, 256, 257, 257, 257]).view([2, 6]);
     let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]).view([2, 6]);
@@ -30,7 +36,7 @@ fn assert_same_parameters(a: &CausalLm, b: &CausalLm) {
 
 #[test]
 fn both_architectures_round_trip_bit_exactly() {
-    for config in [small_llama(true), small_llama(false), presets::tiny_gpt2()] {
+    for config in [small_llama(true), small_llama(false), qwen2(), presets::tiny_gpt2()] {
         let dir = tempfile::tempdir().expect("tempdir");
         let model = CausalLm::new(&config, Device::Cpu, 7);
         let tokenizer = Tokenizer::byte_level();

@@ -2,7 +2,9 @@
 //! architecture (Llama with grouped-query attention; Llama 3's RoPE scaling with a list
 //! of end-of-text ids; Llama's `attention_bias`; Qwen2 with its query/key/value biases;
 //! GPT-2), the folder the trainer writes loads in `transformers` with exactly the expected
-//! tensors and gives the logits our tch model gives, within 1e-4 at every real position.
+//! tensors and gives the logits our tch model gives, within 1e-4 at every real position;
+//! and our batched greedy generation (key-value cache, left padding) appends the ids HF's
+//! `generate` appends to each prompt alone, token for token.
 //!
 //! `transformers` runs in the pinned `transformers` environment of scripts/python-env.sh
 //! (layered on the ~4.6 GB PyTorch one, so `make bench` installs it, not `make test`). Where
@@ -15,6 +17,7 @@ use std::process::Command;
 use gradients_model::{LlamaConfig, LlamaFamily, ModelConfig, RopeScaling};
 use gradients_text::Tokenizer;
 use gradients_trainer::checkpoint;
+use gradients_trainer::generate::{generate, GenerateConfig};
 use gradients_trainer::model::CausalLm;
 use gradients_trainer::presets;
 use tch::{Device, Kind, Tensor};
@@ -23,6 +26,16 @@ const TOLERANCE: f32 = 1e-4;
 const SEQ: usize = 40;
 /// Real tokens of the second, right-padded row.
 const SECOND_ROW: usize = 23;
+const NEW_TOKENS: usize = 12;
+/// End-of-text ids for generation: the byte-level tokenizer's and the 26 lower-case
+/// letters, so that some completions stop early and some run to `NEW_TOKENS`.
+fn eos() -> Vec<u32> {
+    std::iter::once(256).chain(b'a' as u32..=b'z' as u32).collect()
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    vec![b"Hello there".iter().map(|&b| b as u32).collect(), vec![7], (0..30).map(|i| (i * 37 + 5) % 256).collect()]
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -148,13 +161,15 @@ fn logits_equal_hf_transformers_for_every_architecture() {
         let dir = scratch.path().join(format!("model-{i}"));
         checkpoint::save(&model, &tokenizer, &dir).expect("save");
         let out = scratch.path().join(format!("logits-{i}.f32"));
+        let generated = scratch.path().join(format!("generated-{i}.json"));
         jobs.push(serde_json::json!({
             "dir": dir,
             "input_ids": ids.chunks(SEQ).collect::<Vec<_>>(),
             "attention_mask": mask.chunks(SEQ).collect::<Vec<_>>(),
             "out": out,
+            "generate": {"prompts": prompts(), "max_new_tokens": NEW_TOKENS, "eos": eos(), "out": generated},
         }));
-        models.push((label, model, out));
+        models.push((label, model, out, generated));
     }
     let request = scratch.path().join("jobs.json");
     std::fs::write(&request, serde_json::to_vec(&jobs).expect("json")).expect("write jobs");
@@ -162,7 +177,7 @@ fn logits_equal_hf_transformers_for_every_architecture() {
     let run = Command::new(&python).arg(&script).arg(&request).output().expect("python runs");
     assert!(run.status.success(), "transformers failed:\n{}", String::from_utf8_lossy(&run.stderr));
 
-    for (label, model, out) in &models {
+    for (label, model, out, generated) in &models {
         let bytes = std::fs::read(out).expect("logits file");
         let hf: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
         let ours = tch_logits(model, &ids, &mask);
@@ -170,12 +185,20 @@ fn logits_equal_hf_transformers_for_every_architecture() {
         let difference = max_difference_at_real_positions(&ours, &hf, &mask);
         eprintln!("{label}: max |Δ logit| against transformers = {difference:e}");
         assert!(difference <= TOLERANCE, "{label}: max |Δ logit| = {difference}");
+        let hf: Vec<Vec<u32>> = serde_json::from_slice(&std::fs::read(generated).expect("generated")).expect("json");
+        let ours = generate(model, &prompts(), &GenerateConfig::greedy(NEW_TOKENS, eos(), 257)).expect("generate");
+        let ours: Vec<Vec<u32>> = ours.into_iter().map(|c| c.ids).collect();
+        assert_eq!(ours, hf, "{label}: greedy generation differs from transformers'");
+        eprintln!(
+            "{label}: greedy completions equal transformers' ({:?} tokens)",
+            hf.iter().map(Vec::len).collect::<Vec<_>>()
+        );
     }
 
     // Not vacuous: the same weights without Llama 3's scaling (or without Qwen2's biases)
     // are far from what transformers computed.
     for (index, strip) in [(1usize, "rope scaling"), (3, "qwen2 biases")] {
-        let (label, model, out) = &models[index];
+        let (label, model, out, _) = &models[index];
         let ModelConfig::Llama(mut c) = model.config.clone() else { unreachable!() };
         let mut weights = model.base_variables();
         match strip {

@@ -4,7 +4,9 @@ Used by services/trainer/tests/hf_parity.rs: reads a JSON list of jobs
 {"dir", "input_ids", "attention_mask", "out"} from argv[1], loads each folder with
 AutoModelForCausalLM in float32 (eager attention, eval mode), refuses a folder whose
 weights do not match the model class exactly (missing or unexpected tensors), and writes
-the logits [B, T, V] as little-endian float32 to "out".
+the logits [B, T, V] as little-endian float32 to "out". A job with "generate"
+({"prompts", "max_new_tokens", "eos", "out"}) also writes, as JSON, the ids HF's greedy
+`generate` appends to each prompt (one prompt at a time, so no padding is involved).
 """
 import json
 import sys
@@ -32,6 +34,23 @@ def main() -> None:
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
         logits.to(torch.float32).numpy().astype("<f4").tofile(job["out"])
+        if "generate" in job:
+            g = job["generate"]
+            completions = []
+            for prompt in g["prompts"]:
+                ids = torch.tensor([prompt], dtype=torch.long)
+                with torch.no_grad():
+                    out = model.generate(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        do_sample=False,
+                        max_new_tokens=g["max_new_tokens"],
+                        eos_token_id=g["eos"],
+                        pad_token_id=g["eos"][0],
+                    )
+                completions.append(out[0, len(prompt):].tolist())
+            with open(g["out"], "w", encoding="utf-8") as f:
+                json.dump(completions, f)
         print(f"{type(model).__name__}: {tuple(logits.shape)}", file=sys.stderr)
 
 
