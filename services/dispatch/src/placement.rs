@@ -28,6 +28,11 @@ use prost::Message;
 
 use crate::{registry, Context, SERVICE_NAME};
 
+/// Attempts at recording a miner's answer to an offer before the round fails.
+const RECORD_ATTEMPTS: u32 = 12;
+/// The wait between those attempts.
+const RECORD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The handler of `tasks.created`.
 pub struct Placer(pub Arc<Context>);
 
@@ -144,63 +149,98 @@ fn eligible(ctx: &Context, miner: &Miner, task: &Task) -> bool {
 }
 
 /// One round: offers to eligible live miners not offered this task before, least loaded
-/// first, up to the per-task cap; answers recorded as they come.
+/// first, up to the per-task cap; answers recorded as they come. An offer left `sent` past
+/// its time was made by a replica that died before recording the answer (the miner may
+/// well have accepted): that miner is asked again, with the same offer id.
 async fn offer_round(ctx: &Context, task: &Task, round: u32) -> Result<(), HandlerError> {
-    // An offer left `sent` by a crashed replica is past its time: count it as a timeout.
     let cutoff = Timestamp::now().unix_ms - ctx.settings.dispatch.offer_timeout_ms as i64;
-    offer::Entity::update_many()
-        .col_expr(offer::Column::Outcome, Expr::value(OfferOutcome::Timeout))
-        .col_expr(offer::Column::Reason, Expr::value("no answer recorded (dispatch restarted)"))
-        .filter(offer::Column::TaskId.eq(task.id.as_str()))
-        .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
-        .filter(offer::Column::SentAtMs.lt(cutoff))
-        .exec(&ctx.db)
-        .await
-        .map_err(transient)?;
-
     let offered = offer::Entity::find()
         .filter(offer::Column::TaskId.eq(task.id.as_str()))
         .all(&ctx.db)
         .await
         .map_err(transient)?;
-    let accepted = offered.iter().filter(|o| o.outcome == OfferOutcome::Accepted).count();
-    let room = ctx.settings.dispatch.max_miners_per_task.saturating_sub(accepted);
-    let mut candidates: Vec<Miner> = registry::live_miners(ctx)
+    let live: Vec<Miner> = registry::live_miners(ctx)
         .await
         .map_err(|e| transient(e.message))?
         .into_iter()
-        .filter(|m| eligible(ctx, m, task) && !offered.iter().any(|o| o.miner_id == m.miner_id))
+        .filter(|m| eligible(ctx, m, task))
         .collect();
+    let is_live = |miner_id: &str| live.iter().find(|m| m.miner_id == miner_id);
+    let mut asks = Vec::new();
+    for stale in offered.iter().filter(|o| o.outcome == OfferOutcome::Sent && o.sent_at_ms < cutoff) {
+        match is_live(&stale.miner_id) {
+            Some(miner) => asks.push((miner.clone(), Some(stale.sent_at_ms))),
+            None => {
+                offer::Entity::update_many()
+                    .col_expr(offer::Column::Outcome, Expr::value(OfferOutcome::Timeout))
+                    .col_expr(
+                        offer::Column::Reason,
+                        Expr::value(
+                            "no answer recorded (dispatch restarted) and the miner is no longer live or has no room",
+                        ),
+                    )
+                    .filter(offer::Column::TaskId.eq(task.id.as_str()))
+                    .filter(offer::Column::MinerId.eq(stale.miner_id.as_str()))
+                    .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
+                    .filter(offer::Column::SentAtMs.eq(stale.sent_at_ms))
+                    .exec(&ctx.db)
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+    }
+    let accepted = offered.iter().filter(|o| o.outcome == OfferOutcome::Accepted).count();
+    let room = ctx.settings.dispatch.max_miners_per_task.saturating_sub(accepted + asks.len());
+    let mut candidates: Vec<Miner> =
+        live.iter().filter(|m| !offered.iter().any(|o| o.miner_id == m.miner_id)).cloned().collect();
     candidates.sort_by(|a, b| a.active_tasks.cmp(&b.active_tasks).then_with(|| a.miner_id.cmp(&b.miner_id)));
     candidates.truncate(room);
-    tracing::info!(task_id = %task.id, round, candidates = candidates.len(), "offering");
-    let offers = candidates.iter().map(|miner| offer_one(ctx, task, miner, round));
+    tracing::info!(task_id = %task.id, round, candidates = candidates.len(), asked_again = asks.len(), "offering");
+    asks.extend(candidates.into_iter().map(|miner| (miner, None)));
+    let offers = asks.iter().map(|(miner, stale)| offer_one(ctx, task, miner, round, *stale));
     for result in futures::future::join_all(offers).await {
         result.map_err(transient)?;
     }
     Ok(())
 }
 
-/// Offers `task` to `miner` unless someone already did, and records the answer.
-async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Result<(), DbErr> {
+/// Offers `task` to `miner` unless someone already did, and records the answer. With
+/// `stale` (the `sent_at_ms` of an offer whose answer a dead replica never recorded), the
+/// offer is asked again by whoever moves that row on first.
+async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32, stale: Option<i64>) -> Result<(), DbErr> {
     let offer_id =
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("offer:{}:{}", task.id, miner.miner_id).as_bytes())
             .to_string();
-    let row = offer::ActiveModel {
-        task_id: Set(task.id.clone()),
-        miner_id: Set(miner.miner_id.clone()),
-        offer_id: Set(offer_id.clone()),
-        round: Set(round as i32),
-        outcome: Set(OfferOutcome::Sent),
-        reason: Set(String::new()),
-        estimated_seconds: Set(0.0),
-        sent_at_ms: Set(Timestamp::now().unix_ms),
-        answered_at_ms: Set(None),
-    };
-    match row.insert(&ctx.db).await {
-        Ok(_) => {}
-        Err(e) if gradients_store::is_unique_violation(&e) => return Ok(()), // another replica offered
-        Err(e) => return Err(e),
+    if let Some(sent_at_ms) = stale {
+        let claimed = offer::Entity::update_many()
+            .col_expr(offer::Column::SentAtMs, Expr::value(Timestamp::now().unix_ms))
+            .col_expr(offer::Column::Round, Expr::value(round as i32))
+            .filter(offer::Column::TaskId.eq(task.id.as_str()))
+            .filter(offer::Column::MinerId.eq(miner.miner_id.as_str()))
+            .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
+            .filter(offer::Column::SentAtMs.eq(sent_at_ms))
+            .exec(&ctx.db)
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Ok(()); // another replica asks again
+        }
+    } else {
+        let row = offer::ActiveModel {
+            task_id: Set(task.id.clone()),
+            miner_id: Set(miner.miner_id.clone()),
+            offer_id: Set(offer_id.clone()),
+            round: Set(round as i32),
+            outcome: Set(OfferOutcome::Sent),
+            reason: Set(String::new()),
+            estimated_seconds: Set(0.0),
+            sent_at_ms: Set(Timestamp::now().unix_ms),
+            answered_at_ms: Set(None),
+        };
+        match row.insert(&ctx.db).await {
+            Ok(_) => {}
+            Err(e) if gradients_store::is_unique_violation(&e) => return Ok(()), // another replica offered
+            Err(e) => return Err(e),
+        }
     }
     let train = task.splits.as_ref().and_then(|s| s.train.clone()).unwrap_or_default();
     let proposal = Offer {
@@ -242,17 +282,31 @@ async fn offer_one(ctx: &Context, task: &Task, miner: &Miner, round: u32) -> Res
         },
     };
     tracing::info!(task_id = %task.id, miner_id = %miner.miner_id, outcome = %result, %reason, "offer answered");
-    offer::Entity::update_many()
-        .col_expr(offer::Column::Outcome, Expr::value(result))
-        .col_expr(offer::Column::Reason, Expr::value(reason))
-        .col_expr(offer::Column::EstimatedSeconds, Expr::value(estimate))
-        .col_expr(offer::Column::AnsweredAtMs, Expr::value(Timestamp::now().unix_ms))
-        .filter(offer::Column::TaskId.eq(task.id.as_str()))
-        .filter(offer::Column::MinerId.eq(miner.miner_id.as_str()))
-        .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
-        .exec(&ctx.db)
-        .await?;
-    Ok(())
+    // The answer is in hand: lost to a dropped connection, it would leave the offer `sent`
+    // and the miner unasked until the offer is stale, while the task's rounds run out. So
+    // recording it is retried (a pool whose connections were all cut fails once for each).
+    let mut attempt = 1;
+    loop {
+        let recorded = offer::Entity::update_many()
+            .col_expr(offer::Column::Outcome, Expr::value(result))
+            .col_expr(offer::Column::Reason, Expr::value(reason.clone()))
+            .col_expr(offer::Column::EstimatedSeconds, Expr::value(estimate))
+            .col_expr(offer::Column::AnsweredAtMs, Expr::value(Timestamp::now().unix_ms))
+            .filter(offer::Column::TaskId.eq(task.id.as_str()))
+            .filter(offer::Column::MinerId.eq(miner.miner_id.as_str()))
+            .filter(offer::Column::Outcome.eq(OfferOutcome::Sent))
+            .exec(&ctx.db)
+            .await;
+        match recorded {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < RECORD_ATTEMPTS => {
+                tracing::warn!(task_id = %task.id, miner_id = %miner.miner_id, error = %e, attempt, "recording an answer failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(RECORD_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Assigns the task to every miner that accepted, once: rows, signed assignments and the
