@@ -5,6 +5,7 @@
 //! - [`generate`]: batched greedy or seeded sampled generation with a key-value cache;
 //! - [`device`]: CUDA when libtorch's CUDA backend loads, else CPU.
 //! - [`presets`]: the project's own base model sizes;
+//! - [`grpo`]: GRPO training on prompts scored by the task's reward functions;
 //! - [`train`]: SFT and DPO runs (AdamW, warm-up + decay, accumulation, clipping, early
 //!   stopping), resumable so that [`strategy`] can search over them.
 
@@ -12,6 +13,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod export;
 pub mod generate;
+pub mod grpo;
 pub mod job;
 pub mod model;
 pub mod presets;

@@ -3,7 +3,9 @@
 //! - `serve`: join the market as a miner (configuration section `[trainer]`);
 //! - `pretrain`: build one of the project's small base models on the generated corpus;
 //! - `train`: fine-tune a base model on a task folder with one strategy, outside the
-//!   market (the same code the miner runs), writing the model, ONNX, manifest and report.
+//!   market (the same code the miner runs), writing the model, ONNX, manifest and report;
+//!   a GRPO folder trains with GRPO on its `[[rewards]]` (`--strategy fixed` runs G.O.D.'s
+//!   GRPO recipe, any other strategy the GRPO probe).
 //!
 //! The only binary that links libtorch; `gradients model pretrain` runs this one.
 
@@ -140,6 +142,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train { base, task, out, strategy, steps, minutes, seed, device } => {
             let folder = gradients_taskgen::read_task_dir(&task)?;
             let (task_type, rows) = folder.rows()?;
+            // A GRPO folder's `[[rewards]]`: what the evaluator will score it by.
+            let rewards = (task_type == gradients_data::TaskType::Grpo).then(|| folder.reward_set()).transpose()?;
             let budget = match (steps, minutes) {
                 (Some(steps), _) => Budget::steps(steps),
                 (None, Some(minutes)) => Budget::until(Instant::now() + Duration::from_secs_f64(minutes * 60.0)),
@@ -155,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     base_name: &base_name,
                     task_type,
                     rows: &rows,
+                    rewards: rewards.as_ref(),
                     strategy,
                     budget,
                     seed,
@@ -168,7 +173,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await??;
             let (output, out) = output;
             println!("{}", output.report.summary());
-            println!("wrote {} (model/, model.onnx, manifest.json, report.json, loss.svg)", out.display());
+            let plot = if task_type == gradients_data::TaskType::Grpo { "reward.svg" } else { "loss.svg" };
+            println!("wrote {} (model/, model.onnx, manifest.json, report.json, {plot})", out.display());
             Ok(())
         }
     }

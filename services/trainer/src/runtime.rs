@@ -18,6 +18,7 @@ use gradients_config::Settings;
 use gradients_data::TaskType;
 use gradients_miner::{AssignmentLease, Decision, Identity, MinerClient, OfferHandler};
 use gradients_proto::v1::{Assignment, MinerCapabilities, Offer, TaskType as WireTaskType, Timestamp};
+use gradients_reward::RewardSet;
 use indicatif::ProgressBar;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +31,10 @@ use crate::train::TrainError;
 /// The trainer's name in metrics, logs and (as `gradients-trainer`) its NATS connection.
 pub const SERVICE_NAME: &str = "trainer";
 
-/// The task types this trainer can learn from (GRPO needs reward functions it lacks).
-const TASK_TYPES: [WireTaskType; 3] = [WireTaskType::Instruct, WireTaskType::Chat, WireTaskType::Dpo];
+/// The task types this trainer can learn from (GRPO with the reward functions the task
+/// names, [`crate::grpo`]).
+const TASK_TYPES: [WireTaskType; 4] =
+    [WireTaskType::Instruct, WireTaskType::Chat, WireTaskType::Dpo, WireTaskType::Grpo];
 
 /// Why the miner could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +291,14 @@ async fn work(
         Ok(WireTaskType::Instruct) => TaskType::Instruct,
         Ok(WireTaskType::Chat) => TaskType::Chat,
         Ok(WireTaskType::Dpo) => TaskType::Dpo,
+        Ok(WireTaskType::Grpo) => TaskType::Grpo,
         _ => return Err(format!("task type {} is not trained here", task.r#type).into()),
+    };
+    // The reward functions the evaluator will score with, checked before any data is
+    // fetched: a GRPO task naming none (or a bad one) is given up at once.
+    let rewards = match task_type {
+        TaskType::Grpo => Some(RewardSet::try_from(&task)?),
+        _ => None,
     };
     let granted = tokio::select! {
         granted = client.fetch_train(assignment) => granted?,
@@ -310,6 +320,7 @@ async fn work(
             base_name: &task.base_model,
             task_type,
             rows: &rows,
+            rewards: rewards.as_ref(),
             strategy,
             budget,
             seed,
@@ -385,7 +396,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(idle.decide_now(&offer(WireTaskType::Dpo, "tiny-1m", 600)), Decision::Accept { .. }));
-        let reason = declined_because(idle.decide_now(&offer(WireTaskType::Grpo, "tiny-1m", 600)));
+        assert!(matches!(idle.decide_now(&offer(WireTaskType::Grpo, "tiny-1m", 600)), Decision::Accept { .. }));
+        let reason = declined_because(idle.decide_now(&offer(WireTaskType::Unspecified, "tiny-1m", 600)));
         assert!(reason.contains("not trained here"), "{reason}");
         let reason = declined_because(idle.decide_now(&offer(WireTaskType::Instruct, "tiny-10m", 600)));
         assert!(reason.contains("tiny-10m is not installed"), "{reason}");
