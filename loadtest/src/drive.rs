@@ -95,12 +95,6 @@ impl Paid {
     pub fn complete_any(&self, entries: usize) -> usize {
         self.0.lock().expect("paid lock").values().filter(|n| **n >= entries).count()
     }
-
-    /// The ledger entries published so far for `tasks`.
-    pub fn entries(&self, tasks: &[String]) -> usize {
-        let counts = self.0.lock().expect("paid lock");
-        tasks.iter().map(|t| counts.get(t).copied().unwrap_or(0)).sum()
-    }
 }
 
 /// Submits tasks at `rate` per second for `seconds`; returns each task as the customer saw

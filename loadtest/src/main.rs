@@ -179,6 +179,7 @@ async fn run(
     wait_for_miners(&bus, submissions.len()).await?;
 
     let paid = Paid::listen(&bus).await?;
+    let stored_before = measure::all_stored_messages(&bus.jetstream).await?;
     let since_ms = now_ms();
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{msg} [{elapsed_precise}] {bar:40} {pos}/{len} tasks paid")?);
@@ -211,8 +212,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The audit captures the ledger's entries after the ledger stored them.
-    let entries = paid.entries(&accepted);
-    while measure::audited_entries(&bus, since_ms).await.unwrap_or(0) < entries && Instant::now() < deadline {
+    while measure::audit_caught_up(&bus.jetstream).await.is_err() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     ticker.abort();
@@ -220,8 +220,9 @@ async fn run(
     bar.finish_with_message(format!("replicas {replicas}: done"));
 
     let observed = measure::observe(&bus, &driven, since_ms).await?;
+    let stored = measure::all_stored_messages(&bus.jetstream).await?.saturating_sub(stored_before);
     let ceiling = raw::measure(&bus.jetstream, &observed.sizes, args.raw_seconds).await?;
-    let figures = report::figures(replicas, market.process_names(), &driven, &observed, &ceiling);
+    let figures = report::figures(replicas, market.process_names(), &driven, &observed, stored, &ceiling);
     let exported = exported_metrics(&market).await;
 
     stop.cancel();

@@ -200,10 +200,21 @@ fn record(paths: &mut HashMap<String, Path>, event: &Event) {
 
 /// Reads the whole audit log; files the capture time of each of our ledger entries.
 async fn read_audit(bus: &Bus, paths: &mut HashMap<String, Path>, since_ms: i64) -> anyhow::Result<usize> {
-    let client = AuditClient::new(bus.client.clone(), Duration::from_secs(30));
+    let client = AuditClient::new(bus.client.clone(), Duration::from_secs(60));
     let (mut from_leaf, mut count) = (0, 0);
     loop {
-        let page = client.records(&RecordsRequest { from_leaf, since_ms, limit: 5000 }).await?;
+        let request = RecordsRequest { from_leaf, since_ms, limit: 1000 };
+        let mut tries = 0;
+        let page = loop {
+            match client.records(&request).await {
+                Ok(page) => break page,
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "reading the audit log; retrying");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         for stored in &page.records {
             let record = &stored.record;
             count += 1;
@@ -227,16 +238,28 @@ async fn read_audit(bus: &Bus, paths: &mut HashMap<String, Path>, since_ms: i64)
     }
 }
 
-/// How many ledger entries the audit log holds from `since_ms` on (to wait for it).
-pub async fn audited_entries(bus: &Bus, since_ms: i64) -> anyhow::Result<usize> {
-    let client = AuditClient::new(bus.client.clone(), Duration::from_secs(30));
-    let (mut from_leaf, mut count) = (0, 0);
-    loop {
-        let page = client.records(&RecordsRequest { from_leaf, since_ms, limit: 5000 }).await?;
-        count += page.records.iter().filter(|r| r.record.subject == subjects::LEDGER_ENTRIES).count();
-        match page.next_leaf {
-            Some(next) if !page.records.is_empty() => from_leaf = next,
-            _ => return Ok(count),
+/// Messages stored in every stream of the server (events, object-store chunks of data sets,
+/// splits and models, key-value entries): what JetStream holds beyond the events.
+pub async fn all_stored_messages(js: &jetstream::Context) -> anyhow::Result<u64> {
+    let mut infos = js.streams();
+    let mut total = 0;
+    while let Some(info) = infos.next().await {
+        total += info.map_err(|e| anyhow::anyhow!("listing streams: {e}"))?.state.messages;
+    }
+    Ok(total)
+}
+
+/// `Ok` once the audit's durable consumers have taken and acknowledged every event (each
+/// is acknowledged after its record is stored); otherwise what is left. Asks JetStream,
+/// not the audit, so waiting puts no load on the service being measured.
+pub async fn audit_caught_up(js: &jetstream::Context) -> Result<(), String> {
+    for (stream, _, consumer) in streams::AUDITED {
+        match gradients_testkit::consumer_settled(js, stream, consumer).await {
+            Ok(()) => {}
+            // A stream nobody published to has no audit consumer to wait for.
+            Err(e) if e.contains("not found") => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
