@@ -18,7 +18,7 @@ pub struct TrainerSettings {
     pub dispatch_public_key: String,
     /// Folder of base models: `<models_dir>/<name>/` in the Hugging Face layout.
     pub models_dir: PathBuf,
-    /// `fixed`, `random`, `lr-range-test` or `successive-halving`.
+    /// `fixed`, `random`, `lr-range-test`, `successive-halving`, `sweep-decay` or `pbt`.
     pub strategy: String,
     /// `auto` (CUDA when usable) or `cpu`.
     pub device: String,
