@@ -2,7 +2,8 @@
 //! on the project's base models (random weights: speed does not depend on them).
 //!
 //! `cargo bench -p gradients-trainer --bench generate` (env: `BENCH_NEW_TOKENS`, default
-//! 128; `BENCH_DEVICE`, `auto` or `cpu`). Without the cache every step runs the training
+//! 128; `BENCH_DEVICE`, `auto` or `cpu`; `BENCH_THREADS`, libtorch's CPU threads, which on
+//! a machine shared with other work is best 1). Without the cache every step runs the training
 //! forward over the whole sequence so far, which is what generation cost before the cache
 //! (and what an exported ONNX model without a cache costs per step). Prompts are 64 tokens,
 //! batches of 1 and 8; greedy and sampled (temperature 1, top-p 0.9) with the cache. No
@@ -46,6 +47,9 @@ fn timed(label: &str, tokens_per_run: impl Fn() -> usize) -> f64 {
 
 fn main() {
     let new_tokens: usize = std::env::var("BENCH_NEW_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    if let Some(threads) = std::env::var("BENCH_THREADS").ok().and_then(|v| v.parse().ok()) {
+        tch::set_num_threads(threads);
+    }
     let device = device::choose(&std::env::var("BENCH_DEVICE").unwrap_or_else(|_| "auto".into()));
     println!("generation, {PROMPT}-token prompts, {new_tokens} new tokens, device {device:?}");
     println!(
