@@ -5,6 +5,8 @@
 //! comes back with its store and catches up. Afterwards, as after every fault: no task
 //! lost, nothing doubled, nothing dead-lettered, the audit log verified.
 
+#[path = "common/load_miners.rs"]
+mod load_miners;
 #[path = "common/processes.rs"]
 mod processes;
 

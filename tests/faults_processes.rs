@@ -15,6 +15,8 @@
 //!
 //! The scenarios run one at a time (each is a whole market of processes on a small machine).
 
+#[path = "common/load_miners.rs"]
+mod load_miners;
 #[path = "common/processes.rs"]
 mod processes;
 
@@ -44,10 +46,7 @@ async fn every_service_killed_mid_flow_then_restarted_loses_and_doubles_nothing(
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let nats = NatsServer::start().unwrap();
-    let mut market = running_market(&nats, |market| {
-        market.tweak(Service::Dispatch, "GRADIENTS__TELEMETRY__LOG_FILTER", "warn,gradients_dispatch=info")
-    })
-    .await;
+    let mut market = running_market(&nats, |_| {}).await;
     let rounds: [&[Service]; 6] = [
         &[Service::Intake],
         &[Service::Dispatch],

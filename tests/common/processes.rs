@@ -29,19 +29,16 @@ use gradients_config::NatsSettings;
 use gradients_intake::client::IntakeClient;
 use gradients_intake::customer::CustomerKey;
 use gradients_ledger::client::LedgerClient;
-use gradients_miner::{Decision, Identity, MinerClient, OfferHandler};
-use gradients_proto::v1::{
-    EvaluationResult, LedgerEntry, MinerCapabilities, Offer, SubmitTaskRequest, TaskStatus, TaskType,
-};
+use gradients_miner::Identity;
+use gradients_proto::v1::{EvaluationResult, LedgerEntry, SubmitTaskRequest, TaskStatus, TaskType};
 use gradients_testkit::{eventually, free_port, http_get, stream_messages, workspace_root, Backend, ScratchDb};
 use gradients_trainer::model::CausalLm;
 use prost::Message;
 use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// The base model every task names (the smallest preset: export and evaluation are quick).
-pub const BASE_MODEL: &str = "tiny-1m";
+use crate::load_miners::LoadMiners;
+
+pub use crate::load_miners::BASE_MODEL;
 /// Miners per task: both must be evaluated for a task to be finalized `all_evaluated`.
 pub const MINERS: usize = 2;
 /// How long the assertions wait for the market to settle after the last fault.
@@ -109,12 +106,18 @@ impl ProcessMarket {
         let env = vec![
             ("GRADIENTS__NATS__URL".to_owned(), urls.join(",")),
             ("GRADIENTS__NATS__REPLICAS".to_owned(), replicas.to_string()),
-            ("GRADIENTS__NATS__RETRY_BACKOFF_MS".to_owned(), "100".to_owned()),
+            // nats.retry_backoff_ms stays at its default (500 ms doubling, 7.5 s over five
+            // deliveries): after a mass termination each pooled connection fails once, and
+            // at 100 ms five deliveries of one message can all meet dead connections.
             // What a killed process held comes back after the ack wait: 8 s, not 30, so a
             // test waits less; still longer than dispatch's 5 s offer timeout, so offers a
             // killed dispatch left unanswered are stale when their task comes back.
             ("GRADIENTS__NATS__ACK_WAIT_MS".to_owned(), "8000".to_owned()),
-            ("GRADIENTS__TELEMETRY__LOG_FILTER".to_owned(), "warn".to_owned()),
+            // What a failing run's logs must tell: each placement, evaluation and payment.
+            (
+                "GRADIENTS__TELEMETRY__LOG_FILTER".to_owned(),
+                "warn,gradients_dispatch=info,gradients_evaluator=info,gradients_ledger=info".to_owned(),
+            ),
             ("GRADIENTS__DISPATCH__KEY_FILE".to_owned(), path("dispatch.key")),
             ("GRADIENTS__DISPATCH__MIN_MINERS_PER_TASK".to_owned(), MINERS.to_string()),
             ("GRADIENTS__DISPATCH__MAX_MINERS_PER_TASK".to_owned(), MINERS.to_string()),
@@ -363,11 +366,18 @@ impl ProcessMarket {
         let bus = self.bus().await;
         let intake = IntakeClient::new(bus.clone(), self.customer.clone(), Duration::from_secs(5));
         let ledger = LedgerClient::new(bus.clone(), Duration::from_secs(5));
+        let started = std::time::Instant::now();
         for task in tasks {
-            let result = eventually(SETTLE, &format!("the ledger finalizing {task}"), || async {
-                ledger.task(task).await.map_err(|e| e.to_string())?.result.ok_or_else(|| "no result yet".to_owned())
-            })
-            .await;
+            let result = loop {
+                match ledger.task(task).await.map(|answer| answer.result) {
+                    Ok(Some(result)) => break result,
+                    _ if started.elapsed() > SETTLE => {
+                        eprintln!("{}", diagnosis(&bus, task).await);
+                        panic!("the ledger did not finalize {task} within {SETTLE:?}");
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
             assert_eq!(result.finalized_because, "all_evaluated", "{task}: every miner evaluated, none lost");
             let paid: BTreeSet<&str> = result.entries.iter().map(|e| e.miner_id.as_str()).collect();
             assert_eq!((result.entries.len(), paid.len()), (MINERS, MINERS), "{task}: one entry per miner");
@@ -498,6 +508,38 @@ impl Drop for ProcessMarket {
     }
 }
 
+/// Where a task stands on the bus, and what every durable consumer still holds: what a
+/// failing test prints before it panics.
+async fn diagnosis(bus: &Bus, task: &str) -> String {
+    let mut lines = vec![format!("where {task} stands:")];
+    let subjects = [
+        (streams::TASKS, subjects::task_status(task)),
+        (streams::SUBMISSIONS, subjects::submissions_of_task(task)),
+        (streams::EVALUATIONS, subjects::evaluations(task)),
+    ];
+    for (stream, subject) in subjects {
+        let messages = stream_messages(&bus.jetstream, stream, &subject).await;
+        lines.push(format!("  {subject}: {} messages", messages.len()));
+        for message in messages.iter().filter(|m| m.subject.starts_with("gradients.evaluations")) {
+            if let Ok(evaluation) = EvaluationResult::decode(message.payload.as_ref()) {
+                let (miner, kind, status) = (evaluation.miner_id, evaluation.kind, evaluation.status);
+                lines.push(format!("    evaluation of {miner:?} kind {kind} status {status}"));
+            }
+        }
+    }
+    for (stream, _, _) in streams::AUDITED {
+        let Ok(stream) = bus.jetstream.get_stream(stream).await else { continue };
+        let mut consumers = stream.consumers();
+        while let Some(Ok(info)) = futures::StreamExt::next(&mut consumers).await {
+            lines.push(format!(
+                "  consumer {}: {} pending, {} awaiting ack, {} redelivered",
+                info.name, info.num_pending, info.num_ack_pending, info.num_redelivered
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 /// Where cargo put the workspace's binaries: beside this test's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
@@ -505,120 +547,4 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing: build the workspace's binaries (cargo build --bins)", path.display());
     path
-}
-
-/// How long a load miner thinks about an offer: long enough that a fault often lands
-/// while offers are out (dispatch must survive losing its answers), well inside dispatch's
-/// offer timeout.
-const OFFER_THOUGHT: Duration = Duration::from_millis(500);
-
-/// Accepts every offer after [`OFFER_THOUGHT`] (the load miners have room for every task).
-struct AcceptAll;
-
-impl OfferHandler for AcceptAll {
-    async fn decide(&self, _offer: &Offer) -> Decision {
-        tokio::time::sleep(OFFER_THOUGHT).await;
-        Decision::Accept { estimated_seconds: 5.0 }
-    }
-}
-
-/// Miners that do everything a miner does but train: each submits its own model (the base
-/// architecture, initialised with its own seed, exported to ONNX once) for every
-/// assignment, after reading the train split its grant names.
-pub struct LoadMiners {
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl LoadMiners {
-    /// Starts `n` miners on `bus`, trusting assignments signed by `dispatch_key`.
-    pub fn start(bus: Bus, dispatch_key: Vec<u8>, n: usize) -> Self {
-        let stop = CancellationToken::new();
-        let config = gradients_trainer::presets::config(BASE_MODEL).unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..n {
-            let model = CausalLm::new(&config, tch::Device::Cpu, 100 + i as i64);
-            let base = gradients_trainer::export::BaseModel {
-                name: BASE_MODEL.into(),
-                weights_sha256: "0".repeat(64),
-                tokenizer_sha256: "0".repeat(64),
-            };
-            let artifact = gradients_trainer::export::export(&model, &base, serde_json::json!({})).unwrap();
-            let (onnx, manifest) = (artifact.onnx, artifact.manifest.to_json());
-            let miner = MinerClient::new(bus.clone(), Identity::generate(), Duration::from_secs(5))
-                .with_assignment_ack_wait(Duration::from_secs(30));
-            let capabilities = MinerCapabilities {
-                max_model_params: 100_000_000,
-                task_types: vec![TaskType::Instruct as i32],
-                gpu: false,
-                max_concurrent_tasks: 64,
-            };
-            let (serving, beating, working) = (miner.clone(), miner.clone(), miner);
-            let (stop_a, stop_b, stop_c) = (stop.clone(), stop.clone(), stop.clone());
-            let key = dispatch_key.clone();
-            tasks.push(tokio::spawn(async move {
-                // Registration waits for dispatch like a miner started before it would.
-                while serving.register(capabilities.clone()).await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                let offers = tokio::spawn(async move {
-                    while !stop_a.is_cancelled() {
-                        if let Err(e) = serving.serve_offers(AcceptAll, stop_a.clone()).await {
-                            eprintln!("load miner: serving offers: {e}");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                });
-                let beats =
-                    tokio::spawn(async move { beating.heartbeat_loop(Duration::from_secs(2), || 0, stop_b).await });
-                work(&working, &key, &onnx, &manifest, &stop_c).await;
-                let _ = tokio::join!(offers, beats);
-            }));
-        }
-        Self { stop, tasks }
-    }
-
-    /// Stops every miner.
-    pub fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            task.abort();
-        }
-    }
-}
-
-/// One miner's assignments until `stop`: read the granted split, submit, settle.
-async fn work(miner: &MinerClient, dispatch_key: &[u8], onnx: &[u8], manifest: &[u8], stop: &CancellationToken) {
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    while !stop.is_cancelled() {
-        let lease = match miner.next_assignment(dispatch_key, Duration::from_secs(1)).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => continue,
-            Err(e) => {
-                eprintln!("load miner: next assignment: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let task_id = lease.task_id.clone();
-        // A repeated assignment (our settle was lost) is the same assignment: already submitted.
-        if !done.contains(&task_id) {
-            let mut tries = 0;
-            while let Err(e) = miner.fetch_train(&lease).await {
-                tries += 1;
-                if tries % 20 == 1 {
-                    eprintln!("load miner: reading the train split of {task_id}: {e}");
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            while let Err(e) = miner.submit(&task_id, onnx, manifest).await {
-                eprintln!("load miner: submitting for {task_id}: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            done.insert(task_id);
-        }
-        if let Err(e) = lease.finish().await {
-            eprintln!("load miner: settling an assignment: {e}");
-        }
-    }
 }
