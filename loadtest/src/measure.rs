@@ -203,7 +203,10 @@ async fn read_audit(bus: &Bus, paths: &mut HashMap<String, Path>, since_ms: i64)
     let client = AuditClient::new(bus.client.clone(), Duration::from_secs(60));
     let (mut from_leaf, mut count) = (0, 0);
     loop {
-        let request = RecordsRequest { from_leaf, since_ms, limit: 1000 };
+        // Small pages: a page is one NATS reply, and records carry their payloads in hex (a
+        // page of 1000 of the market's records outgrows the server's 1 MB max_payload, and
+        // the audit's reply is then lost: the request times out).
+        let request = RecordsRequest { from_leaf, since_ms, limit: 100 };
         let mut tries = 0;
         let page = loop {
             match client.records(&request).await {
