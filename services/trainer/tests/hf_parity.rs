@@ -4,7 +4,10 @@
 //! GPT-2), the folder the trainer writes loads in `transformers` with exactly the expected
 //! tensors and gives the logits our tch model gives, within 1e-4 at every real position;
 //! and our batched greedy generation (key-value cache, left padding) appends the ids HF's
-//! `generate` appends to each prompt alone, token for token.
+//! `generate` appends to each prompt alone, token for token. Conversely a model of each
+//! config built and saved by `transformers` itself (its config.json, with every key the
+//! current version writes, and its safetensors layout) loads in our loader and gives
+//! `transformers`' logits.
 //!
 //! `transformers` runs in the pinned `transformers` environment of scripts/python-env.sh
 //! (layered on the ~4.6 GB PyTorch one, so `make bench` installs it, not `make test`). Where
@@ -141,6 +144,11 @@ fn max_difference_at_real_positions(a: &[f32], b: &[f32], mask: &[i64]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).expect("logits file");
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()
+}
+
 #[test]
 fn logits_equal_hf_transformers_for_every_architecture() {
     let Some(python) = transformers_python() else {
@@ -156,20 +164,25 @@ fn logits_equal_hf_transformers_for_every_architecture() {
     let tokenizer = Tokenizer::byte_level();
     let mut jobs = Vec::new();
     let mut models = Vec::new();
+    let mut hf_written = Vec::new();
     for (i, (label, config)) in configs().into_iter().enumerate() {
         let model = random_model(&config, 40 + i as i64);
         let dir = scratch.path().join(format!("model-{i}"));
         checkpoint::save(&model, &tokenizer, &dir).expect("save");
         let out = scratch.path().join(format!("logits-{i}.f32"));
         let generated = scratch.path().join(format!("generated-{i}.json"));
+        let hf_dir = scratch.path().join(format!("hf-written-{i}"));
+        let hf_out = scratch.path().join(format!("hf-written-logits-{i}.f32"));
         jobs.push(serde_json::json!({
             "dir": dir,
             "input_ids": ids.chunks(SEQ).collect::<Vec<_>>(),
             "attention_mask": mask.chunks(SEQ).collect::<Vec<_>>(),
             "out": out,
             "generate": {"prompts": prompts(), "max_new_tokens": NEW_TOKENS, "eos": eos(), "out": generated},
+            "hf_written": {"dir": hf_dir, "out": hf_out, "seed": 90 + i},
         }));
         models.push((label, model, out, generated));
+        hf_written.push((label, hf_dir, hf_out));
     }
     let request = scratch.path().join("jobs.json");
     std::fs::write(&request, serde_json::to_vec(&jobs).expect("json")).expect("write jobs");
@@ -178,8 +191,7 @@ fn logits_equal_hf_transformers_for_every_architecture() {
     assert!(run.status.success(), "transformers failed:\n{}", String::from_utf8_lossy(&run.stderr));
 
     for (label, model, out, generated) in &models {
-        let bytes = std::fs::read(out).expect("logits file");
-        let hf: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let hf = read_f32(out);
         let ours = tch_logits(model, &ids, &mask);
         assert_eq!(hf.len(), ours.len(), "{label}: logits shape");
         let difference = max_difference_at_real_positions(&ours, &hf, &mask);
@@ -193,6 +205,14 @@ fn logits_equal_hf_transformers_for_every_architecture() {
             "{label}: greedy completions equal transformers' ({:?} tokens)",
             hf.iter().map(Vec::len).collect::<Vec<_>>()
         );
+    }
+
+    for (label, dir, out) in &hf_written {
+        let loaded = checkpoint::load(dir, Device::Cpu).unwrap_or_else(|e| panic!("{label}: HF's own folder: {e}"));
+        let hf = read_f32(out);
+        let difference = max_difference_at_real_positions(&tch_logits(&loaded.model, &ids, &mask), &hf, &mask);
+        eprintln!("{label}: folder written by transformers loads, max |Δ logit| = {difference:e}");
+        assert!(difference <= TOLERANCE, "{label} (HF-written folder): max |Δ logit| = {difference}");
     }
 
     // Not vacuous: the same weights without Llama 3's scaling (or without Qwen2's biases)
@@ -214,8 +234,7 @@ fn logits_equal_hf_transformers_for_every_architecture() {
                 var.shallow_clone().copy_(&weights[&name]);
             }
         });
-        let bytes = std::fs::read(out).expect("logits file");
-        let hf: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let hf = read_f32(out);
         let difference = max_difference_at_real_positions(&tch_logits(&plain, &ids, &mask), &hf, &mask);
         assert!(difference > 1e-2, "{label} without its {strip}: only {difference:e} from transformers");
     }

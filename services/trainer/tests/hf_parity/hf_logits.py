@@ -7,12 +7,17 @@ weights do not match the model class exactly (missing or unexpected tensors), an
 the logits [B, T, V] as little-endian float32 to "out". A job with "generate"
 ({"prompts", "max_new_tokens", "eos", "out"}) also writes, as JSON, the ids HF's greedy
 `generate` appends to each prompt (one prompt at a time, so no padding is involved).
+A job with "hf_written" ({"dir", "out", "seed"}) builds a second model of the same
+config in transformers, every parameter random, saves it with `save_pretrained` (HF's own
+config.json and safetensors layout) plus the tokenizer, and writes its logits to "out":
+that checks the loader on folders transformers writes, not only on ours.
 """
 import json
+import shutil
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 
 def main() -> None:
@@ -38,11 +43,11 @@ def main() -> None:
             g = job["generate"]
             completions = []
             for prompt in g["prompts"]:
-                ids = torch.tensor([prompt], dtype=torch.long)
+                prompt_ids = torch.tensor([prompt], dtype=torch.long)
                 with torch.no_grad():
                     out = model.generate(
-                        input_ids=ids,
-                        attention_mask=torch.ones_like(ids),
+                        input_ids=prompt_ids,
+                        attention_mask=torch.ones_like(prompt_ids),
                         do_sample=False,
                         max_new_tokens=g["max_new_tokens"],
                         eos_token_id=g["eos"],
@@ -51,6 +56,21 @@ def main() -> None:
                 completions.append(out[0, len(prompt):].tolist())
             with open(g["out"], "w", encoding="utf-8") as f:
                 json.dump(completions, f)
+        if "hf_written" in job:
+            w = job["hf_written"]
+            torch.manual_seed(w["seed"])
+            config = AutoConfig.from_pretrained(job["dir"])
+            fresh = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32, attn_implementation="eager")
+            with torch.no_grad():
+                for name, p in fresh.named_parameters():
+                    is_scale = p.dim() == 1 and not name.endswith(".bias")
+                    p.copy_(torch.randn_like(p) * 0.1 + (1.0 if is_scale else 0.0))
+            fresh.eval()
+            fresh.save_pretrained(w["dir"], safe_serialization=True)
+            shutil.copy(f"{job['dir']}/tokenizer.json", f"{w['dir']}/tokenizer.json")
+            with torch.no_grad():
+                logits = fresh(input_ids=ids, attention_mask=mask).logits
+            logits.to(torch.float32).numpy().astype("<f4").tofile(w["out"])
         print(f"{type(model).__name__}: {tuple(logits.shape)}", file=sys.stderr)
 
 
