@@ -105,6 +105,16 @@ fn broken_folders_give_errors_naming_the_file() {
     let err = checkpoint::load(dir.path(), Device::Cpu).err().expect("no tokenizer");
     assert!(matches!(err, CheckpointError::MissingFile { .. }), "{err}");
 
+    // A config we cannot run exactly is refused naming the key, before any weight is read.
+    let dir = saved_folder();
+    let mut config: serde_json::Value = serde_json::from_slice(&small_llama(true).to_json()).expect("json");
+    config["rope_scaling"] =
+        serde_json::json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config");
+    let err = checkpoint::load(dir.path(), Device::Cpu).err().expect("yarn");
+    assert!(matches!(err, CheckpointError::Config { .. }), "{err}");
+    assert!(err.to_string().contains("rope_scaling.rope_type = \"yarn\""), "{err}");
+
     // A config that disagrees with the weights: more layers than were saved.
     let dir = saved_folder();
     let ModelConfig::Llama(mut bigger) = small_llama(true) else { unreachable!() };
