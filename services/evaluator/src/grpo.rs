@@ -102,14 +102,20 @@ pub fn prepare(
     }
     let mut out = Vec::with_capacity(splits.len());
     for (name, rows) in splits {
-        let cannot = |row: usize, reason: String| {
-            Refusal::failed(ErrorCode::Internal, format!("the {name} split cannot be scored: row {row}: {reason}"))
+        let cannot = |code: ErrorCode, row: usize, reason: String| {
+            Refusal::failed(code, format!("the {name} split cannot be scored: row {row}: {reason}"))
         };
         let mut prompt_ids = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            rewards.check_row(row.as_map()).map_err(|e| cannot(i + 1, e.to_string()))?;
+            rewards.check_row(row.as_map()).map_err(|e| {
+                let code = match e {
+                    gradients_reward::ColumnError::Missing { .. } => ErrorCode::MissingColumn,
+                    gradients_reward::ColumnError::WrongType { .. } => ErrorCode::WrongType,
+                };
+                cannot(code, i + 1, e.to_string())
+            })?;
             let ids = gradients_text::grpo_prompt_ids(&base.tokenizer, i + 1, row, context - max_new_tokens)
-                .map_err(|e| cannot(i + 1, e.to_string()))?;
+                .map_err(|e| cannot(ErrorCode::MissingColumn, i + 1, e.to_string()))?;
             prompt_ids.push(ids);
         }
         out.push(GrpoSplit { name, rows: rows.to_vec(), prompt_ids });
@@ -245,6 +251,52 @@ mod tests {
         assert_eq!(max_new_tokens(&settings, 100), 10);
         assert_eq!(max_new_tokens(&settings, 5000), 1);
         assert_eq!(max_new_tokens(&settings, 0), 64);
+    }
+
+    /// A row the rewards cannot read is the task's fault: a typed failure naming split and row.
+    #[test]
+    fn rows_without_the_rewards_columns_are_refused() {
+        let base = crate::base_model::BaseModel::from_files("tiny", tiny_files()).unwrap();
+        let rewards = RewardSet::new(vec![gradients_reward::RewardSpec::named("exact_match")]).unwrap();
+        let good = Row::from_map(serde_json::json!({"prompt": "2+2", "answer": "4"}).as_object().unwrap().clone());
+        let bad = Row::from_map(serde_json::json!({"prompt": "2+3"}).as_object().unwrap().clone());
+        let settings = EvaluatorSettings::default();
+        let rows = [good.clone(), bad];
+        let refusal = prepare(&base, rewards.clone(), &[("test", &rows)], &settings).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::MissingColumn);
+        assert!(refusal.message.contains("test split") && refusal.message.contains("row 2"), "{refusal}");
+        let task = prepare(&base, rewards, &[("test", &[good])], &settings).unwrap();
+        assert_eq!(task.max_new_tokens, 64);
+        assert_eq!(
+            base.tokenizer.decode(&task.splits[0].prompt_ids[0]).unwrap(),
+            "### Instruction:\n2+2\n### Response:\n"
+        );
+    }
+
+    /// A small model folder's files, as the store hands them over.
+    fn tiny_files() -> crate::base_model::ModelFiles {
+        let config = gradients_model::ModelConfig::from_json(
+            serde_json::json!({
+                "model_type": "llama", "vocab_size": 258, "hidden_size": 16, "intermediate_size": 32,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+                "rope_theta": 10000.0, "max_position_embeddings": 128, "tie_word_embeddings": true,
+                "eos_token_id": 256, "hidden_act": "silu"
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut weights = gradients_model::Weights::default();
+        for spec in config.parameters() {
+            let n: usize = spec.shape.iter().product();
+            weights.0.insert(spec.name.clone(), gradients_model::Weight::new(spec.shape.clone(), vec![0.01; n]));
+        }
+        crate::base_model::ModelFiles {
+            config: config.to_json(),
+            tokenizer: Tokenizer::byte_level().to_json().into_bytes(),
+            onnx: Some(gradients_model::onnx::export(&config, &weights).unwrap()),
+            safetensors: None,
+        }
     }
 
     /// Completions are judged by the task's functions on the decoded text and raw prompt.

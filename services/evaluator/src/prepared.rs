@@ -69,7 +69,10 @@ impl Prepared {
         let work = match task_type {
             TaskType::Grpo => {
                 let rewards = RewardSet::new(rewards.to_vec()).map_err(|e| {
-                    Refusal::failed(ErrorCode::Internal, format!("the task's reward functions cannot be used: {e}"))
+                    Refusal::failed(
+                        ErrorCode::InvalidRewardFunction,
+                        format!("the task's reward functions cannot be used: {e}"),
+                    )
                 })?;
                 Work::Reward(crate::grpo::prepare(&base, rewards, rows, settings)?)
             }
