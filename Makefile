@@ -33,4 +33,5 @@ bench: bootstrap
 	$(CARGO) bench -p gradients-reward --bench score
 	BENCH_TORCH_PYTHON=$$(bash scripts/python-env.sh torch) $(CARGO) bench -p gradients-trainer --bench train_throughput
 	BENCH_ORT_PYTHON=$$(bash scripts/python-env.sh onnxruntime) $(CARGO) bench -p gradients-evaluator --bench eval_throughput
+	$(CARGO) bench -p gradients-evaluator --bench grpo_generation
 	GRADIENTS_TRANSFORMERS_PYTHON=$$(bash scripts/python-env.sh transformers) $(CARGO) test -p gradients-trainer --test hf_parity -- --nocapture
