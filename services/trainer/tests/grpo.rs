@@ -327,3 +327,38 @@ fn a_grpo_job_is_delivered_like_any_other_within_its_budget() {
     });
     assert!(matches!(refused, Err(job::JobError::NoRewards)), "{:?}", refused.err());
 }
+
+#[test]
+fn a_cancelled_grpo_job_stops_before_its_next_step_and_exports_nothing() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokenizer = Tokenizer::byte_level();
+    let base_dir = dir.path().join("base");
+    let base = CausalLm::new(&tiny_config(), Device::Cpu, 3);
+    gradients_trainer::checkpoint::save(&base, &tokenizer, &base_dir).expect("base folder");
+    let rewards = arithmetic_rewards();
+    let rows = arithmetic_rows(40, 0);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let out = dir.path().join("out");
+    let outcome = job::run(Job {
+        base_dir: &base_dir,
+        base_name: "tiny-test",
+        task_type: gradients_data::TaskType::Grpo,
+        rows: &rows,
+        rewards: Some(&rewards),
+        strategy: StrategyKind::LrRangeTest,
+        budget: Budget::steps(50),
+        seed: 5,
+        device: Device::Cpu,
+        out_dir: &out,
+        bar: ProgressBar::hidden(),
+        cancel,
+    });
+    let cancelled = matches!(
+        outcome,
+        Err(job::JobError::Grpo(grpo::GrpoError::Train(gradients_trainer::train::TrainError::Cancelled)))
+    );
+    assert!(cancelled, "{:?}", outcome.err());
+    assert!(!out.join("model.onnx").exists(), "a cancelled job exports nothing");
+}
