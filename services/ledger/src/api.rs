@@ -12,7 +12,7 @@ use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, LedgerEntriesRequest, LedgerEntriesResponse, LedgerTaskRequest,
     LedgerTaskResponse, LedgerWeightsRequest, LedgerWeightsResponse, Timestamp,
 };
-use gradients_store::entity::ledger::{assignment, entry, evaluation, task_result, EvaluationKind as StoredKind};
+use gradients_store::entity::ledger::{assignment, entry, evaluation, task, task_result, EvaluationKind as StoredKind};
 use gradients_store::paging::{page_token, parse_page_token};
 use gradients_store::sea_orm::sea_query::Order;
 use gradients_store::sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -88,7 +88,15 @@ async fn task(ctx: &Context, request: LedgerTaskRequest) -> Result<LedgerTaskRes
         .collect();
     let rows = EvidenceReader::new(ctx.bus.clone()).valid_test_rows(&evaluations.iter().collect::<Vec<_>>()).await;
     let ledger = &ctx.settings.ledger;
-    standings::complete(&mut result, &evaluations, &assigned, &rows, &ledger.baseline_miners, &ledger.scoring);
+    standings::complete(
+        &mut result,
+        &evaluations,
+        &assigned,
+        &rows,
+        &ledger.baseline_miners,
+        &ledger.scoring,
+        references.higher_is_better,
+    );
     Ok(LedgerTaskResponse { result: Some(result) })
 }
 
@@ -99,7 +107,11 @@ async fn references(ctx: &Context, task_id: &str) -> Result<convert::References,
         .filter(evaluation::Column::Kind.ne(kind_label(EvaluationKind::MinerSubmission)))
         .all(&ctx.db)
         .await?;
-    let mut references = convert::References::default();
+    let task_type = task::Entity::find_by_id(task_id.to_owned()).one(&ctx.db).await?.map(|t| t.task_type);
+    let mut references = convert::References {
+        higher_is_better: task_type.is_some_and(|t| convert::scoring_task_type(&t).higher_is_better()),
+        ..Default::default()
+    };
     for row in measured {
         // Evidence that no longer decodes is an alarm; the reference reads as unmeasured.
         let Some(result) = decode_evidence(&row, &ctx.metrics) else { continue };

@@ -39,13 +39,16 @@ pub fn entry_to_proto(row: &entry::Model) -> Result<LedgerEntry, DbErr> {
     })
 }
 
-/// The test losses the base model and the fixed baseline scored on a task, when measured.
+/// The test values the base model and the fixed baseline scored on a task, when measured,
+/// and which way those values point.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct References {
-    /// The untuned base model's test loss.
+    /// The untuned base model's test value.
     pub base_model: Option<f64>,
-    /// The fixed-recipe baseline's test loss.
+    /// The fixed-recipe baseline's test value.
     pub baseline: Option<f64>,
+    /// Whether a higher value is better: a reward (GRPO), not a loss.
+    pub higher_is_better: bool,
 }
 
 /// A stored result, its entries and the reference measurements as the wire message.
@@ -64,8 +67,8 @@ pub fn result_to_proto(
         winner_loss: row.winner_loss,
         base_model_loss: references.base_model,
         baseline_loss: references.baseline,
-        improvement_over_base: improvement(references.base_model, row.winner_loss),
-        improvement_over_baseline: improvement(references.baseline, row.winner_loss),
+        improvement_over_base: improvement(references.base_model, row.winner_loss, references.higher_is_better),
+        improvement_over_baseline: improvement(references.baseline, row.winner_loss, references.higher_is_better),
         task_weight: row.task_weight,
         entries: entries.iter().map(entry_to_proto).collect::<Result<_, _>>()?,
         // The standings and confidences are the query's to add (`standings::complete`).
@@ -73,11 +76,13 @@ pub fn result_to_proto(
     })
 }
 
-/// Relative improvement of `loss` over `reference`; positive is better.
-pub fn improvement(reference: Option<f64>, loss: Option<f64>) -> Option<f64> {
-    match (reference, loss) {
-        (Some(reference), Some(loss)) if reference > 0.0 && reference.is_finite() && loss.is_finite() => {
-            Some((reference - loss) / reference)
+/// Relative improvement of `value` over `reference`; positive is better. A loss improves
+/// by going down, a reward (`higher_is_better`) by going up.
+pub fn improvement(reference: Option<f64>, value: Option<f64>, higher_is_better: bool) -> Option<f64> {
+    match (reference, value) {
+        (Some(reference), Some(value)) if reference > 0.0 && reference.is_finite() && value.is_finite() => {
+            let gain = if higher_is_better { value - reference } else { reference - value };
+            Some(gain / reference)
         }
         _ => None,
     }
@@ -90,9 +95,18 @@ mod tests {
     /// Improvement is relative to the reference and undefined without one.
     #[test]
     fn improvement_is_relative() {
-        assert_eq!(improvement(Some(2.0), Some(1.5)), Some(0.25));
-        assert_eq!(improvement(Some(2.0), Some(3.0)), Some(-0.5));
-        assert_eq!(improvement(None, Some(1.0)), None);
-        assert_eq!(improvement(Some(0.0), Some(1.0)), None);
+        assert_eq!(improvement(Some(2.0), Some(1.5), false), Some(0.25));
+        assert_eq!(improvement(Some(2.0), Some(3.0), false), Some(-0.5));
+        assert_eq!(improvement(None, Some(1.0), false), None);
+        assert_eq!(improvement(Some(0.0), Some(1.0), false), None);
+    }
+
+    /// A reward (GRPO) improves upwards: 0.2 to 0.3 is +50%, 0.2 to 0.1 is -50%.
+    #[test]
+    fn a_reward_improves_upwards() {
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+        assert!(close(improvement(Some(0.2), Some(0.3), true), 0.5));
+        assert!(close(improvement(Some(0.2), Some(0.1), true), -0.5));
+        assert_eq!(improvement(Some(0.0), Some(0.5), true), None, "no relative gain over a zero reward");
     }
 }

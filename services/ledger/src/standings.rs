@@ -165,6 +165,7 @@ pub fn complete(
     rows: &BTreeMap<String, Vec<f64>>,
     baseline_miners: &[String],
     config: &ScoringConfig,
+    higher_is_better: bool,
 ) {
     let confidences = confidences_over(&result.task_id, &result.winner_miner_id, rows, config);
     let positive: f64 = result.entries.iter().map(|e| e.score.max(0.0)).sum();
@@ -204,14 +205,19 @@ pub fn complete(
             }
         })
         .collect();
-    // Ranked first by place, then the unranked by test loss, then by id: best first.
+    // Ranked first by place, then the unranked by test value (the better first: a lower
+    // loss, a higher reward), then by id: best first.
     standings.sort_by(|a, b| {
         let place = |s: &MinerStanding| if s.rank == 0 { u32::MAX } else { s.rank };
-        let loss = |s: &MinerStanding| s.test_loss.unwrap_or(f64::INFINITY);
+        let worse_last = |s: &MinerStanding| match s.test_loss {
+            Some(value) if higher_is_better => -value,
+            Some(value) => value,
+            None => f64::INFINITY,
+        };
         place(a)
             .cmp(&place(b))
             .then_with(|| (a.miner_id != result.winner_miner_id).cmp(&(b.miner_id != result.winner_miner_id)))
-            .then_with(|| loss(a).total_cmp(&loss(b)))
+            .then_with(|| worse_last(a).total_cmp(&worse_last(b)))
             .then_with(|| a.miner_id.cmp(&b.miner_id))
     });
     if let Some(runner_up) = standings.iter().find(|s| s.miner_id != result.winner_miner_id && s.rank > 0) {
@@ -224,7 +230,8 @@ pub fn complete(
         // The fixed recipe's own measurement, when no FIXED_BASELINE reference was published.
         if result.baseline_loss.is_none() && baseline.status == EvaluationStatus::Valid as i32 {
             result.baseline_loss = baseline.test_loss;
-            result.improvement_over_baseline = crate::convert::improvement(baseline.test_loss, result.winner_loss);
+            result.improvement_over_baseline =
+                crate::convert::improvement(baseline.test_loss, result.winner_loss, higher_is_better);
         }
     }
     result.min_winner_confidence = config.min_winner_confidence;
@@ -271,7 +278,7 @@ mod tests {
         ];
         let rows = BTreeMap::from([("a".to_owned(), vec![1.0, 1.0, 1.0]), ("b".to_owned(), vec![1.5, 1.4, 1.6])]);
         let assigned = ["a", "b", "c", "d"].map(String::from);
-        complete(&mut result, &evaluations, &assigned, &rows, &["b".to_owned()], &ScoringConfig::default());
+        complete(&mut result, &evaluations, &assigned, &rows, &["b".to_owned()], &ScoringConfig::default(), false);
         let order: Vec<&str> = result.standings.iter().map(|s| s.miner_id.as_str()).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
         assert_eq!(result.runner_up_miner_id, "b");
@@ -288,6 +295,31 @@ mod tests {
         assert_eq!(d.status, EvaluationStatus::Unspecified as i32);
         assert_eq!(d.reason, "no evaluated submission by the deadline");
         assert_eq!(a.winner_confidence, None, "no confidence over oneself");
+    }
+
+    /// A GRPO task's values are rewards: the winner's 0.6 over the baseline's 0.4 is +50%,
+    /// and among the unranked the higher reward stands first.
+    #[test]
+    fn a_reward_task_ranks_and_improves_upwards() {
+        let mut result = TaskResult {
+            task_id: "t".into(),
+            winner_miner_id: "a".into(),
+            winner_loss: Some(0.6),
+            entries: vec![entry("a", 1, 3.0, "first"), entry("b", 0, 0.0, "unranked"), entry("c", 0, 0.0, "unranked")],
+            ..Default::default()
+        };
+        let evaluations = vec![
+            evaluation("c", EvaluationStatus::Valid, Some(0.1)),
+            evaluation("b", EvaluationStatus::Valid, Some(0.4)),
+            evaluation("a", EvaluationStatus::Valid, Some(0.6)),
+        ];
+        let assigned = ["a", "b", "c"].map(String::from);
+        let config = ScoringConfig::default();
+        complete(&mut result, &evaluations, &assigned, &BTreeMap::new(), &["b".to_owned()], &config, true);
+        let order: Vec<&str> = result.standings.iter().map(|s| s.miner_id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        let gain = result.improvement_over_baseline.expect("measured");
+        assert!((gain - 0.5).abs() < 1e-12, "{gain}");
     }
 
     /// Rows that cannot be paired give no confidence rather than a wrong one.
