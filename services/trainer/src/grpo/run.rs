@@ -120,12 +120,12 @@ impl GrpoRun {
         Ok(Self { model, reference, optimizer, pad_id, current: None, cursor: 0, best: None, record, cancel: None })
     }
 
-    /// The same run, knowing the start model's validation reward: the start becomes the
-    /// best state so far, so a run that only gets worse returns the start model.
+    /// The same run, knowing the start model's validation reward (step 0 of its curve). The
+    /// start is a reference, never a candidate: the evaluator refuses an unchanged model
+    /// (NOT_A_FINE_TUNE, a penalty), so a run that only gets worse still returns its best
+    /// trained state.
     pub fn with_start_reward(mut self, reward: f64) -> Self {
         self.record.validation_curve.push(Point { step: 0, value: reward });
-        self.record.best_validation_reward = reward;
-        self.best = Some(self.model.snapshot());
         self
     }
 
@@ -288,14 +288,16 @@ impl GrpoRun {
         Ok(outcome)
     }
 
-    /// Scores greedy completions of the validation prompts and keeps the best state.
+    /// Scores greedy completions of the validation prompts and keeps the best trained state
+    /// (ties go to the later one: greedy rewards tie often while completions still score 0,
+    /// and the later state has learnt more from the sampled rewards).
     pub fn validate(&mut self, data: &GrpoData, generator: &Generator<'_>) -> Result<f64, GrpoError> {
         if let Some(last) = self.record.validation_curve.last().filter(|p| p.step == self.record.steps) {
             return Ok(last.value);
         }
         let reward = generator.greedy_reward(&self.model, &data.validation, self.hyper().max_new_tokens)?;
         self.record.validation_curve.push(Point { step: self.record.steps, value: reward });
-        if reward > self.record.best_validation_reward {
+        if reward >= self.record.best_validation_reward {
             self.record.best_validation_reward = reward;
             self.best = Some(self.model.snapshot());
         }

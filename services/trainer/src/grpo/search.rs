@@ -7,9 +7,9 @@
 //!   for the rest of the budget. The probes' steps count against the budget, and each
 //!   candidate's schedule is planned as if it won, so the winner continues seamlessly.
 //!
-//! Whatever wins, the model returned is the best validated state, which may be the start
-//! model itself when no training beat it (a miner never submits a model that validates
-//! worse than the one it was given).
+//! Whatever wins, the model returned is its best validated trained state, never the start
+//! model itself: the evaluator refuses an unchanged model as NOT_A_FINE_TUNE, which costs
+//! a miner more than a model that validates a little worse.
 
 use std::time::{Duration, Instant};
 
