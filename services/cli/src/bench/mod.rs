@@ -5,6 +5,11 @@
 //! miner's submitted model is scored, with the evaluator's own code, on a report split the
 //! market never saw (see [`holdout`]). The statistics are in [`stats`]; the JSON, the table
 //! and the plot in [`report`].
+//!
+//! GRPO tasks (`--grpo` generates them from taskgen's families, with each family's shaped
+//! rewards) go through the same market with their reward functions; they are scored on the
+//! report rows by the evaluator's own GRPO scorer (greedy generation through ONNX Runtime,
+//! mean reward), and every comparison counts their rewards upwards.
 
 mod holdout;
 mod pipeline;
@@ -21,7 +26,8 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use gradients_data::TaskType;
 use gradients_evaluator::base_model::BaseModel;
-use gradients_evaluator::evaluate::{check_and_score, prepare, run_model, scores, PreparedSplit};
+use gradients_evaluator::evaluate::{check_and_score, check_artifact, prepare, run_model, scores, PreparedSplit};
+use gradients_evaluator::grpo::GrpoTask;
 use gradients_taskgen::TaskDir;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,6 +38,8 @@ use report::{EqualComputeRow, StrategyRow, TaskRow};
 pub const BASELINE: &str = "fixed";
 /// The strategies the reference trainer knows (`gradients-trainer train --help`).
 const DEFAULT_STRATEGIES: &str = "fixed,random,lr-range-test,successive-halving,sweep-decay,pbt";
+/// The taskgen families `--grpo` generates: each has shaped rewards a tiny model can climb.
+const DEFAULT_GRPO_FAMILIES: &str = "arithmetic,compare-numbers,count-vowels,record-json";
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -42,9 +50,20 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct MarketArgs {
-    /// A folder of task folders (task.toml + data.jsonl), or one task folder.
+    /// A folder of task folders (task.toml + data.jsonl; GRPO folders with their
+    /// `[[rewards]]`), or one task folder.
+    #[arg(long, required_unless_present = "grpo", conflicts_with = "grpo")]
+    pub tasks: Option<PathBuf>,
+    /// Generate GRPO tasks of `--families` under `--out`/tasks and run those: scored by
+    /// reward (higher is better) instead of loss.
     #[arg(long)]
-    pub tasks: PathBuf,
+    pub grpo: bool,
+    /// The taskgen families `--grpo` generates.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_GRPO_FAMILIES, requires = "grpo")]
+    pub families: Vec<String>,
+    /// Rows per generated GRPO task (before the report split).
+    #[arg(long, default_value_t = 200, requires = "grpo")]
+    pub rows: usize,
     /// Where the JSON, the table and the plots go (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -119,12 +138,16 @@ async fn market(settings: &gradients_config::Settings, mut args: MarketArgs) -> 
     if !(0.0..1.0).contains(&args.report_fraction) || args.report_fraction == 0.0 {
         bail!("--report-fraction must be between 0 and 1");
     }
-    let tasks = read_tasks(&args.tasks, args.report_fraction, args.seed)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    if args.grpo {
+        args.tasks = Some(generate_grpo_tasks(&args)?);
+    }
+    let tasks_dir = args.tasks.clone().context("--tasks or --grpo")?;
+    let tasks = read_tasks(&tasks_dir, args.report_fraction, args.seed)?;
     if tasks.is_empty() {
-        bail!("no task folder (task.toml + data.jsonl) under {}", args.tasks.display());
+        bail!("no task folder (task.toml + data.jsonl) under {}", tasks_dir.display());
     }
     let base = resolve_base_model(settings, &args.base_model)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let work = args.out.join("work");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
@@ -201,16 +224,35 @@ async fn run_phases(
             let proto_type = gradients_proto::v1::TaskType::from_label(task.task_type.as_str())
                 .with_context(|| format!("task type {}", task.task_type.as_str()))?;
             let key = format!("bench-{}-{}-{}", phase.label, args.seed, task.name);
-            let (task_id, result) =
-                market.run_task(&key, &task.name, proto_type, columns, &data, phase.budget.hours).await?;
+            let submitted = pipeline::TaskSubmission {
+                key: &key,
+                name: &task.name,
+                task_type: proto_type,
+                columns,
+                data: &data,
+                hours: phase.budget.hours,
+                reward_functions: task.file.task.reward_functions.clone(),
+                rewards: task.file.task.wire_rewards(),
+            };
+            let (task_id, result) = market.run_task(submitted).await?;
             progress.set_message(format!("{}: {} scoring on the report rows", phase.label, task.name));
             let report_rows = report_split(task, &market_dir(&args.out, &task.name))?;
             let splits = {
                 let base = scorer.clone();
-                let task_type = task.task_type;
-                tokio::task::spawn_blocking(move || prepare(&base, task_type, &[("report", &report_rows)]))
-                    .await?
-                    .map_err(|r| anyhow::anyhow!("{}: {}", task.name, r.message))?
+                let (task_type, evaluator) = (task.task_type, evaluator.clone());
+                let rewards = match task.task_type {
+                    TaskType::Grpo => Some(task.file.reward_set()?),
+                    _ => None,
+                };
+                tokio::task::spawn_blocking(move || match rewards {
+                    Some(rewards) => {
+                        gradients_evaluator::grpo::prepare(&base, rewards, &[("report", &report_rows)], &evaluator)
+                            .map(Prepared::Reward)
+                    }
+                    None => prepare(&base, task_type, &[("report", &report_rows)]).map(Prepared::Loss),
+                })
+                .await?
+                .map_err(|r| anyhow::anyhow!("{}: {}", task.name, r.message))?
             };
             let mut strategies = BTreeMap::new();
             let mut row_losses: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -220,10 +262,10 @@ async fn run_phases(
                     Some(bytes) => score(bytes, scorer, task.task_type, &splits, &evaluator).await?,
                     None => Err("no submission".to_owned()),
                 };
-                let (report_loss, refusal) = match scored {
-                    Ok((loss, per_row)) => {
+                let (report_value, refusal) = match scored {
+                    Ok((value, per_row)) => {
                         row_losses.insert(strategy.clone(), per_row);
-                        (Some(loss), None)
+                        (Some(value), None)
                     }
                     Err(reason) => (None, Some(reason)),
                 };
@@ -231,7 +273,7 @@ async fn run_phases(
                     strategy.clone(),
                     StrategyRow {
                         miner_id: miner.clone(),
-                        report_loss,
+                        report_value,
                         report_refusal: refusal,
                         ledger_reason: entry.map(|e| e.reason.clone()).unwrap_or_default(),
                         ledger_rank: entry.map(|e| e.rank).unwrap_or_default(),
@@ -241,14 +283,14 @@ async fn run_phases(
             }
             let winner = market.miners.get(&result.winner_miner_id).cloned();
             if p == 0 {
-                let base_loss = base_loss(scorer, task.task_type, &splits, &evaluator).await?;
+                let base_value = base_value(scorer, task.task_type, &splits, &evaluator).await?;
                 rows.push(TaskRow::new(
                     task.name.clone(),
                     task.dir.clone(),
                     task.task_type,
                     &task.split,
                     task_id,
-                    base_loss,
+                    base_value,
                     strategies,
                     winner,
                     row_losses,
@@ -256,11 +298,11 @@ async fn run_phases(
                 ));
             } else {
                 let row = &mut rows[t];
-                let winner_loss = winner.as_ref().and_then(|w| strategies.get(w)).and_then(|s| s.report_loss);
+                let winner_value = winner.as_ref().and_then(|w| strategies.get(w)).and_then(|s| s.report_value);
                 row.equal_compute = Some(EqualComputeRow {
                     task_id,
                     winner_strategy: winner,
-                    winner_loss: winner_loss.unwrap_or(row.base_loss),
+                    winner_value: winner_value.unwrap_or(row.base_value),
                     strategies,
                 });
             }
@@ -311,37 +353,73 @@ fn report_split(task: &BenchTask, dir: &Path) -> anyhow::Result<Vec<gradients_da
     Ok(held.rows()?.1)
 }
 
-/// A submitted model's loss on the report rows and its per-row losses, or why the
-/// evaluator's checks refuse it.
+/// The report rows, ready for the evaluator's scorer of the task's type.
+#[derive(Clone)]
+enum Prepared {
+    /// Supervised and DPO: a test loss.
+    Loss(Vec<PreparedSplit>),
+    /// GRPO: the mean greedy reward.
+    Reward(GrpoTask),
+}
+
+/// A submitted model's value on the report rows (a loss, or a GRPO task's mean reward) and
+/// its per-row losses (a GRPO row's is its negated reward), or why the evaluator's checks
+/// refuse it.
 async fn score(
     bytes: Vec<u8>,
     base: &BaseModel,
     task_type: TaskType,
-    splits: &[PreparedSplit],
+    prepared: &Prepared,
     evaluator: &gradients_config::EvaluatorSettings,
 ) -> anyhow::Result<Result<(f64, Vec<f64>), String>> {
-    let (base, splits, evaluator) = (base.clone(), splits.to_vec(), evaluator.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || check_and_score(bytes, &base, task_type, &splits, &evaluator)).await?;
-    Ok(outcome.map(|(_, scores)| (scores[0].loss, row_losses(&scores[0]))).map_err(|r| r.message))
+    let (base, prepared, evaluator) = (base.clone(), prepared.clone(), evaluator.clone());
+    let outcome = tokio::task::spawn_blocking(move || match &prepared {
+        Prepared::Loss(splits) => check_and_score(bytes, &base, task_type, splits, &evaluator)
+            .map(|(_, scores)| (scores[0].loss, row_losses(&scores[0]))),
+        Prepared::Reward(task) => {
+            check_artifact(&bytes, &base, &evaluator)?;
+            let (scores, _) = gradients_evaluator::grpo::score_model(bytes.into(), &base, task, &evaluator)?;
+            Ok((scores[0].reward, scores[0].rows.iter().map(|r| r.loss).collect()))
+        }
+    })
+    .await?;
+    Ok(outcome.map_err(|r| r.message))
 }
 
-/// The base model's own loss on the report rows.
-async fn base_loss(
+/// The base model's own value on the report rows.
+async fn base_value(
     base: &BaseModel,
     task_type: TaskType,
-    splits: &[PreparedSplit],
+    prepared: &Prepared,
     evaluator: &gradients_config::EvaluatorSettings,
 ) -> anyhow::Result<f64> {
-    let (base, splits, evaluator) = (base.clone(), splits.to_vec(), evaluator.clone());
-    tokio::task::spawn_blocking(move || {
-        let sums = run_model(base.onnx.clone(), &base, &splits, &evaluator)?;
-        let reference = (task_type == TaskType::Dpo).then_some(sums.as_slice());
-        scores(&splits, &sums, reference, evaluator.dpo_beta)
+    let (base, prepared, evaluator) = (base.clone(), prepared.clone(), evaluator.clone());
+    tokio::task::spawn_blocking(move || match &prepared {
+        Prepared::Loss(splits) => {
+            let sums = run_model(base.onnx.clone(), &base, splits, &evaluator)?;
+            let reference = (task_type == TaskType::Dpo).then_some(sums.as_slice());
+            scores(splits, &sums, reference, evaluator.dpo_beta).map(|s| s[0].loss)
+        }
+        Prepared::Reward(task) => {
+            gradients_evaluator::grpo::score_model(base.onnx.clone(), &base, task, &evaluator).map(|(s, _)| s[0].reward)
+        }
     })
     .await?
-    .map(|s| s[0].loss)
     .map_err(|r| anyhow::anyhow!("the base model on the report rows: {}", r.message))
+}
+
+/// `--grpo`: one GRPO task folder per family under `--out`/tasks (replaced), with the
+/// family's reward functions; returns that folder.
+fn generate_grpo_tasks(args: &MarketArgs) -> anyhow::Result<PathBuf> {
+    let dir = args.out.join("tasks");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    for name in args.families.iter().filter(|f| !f.trim().is_empty()) {
+        let family = gradients_taskgen::family(name.trim())?;
+        gradients_taskgen::write_task_dir(&dir, family, gradients_taskgen::TaskKind::Grpo, args.rows, args.seed, None)?;
+    }
+    Ok(dir)
 }
 
 /// Per-row losses as the ledger's bootstrap takes them: a row's summed answer-token loss

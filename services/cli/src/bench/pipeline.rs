@@ -36,6 +36,21 @@ const IDLE_LIMIT: Duration = Duration::from_secs(180);
 /// How long the ledger may take, after a task's deadline, to finalize it.
 const FINALIZE_GRACE: Duration = Duration::from_secs(60);
 
+/// One task as the benchmark submits it.
+pub struct TaskSubmission<'a> {
+    /// Makes the submission idempotent.
+    pub key: &'a str,
+    pub name: &'a str,
+    pub task_type: gradients_proto::v1::TaskType,
+    pub columns: &'a BTreeMap<String, String>,
+    /// The market's rows (the report split held back), as JSONL.
+    pub data: &'a [u8],
+    pub hours: f64,
+    /// GRPO: the task folder's reward functions, as `task.toml` gives them.
+    pub reward_functions: Vec<String>,
+    pub rewards: Vec<gradients_proto::v1::RewardFunction>,
+}
+
 /// Where the market's binaries are.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -318,17 +333,10 @@ impl Market {
         Ok(())
     }
 
-    /// Submits `data` as a task of every miner, as a customer does, and waits for the
-    /// ledger's result. `key` makes the submission idempotent.
-    pub async fn run_task(
-        &mut self,
-        key: &str,
-        name: &str,
-        task_type: gradients_proto::v1::TaskType,
-        columns: &BTreeMap<String, String>,
-        data: &[u8],
-        hours: f64,
-    ) -> anyhow::Result<(String, TaskResult)> {
+    /// Submits a task to every miner, as a customer does (`gradients task submit --dir`
+    /// sends a folder's reward functions the same way), and waits for the ledger's result.
+    pub async fn run_task(&mut self, task: TaskSubmission<'_>) -> anyhow::Result<(String, TaskResult)> {
+        let TaskSubmission { key, name, task_type, columns, data, hours, reward_functions, rewards } = task;
         self.wait_until_idle().await?;
         let dataset = retry(|| self.intake.upload_dataset(data)).await.context("uploading the data set")?;
         let request = SubmitTaskRequest {
@@ -339,7 +347,8 @@ impl Market {
             columns: columns.clone().into_iter().collect(),
             hours_to_complete: hours,
             dataset: Some(dataset),
-            ..Default::default()
+            reward_functions,
+            rewards,
         };
         let task = retry(|| self.intake.submit(&request))
             .await

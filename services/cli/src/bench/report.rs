@@ -1,6 +1,10 @@
 //! What `gradients bench market` writes: `market.json` (every figure and per-task row),
 //! `market.md` (the table), and `market.svg` / `market.png` (per task: the base model,
 //! the fixed baseline, each strategy and the market's winner, on the report rows).
+//!
+//! A task's values are losses, or mean rewards for GRPO (its `metric`); the Rust fields
+//! say `value`, the JSON names them `…_loss` or `…_reward` by the task's metric
+//! ([`name_values`]), so a reader never takes a reward for a loss.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,16 +17,16 @@ use serde_json::json;
 
 use super::holdout::Holdout;
 use super::pipeline::{BaseModelDir, MinerBudget};
-use super::stats::{self, improvement, Comparison, Summary, TaskOutcome};
+use super::stats::{self, gain, improvement, Comparison, Summary, TaskOutcome};
 use super::{MarketArgs, BASELINE};
 
 /// One strategy's miner on one task.
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyRow {
     pub miner_id: String,
-    /// Its submitted model's loss on the report rows; `None` when it submitted nothing or
-    /// the evaluator's checks refuse the file.
-    pub report_loss: Option<f64>,
+    /// Its submitted model's loss (GRPO: mean reward) on the report rows; `None` when it
+    /// submitted nothing or the evaluator's checks refuse the file.
+    pub report_value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_refusal: Option<String>,
     /// The ledger's verdict on the hidden rows: its reason, rank and ranking loss.
@@ -36,8 +40,8 @@ pub struct StrategyRow {
 pub struct EqualComputeRow {
     pub task_id: String,
     pub winner_strategy: Option<String>,
-    /// The winner's report loss (the base model's when nobody delivered).
-    pub winner_loss: f64,
+    /// The winner's report value (the base model's when nobody delivered).
+    pub winner_value: f64,
     pub strategies: BTreeMap<String, StrategyRow>,
 }
 
@@ -48,21 +52,28 @@ pub struct TaskRow {
     pub dir: PathBuf,
     #[serde(rename = "type")]
     pub task_type: &'static str,
+    /// `loss` (lower is better) or `reward` (GRPO: the evaluator's mean greedy reward,
+    /// higher is better).
+    pub metric: &'static str,
+    pub higher_is_better: bool,
     /// Rows the market saw (split by intake into train, synthetic and test) and rows held
     /// out for the report.
     pub market_rows: usize,
     pub report_rows: usize,
     pub task_id: String,
-    pub base_loss: f64,
-    pub baseline_loss: f64,
+    pub base_value: f64,
+    pub baseline_value: f64,
     pub winner_strategy: Option<String>,
-    pub winner_loss: f64,
-    /// `(baseline − winner) / baseline` on the report rows.
-    pub improvement: f64,
+    pub winner_value: f64,
+    /// The winner's gain over the baseline relative to the baseline's value, the right way
+    /// round for the metric; `None` when the baseline's value is not positive (a reward of 0).
+    pub improvement: Option<f64>,
+    /// The winner's gain over the baseline in the metric's units (positive is better).
+    pub gain: f64,
     /// Paired-bootstrap confidence that the winner's model beats the baseline's on the
     /// population of the report rows (0.5 when the winner is the baseline's model).
     pub confidence: Option<f64>,
-    pub best_single_loss: Option<f64>,
+    pub best_single_value: Option<f64>,
     pub improvement_vs_best_single: Option<f64>,
     pub confidence_vs_best_single: Option<f64>,
     pub strategies: BTreeMap<String, StrategyRow>,
@@ -79,32 +90,36 @@ impl TaskRow {
         task_type: TaskType,
         split: &Holdout,
         task_id: String,
-        base_loss: f64,
+        base_value: f64,
         strategies: BTreeMap<String, StrategyRow>,
         winner_strategy: Option<String>,
         row_losses: BTreeMap<String, Vec<f64>>,
         args: &MarketArgs,
     ) -> Self {
-        let loss_of = |name: Option<&String>| {
-            name.and_then(|n| strategies.get(n)).and_then(|s| s.report_loss).unwrap_or(base_loss)
+        let value_of = |name: Option<&String>| {
+            name.and_then(|n| strategies.get(n)).and_then(|s| s.report_value).unwrap_or(base_value)
         };
-        let baseline_loss = loss_of(Some(&BASELINE.to_owned()));
-        let winner_loss = loss_of(winner_strategy.as_ref());
+        let baseline_value = value_of(Some(&BASELINE.to_owned()));
+        let winner_value = value_of(winner_strategy.as_ref());
+        let higher_is_better = stats::higher_is_better(task_type);
         let confidence = confidence(&row_losses, winner_strategy.as_deref(), BASELINE, args);
         Self {
             task,
             dir,
             task_type: task_type.as_str(),
+            metric: if higher_is_better { "reward" } else { "loss" },
+            higher_is_better,
             market_rows: split.market.len(),
             report_rows: split.report.len(),
             task_id,
-            base_loss,
-            baseline_loss,
-            improvement: improvement(baseline_loss, winner_loss),
+            base_value,
+            baseline_value,
+            improvement: improvement(baseline_value, winner_value, higher_is_better),
+            gain: gain(baseline_value, winner_value, higher_is_better),
             winner_strategy,
-            winner_loss,
+            winner_value,
             confidence,
-            best_single_loss: None,
+            best_single_value: None,
             improvement_vs_best_single: None,
             confidence_vs_best_single: None,
             strategies,
@@ -113,22 +128,24 @@ impl TaskRow {
         }
     }
 
-    /// What the statistics need: losses with a missing model counted as the base model.
+    /// What the statistics need: values with a missing model counted as the base model.
     fn outcome(&self) -> TaskOutcome {
         TaskOutcome {
-            base_loss: self.base_loss,
-            strategy_losses: self
+            higher_is_better: self.higher_is_better,
+            base_value: self.base_value,
+            strategy_values: self
                 .strategies
                 .iter()
-                .map(|(name, s)| (name.clone(), s.report_loss.unwrap_or(self.base_loss)))
+                .map(|(name, s)| (name.clone(), s.report_value.unwrap_or(self.base_value)))
                 .collect(),
-            market_loss: self.winner_loss,
-            equal_compute_market_loss: self.equal_compute.as_ref().map(|e| e.winner_loss),
+            market_value: self.winner_value,
+            equal_compute_market_value: self.equal_compute.as_ref().map(|e| e.winner_value),
         }
     }
 }
 
-/// Paired-bootstrap confidence that `winner`'s model beats `reference`'s on the report rows.
+/// Paired-bootstrap confidence that `winner`'s model beats `reference`'s on the report rows
+/// (per-row losses; a GRPO row's is its negated reward, as the evaluator gives the ledger).
 fn confidence(
     row_losses: &BTreeMap<String, Vec<f64>>,
     winner: Option<&str>,
@@ -152,6 +169,7 @@ fn comparison_keys(prefix: &str, suffix: &str, c: Option<&Comparison>) -> serde_
     map.insert(format!("{prefix}win_rate{suffix}"), json!(c.map(|c| c.win_rate)));
     map.insert(format!("{prefix}mean_improvement{suffix}"), json!(c.map(|c| c.mean_improvement)));
     map.insert(format!("{prefix}median_improvement{suffix}"), json!(c.map(|c| c.median_improvement)));
+    map.insert(format!("{prefix}mean_gain{suffix}"), json!(c.map(|c| c.mean_gain)));
     map
 }
 
@@ -168,9 +186,9 @@ impl Report {
         let summary = stats::summarize(&outcomes, BASELINE);
         if let Some(best) = &summary.best_single_strategy {
             for (row, outcome) in tasks.iter_mut().zip(&outcomes) {
-                let best_loss = outcome.strategy_losses[best];
-                row.best_single_loss = Some(best_loss);
-                row.improvement_vs_best_single = Some(improvement(best_loss, row.winner_loss));
+                let best_value = outcome.strategy_values[best];
+                row.best_single_value = Some(best_value);
+                row.improvement_vs_best_single = improvement(best_value, row.winner_value, row.higher_is_better);
                 row.confidence_vs_best_single = confidence(&row.row_losses, row.winner_strategy.as_deref(), best, args);
             }
         }
@@ -211,50 +229,75 @@ impl Report {
         top.insert("best_single_strategy".into(), json!(self.summary.best_single_strategy));
         top.insert("strategy_mean_improvement".into(), json!(self.summary.strategy_mean_improvement));
         top.insert("task_count".into(), json!(self.tasks.len()));
-        top.insert("tasks".into(), json!(self.tasks));
+        top.insert("metric".into(), json!(self.metric()));
+        let mut tasks = json!(self.tasks);
+        if let Some(rows) = tasks.as_array_mut() {
+            for (row, task) in rows.iter_mut().zip(&self.tasks) {
+                name_values(row, task.metric);
+            }
+        }
+        top.insert("tasks".into(), tasks);
         top.insert("config".into(), self.config.clone());
         serde_json::Value::Object(top)
+    }
+
+    /// `loss`, `reward`, or `mixed` when the tasks have both.
+    fn metric(&self) -> &'static str {
+        match self.tasks.first().map(|t| t.metric) {
+            Some(first) if self.tasks.iter().all(|t| t.metric == first) => first,
+            Some(_) => "mixed",
+            None => "loss",
+        }
     }
 
     /// The Markdown table and the overall figures.
     pub fn table(&self) -> String {
         let strategies: Vec<&String> = self.tasks.first().map(|t| t.strategies.keys().collect()).unwrap_or_default();
-        let mut out = String::from("| task | base |");
+        let mut out = format!(
+            "Values on the report rows: {} ({}).\n\n| task | base |",
+            self.metric(),
+            match self.metric() {
+                "reward" => "the evaluator's mean greedy reward, higher is better",
+                "loss" => "test loss, lower is better",
+                _ => "losses lower is better, rewards higher is better",
+            }
+        );
         for s in &strategies {
             out.push_str(&format!(" {s} |"));
         }
         out.push_str(
-            " winner | winner loss | vs fixed | confidence | vs best single | equal-compute winner |\n|---|---:|",
+            " winner | winner value | vs fixed | confidence | vs best single | equal-compute winner |\n|---|---:|",
         );
         out.push_str(&"---:|".repeat(strategies.len()));
         out.push_str("---|---:|---:|---:|---:|---|\n");
         for t in &self.tasks {
-            out.push_str(&format!("| {} | {:.4} |", t.task, t.base_loss));
+            out.push_str(&format!("| {} ({}) | {:.4} |", t.task, t.metric, t.base_value));
             for s in &strategies {
-                let loss = t.strategies.get(*s).and_then(|r| r.report_loss);
-                out.push_str(&format!(" {} |", loss.map_or("—".into(), |l| format!("{l:.4}"))));
+                let value = t.strategies.get(*s).and_then(|r| r.report_value);
+                out.push_str(&format!(" {} |", value.map_or("—".into(), |l| format!("{l:.4}"))));
             }
             out.push_str(&format!(
                 " {} | {:.4} | {} | {} | {} | {} |\n",
                 t.winner_strategy.as_deref().unwrap_or("none"),
-                t.winner_loss,
-                percent(Some(t.improvement)),
+                t.winner_value,
+                percent(t.improvement),
                 t.confidence.map_or("—".into(), |c| format!("{c:.2}")),
                 percent(t.improvement_vs_best_single),
                 t.equal_compute.as_ref().map_or("—".into(), |e| format!(
                     "{} {:.4}",
                     e.winner_strategy.as_deref().unwrap_or("none"),
-                    e.winner_loss
+                    e.winner_value
                 )),
             ));
         }
         let line = |label: &str, c: Option<&Comparison>| match c {
             Some(c) => format!(
-                "- {label}: win rate {:.0}% ({} tasks), mean improvement {}, median {}\n",
+                "- {label}: win rate {:.0}% ({} tasks), mean improvement {}, median {}, mean gain {:+.4}\n",
                 c.win_rate * 100.0,
                 c.tasks,
-                percent(Some(c.mean_improvement)),
-                percent(Some(c.median_improvement))
+                percent(c.mean_improvement),
+                percent(c.median_improvement),
+                c.mean_gain
             ),
             None => format!("- {label}: not measured\n"),
         };
@@ -287,20 +330,24 @@ impl Report {
 
     /// Per task (x): the base model, each strategy and the winner's report loss (y).
     fn plot_svg(&self) -> anyhow::Result<String> {
+        let (caption, y_desc) = match self.metric() {
+            "reward" => ("mean greedy reward", "reward (mean over rows, 0 to 1; higher is better)"),
+            "loss" => ("test loss", "loss (nats per answer token; DPO: per pair)"),
+            _ => ("loss or reward", "loss (lower is better) or reward (higher is better)"),
+        };
         let mut svg = String::new();
         {
             let width = (240 + 70 * self.tasks.len() as u32).max(640);
             let root = SVGBackend::with_string(&mut svg, (width, 480)).into_drawing_area();
             root.fill(&WHITE).map_err(plot_error)?;
-            let losses = self
-                .tasks
-                .iter()
-                .flat_map(|t| std::iter::once(t.base_loss).chain(t.strategies.values().filter_map(|s| s.report_loss)));
+            let losses = self.tasks.iter().flat_map(|t| {
+                std::iter::once(t.base_value).chain(t.strategies.values().filter_map(|s| s.report_value))
+            });
             let top = losses.fold(0.0_f64, f64::max).max(1e-3) * 1.08;
             let n = self.tasks.len().max(1);
             let names: Vec<String> = self.tasks.iter().map(|t| t.task.clone()).collect();
             let mut chart = ChartBuilder::on(&root)
-                .caption("test loss on held-out report rows, per task", ("sans-serif", 20))
+                .caption(format!("{} on held-out report rows, per task", caption), ("sans-serif", 20))
                 .margin(12)
                 .x_label_area_size(110)
                 .y_label_area_size(60)
@@ -319,7 +366,7 @@ impl Report {
                     }
                 })
                 .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
-                .y_desc("loss (nats per answer token; DPO: per pair)")
+                .y_desc(y_desc)
                 .draw()
                 .map_err(plot_error)?;
             let strategies: Vec<String> =
@@ -334,7 +381,7 @@ impl Report {
                     .iter()
                     .enumerate()
                     .filter_map(|(x, t)| {
-                        let y = if i == 0 { Some(t.base_loss) } else { t.strategies.get(&label)?.report_loss };
+                        let y = if i == 0 { Some(t.base_value) } else { t.strategies.get(&label)?.report_value };
                         Some((x as f64 + offset, y?))
                     })
                     .collect();
@@ -346,7 +393,7 @@ impl Report {
                     .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             }
             let winners: Vec<(f64, f64)> =
-                self.tasks.iter().enumerate().map(|(x, t)| (x as f64, t.winner_loss)).collect();
+                self.tasks.iter().enumerate().map(|(x, t)| (x as f64, t.winner_value)).collect();
             chart
                 .draw_series(
                     winners
@@ -366,6 +413,24 @@ impl Report {
             root.present().map_err(plot_error)?;
         }
         Ok(svg)
+    }
+}
+
+/// Renames a serialized task row's `…_value` keys (its own, its strategies' and its
+/// equal-compute run's) to `…_loss` or `…_reward` by `metric`.
+fn name_values(value: &mut serde_json::Value, metric: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| k.ends_with("_value")).cloned().collect();
+            for key in keys {
+                if let Some(v) = map.remove(&key) {
+                    map.insert(format!("{}_{metric}", key.trim_end_matches("_value")), v);
+                }
+            }
+            map.values_mut().for_each(|v| name_values(v, metric));
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| name_values(v, metric)),
+        _ => {}
     }
 }
 
