@@ -6,7 +6,8 @@
 # with different strategies, one of them running the fixed AutoTrain recipe as the
 # market's baseline; a generated task submitted by a customer and followed live with
 # `task watch`; then `task result` with the ranking, rewards and confidences, the winning
-# model downloaded and checked, and the audit verified and reconciled against the ledger.
+# model downloaded and checked, and the audit verified and reconciled against the ledger;
+# then a GRPO task (arithmetic prompts, reward functions) through the same market.
 # Everything runs in a temporary folder outside the clone and stops on exit (KEEP_DEMO=1
 # keeps the folder).
 set -euo pipefail
@@ -153,5 +154,18 @@ for attempt in $(seq 1 60); do
   sleep 1
 done
 cat "$work/verify.out" "$work/reconcile.out"
+
+step "a GRPO task: arithmetic prompts, rewarded for answering with a number close to the answer"
+# The same market and miners: each trains by group-relative policy optimisation against the
+# task's reward functions (the fixed-recipe miner runs G.O.D.'s GRPO recipe, the others probe
+# learning rate and KL weight first), and the evaluator scores each model by the mean
+# reward of its greedy completions on the hidden test prompts (higher is better).
+"$gradients" data generate --out "$work/tasks" --family arithmetic --rows "$rows" --base-model tiny-1m --grpo
+sed -n '/\[\[rewards\]\]/,$p' "$work/tasks/arithmetic-grpo/task.toml"
+grpo_task=$("$gradients" task submit --dir "$work/tasks/arithmetic-grpo" --idempotency-key demo-grpo --hours 0.5 --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "task $grpo_task"
+"$gradients" task watch "$grpo_task"
+"$gradients" task result "$grpo_task"
 
 step "done in ${SECONDS}s; stopping every process"

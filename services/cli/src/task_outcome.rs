@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use gradients_intake::client::IntakeClient;
-use gradients_proto::v1::{EvaluationStatus, MinerStanding, Task, TaskResult, TaskStatus};
+use gradients_proto::v1::{EvaluationStatus, MinerStanding, Task, TaskResult, TaskStatus, TaskType as WireTaskType};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -171,23 +171,33 @@ fn loss(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.4}"))
 }
 
+/// What a task's values are: a loss (lower is better) or, for GRPO, a mean reward (higher).
+fn value_name(task: &Task) -> &'static str {
+    if task.r#type == WireTaskType::Grpo as i32 {
+        "reward"
+    } else {
+        "loss"
+    }
+}
+
 fn result_text(task: &Task, result: &TaskResult) -> String {
+    let value = value_name(task);
     let mut out = String::new();
     let winner = if result.winner_miner_id.is_empty() { "none".to_owned() } else { result.winner_miner_id.clone() };
     out.push_str(&format!("task      {} ({})\n", task.id, status_line(task)));
     out.push_str(&format!(
-        "winner    {winner}  test loss {}  (finalized: {})\n",
+        "winner    {winner}  test {value} {}  (finalized: {})\n",
         loss(result.winner_loss),
         result.finalized_because
     ));
     out.push_str(&format!(
-        "base model loss {}  -> improvement {}\n",
+        "base model {value} {}  -> improvement {}\n",
         loss(result.base_model_loss),
         percent(result.improvement_over_base)
     ));
     let baseline = if result.baseline_miner_id.is_empty() { "not in this task" } else { &result.baseline_miner_id };
     out.push_str(&format!(
-        "fixed baseline ({baseline}) loss {}  -> improvement {}\n",
+        "fixed baseline ({baseline}) {value} {}  -> improvement {}\n",
         loss(result.baseline_loss),
         percent(result.improvement_over_baseline)
     ));

@@ -24,6 +24,8 @@ use crate::identity::{domains, verify_message, Identity, IdentityError};
 use crate::lease::{AssignmentLease, DEFAULT_ACK_WAIT, MAX_DELIVERIES};
 use crate::submission::{MANIFEST_EXTENSION, MODEL_EXTENSION};
 
+/// How often [`MinerClient::heartbeat_loop`] looks at the miner's load for a change.
+pub const LOAD_POLL: Duration = Duration::from_millis(250);
 /// Why a miner operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MinerError {
@@ -156,20 +158,33 @@ impl MinerClient {
         Ok(call(&self.bus.client, api::miners(api::MINERS_HEARTBEAT), &beat, self.timeout).await?)
     }
 
-    /// Heartbeats every `interval` until `stop`; `active_tasks` is read at each beat.
+    /// Heartbeats every `interval` until `stop`, and at once whenever `active_tasks` (read
+    /// every [`LOAD_POLL`] at most) changes.
     pub async fn heartbeat_loop(
         &self,
         interval: Duration,
         active_tasks: impl Fn() -> u32 + Send,
         stop: CancellationToken,
     ) {
+        // The load is looked at often and reported as soon as it changes, not only every
+        // `interval`: dispatch offers by it, and a miner that has just finished a task must
+        // not look busy for a whole interval (a task offered meanwhile would pass it by).
+        let look_every = interval.min(LOAD_POLL);
+        let mut reported: Option<u32> = None;
+        let mut last_beat: Option<tokio::time::Instant> = None;
         loop {
-            if let Err(e) = self.heartbeat(active_tasks()).await {
-                tracing::warn!(error = %e, "heartbeat failed");
+            let load = active_tasks();
+            if reported != Some(load) || last_beat.is_none_or(|at| at.elapsed() >= interval) {
+                // A failed beat is tried again after `interval`, not at every look.
+                if let Err(e) = self.heartbeat(load).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                reported = Some(load);
+                last_beat = Some(tokio::time::Instant::now());
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(look_every) => {}
             }
         }
     }

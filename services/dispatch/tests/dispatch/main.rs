@@ -4,6 +4,7 @@
 mod common;
 mod security;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gradients_bus::api::CallError;
@@ -270,4 +271,45 @@ async fn grants_are_checked_and_deadlines_close_tasks() {
     let events = sandbox.messages_on(streams::TASKS, &subjects::task_status("t-grant")).await;
     let last = TaskStatusChanged::decode(events.last().unwrap().payload.as_ref()).unwrap();
     assert_eq!((last.from, last.to), (TaskStatus::Training as i32, TaskStatus::Evaluating as i32));
+}
+
+/// A miner's load reaches dispatch as soon as it changes, not a heartbeat interval later:
+/// a miner that has just finished a task is offered the next one.
+#[tokio::test]
+async fn a_changed_load_is_reported_at_once() {
+    let sandbox = Sandbox::start(Backend::Sqlite, 1, |_| {}).await;
+    let client = MinerClient::new(sandbox.bus.clone(), Identity::generate(), Duration::from_secs(5));
+    client.register(capable()).await.expect("registered");
+    let load = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    {
+        let (client, load, stop) = (client.clone(), load.clone(), stop.clone());
+        // An hour between regular beats: only a change of load can explain a second one.
+        tokio::spawn(async move {
+            client.heartbeat_loop(Duration::from_secs(3600), move || load.load(Ordering::SeqCst), stop).await
+        });
+    }
+    let listed_load = || async {
+        let listed: gradients_proto::v1::ListMinersResponse =
+            call(&sandbox, api::MINERS_LIST, &gradients_proto::v1::ListMinersRequest {})
+                .await
+                .map_err(|e| e.to_string())?;
+        listed
+            .miners
+            .iter()
+            .find(|m| m.miner_id == client.miner_id())
+            .map(|m| m.active_tasks)
+            .ok_or("not listed".to_owned())
+    };
+    for expected in [0, 1, 0] {
+        load.store(expected, Ordering::SeqCst);
+        eventually(Duration::from_secs(5), "the new load listed", || async {
+            match listed_load().await {
+                Ok(listed) if listed == expected => Ok(()),
+                other => Err(format!("{other:?}, expected {expected}")),
+            }
+        })
+        .await;
+    }
+    stop.cancel();
 }
