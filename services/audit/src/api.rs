@@ -210,21 +210,31 @@ async fn records(ctx: &Context, request: RecordsRequest) -> Result<RecordsPage, 
     if request.since_ms > 0 {
         query = query.filter(record::Column::CapturedAtMs.gte(request.since_ms));
     }
-    let mut rows = query.order_by_asc(record::Column::LeafIndex).limit(limit + 1).all(&ctx.db).await?;
-    let next_leaf = (rows.len() as u64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.leaf_index as u64 + 1).unwrap_or(request.from_leaf)
-    });
-    let records = rows
-        .iter()
-        .map(|row| {
-            Ok(StoredRecord {
-                record: log::to_document(row).map_err(ApiError::Invalid)?,
-                stored_leaf_hash: hex::encode(&row.leaf_hash),
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
+    let rows = query.order_by_asc(record::Column::LeafIndex).limit(limit + 1).all(&ctx.db).await?;
+    // The page must fit in one NATS reply (the server's max_payload): records carry their
+    // messages (hex), so a page of big ones ends early, always with at least one record.
+    let budget = reply_budget(ctx);
+    let (mut records, mut used, mut next_leaf) = (Vec::new(), 0, None);
+    for (i, row) in rows.iter().enumerate() {
+        let stored = StoredRecord {
+            record: log::to_document(row).map_err(ApiError::Invalid)?,
+            stored_leaf_hash: hex::encode(&row.leaf_hash),
+        };
+        let size = serde_json::to_vec(&stored).map_or(0, |bytes| bytes.len() + 1);
+        if i as u64 == limit || (!records.is_empty() && used + size > budget) {
+            next_leaf = Some(row.leaf_index as u64);
+            break;
+        }
+        used += size;
+        records.push(stored);
+    }
     Ok(RecordsPage { records, next_leaf })
+}
+
+/// Bytes of records one reply may carry: most of the server's largest message, the rest
+/// left for the page's own fields and encoding.
+fn reply_budget(ctx: &Context) -> usize {
+    ctx.bus.client.server_info().max_payload * 3 / 4
 }
 
 async fn checkpoints(ctx: &Context, request: CheckpointsRequest) -> Result<CheckpointsPage, ApiError> {

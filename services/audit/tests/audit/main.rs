@@ -717,3 +717,34 @@ async fn a_store_behind_its_consumer_catches_up_from_the_stream() {
     assert_eq!(ids, vec!["entry-t1-m1", "entry-t1-m2", "weights-t1", "late"]);
     sandbox.stop().await;
 }
+
+/// A page of records always fits in one NATS reply: records carry their messages, so a
+/// page of large ones ends early (with `next_leaf`) instead of never being answered, and
+/// paging reads every record.
+#[tokio::test]
+async fn pages_of_large_records_fit_in_a_reply() {
+    let mut sandbox = Sandbox::start(Backend::Sqlite, 1).await;
+    // Three messages of 300 KB: their records (hex) are about 600 KB each, so three do not
+    // fit in one reply of the server's 1 MB limit.
+    for i in 0..3u8 {
+        sandbox.publish(subjects::TASK_CREATED, &format!("large-{i}"), vec![i; 300_000]).await;
+    }
+    sandbox.wait_for_records(3).await;
+    let mut from_leaf = 0;
+    let mut leaves = Vec::new();
+    loop {
+        let page = sandbox
+            .client
+            .records(&RecordsRequest { from_leaf, limit: 1000, ..Default::default() })
+            .await
+            .expect("a page, not a timeout");
+        assert!(!page.records.is_empty(), "every page holds at least one record");
+        leaves.extend(page.records.iter().map(|r| r.record.leaf_index));
+        match page.next_leaf {
+            Some(next) => from_leaf = next,
+            None => break,
+        }
+    }
+    assert_eq!(leaves, [0, 1, 2], "every record once, in order");
+    sandbox.stop().await;
+}
