@@ -154,7 +154,7 @@ fn bench_market_grpo_scores_by_reward() {
             .map(AsRef::as_ref),
     );
     assert_eq!(report["metric"], "reward", "{report:#}");
-    for key in ["win_rate", "mean_gain", "mean_improvement", "best_single_strategy", "strategy_mean_improvement"] {
+    for key in ["win_rate", "mean_gain", "mean_improvement", "best_single_strategy", "strategy_mean_gain"] {
         assert!(report.get(key).is_some(), "market.json lacks {key}: {report:#}");
     }
     assert!(report["win_rate"].is_f64() && report["mean_gain"].is_f64());

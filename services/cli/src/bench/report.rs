@@ -228,6 +228,7 @@ impl Report {
         top.extend(comparison_keys("", "_equal_compute", self.summary.equal_compute.as_ref()));
         top.insert("best_single_strategy".into(), json!(self.summary.best_single_strategy));
         top.insert("strategy_mean_improvement".into(), json!(self.summary.strategy_mean_improvement));
+        top.insert("strategy_mean_gain".into(), json!(self.summary.strategy_mean_gain));
         top.insert("task_count".into(), json!(self.tasks.len()));
         top.insert("metric".into(), json!(self.metric()));
         let mut tasks = json!(self.tasks);
@@ -266,10 +267,10 @@ impl Report {
             out.push_str(&format!(" {s} |"));
         }
         out.push_str(
-            " winner | winner value | vs fixed | confidence | vs best single | equal-compute winner |\n|---|---:|",
+            " winner | winner value | vs fixed | gain vs fixed | confidence | vs best single | equal-compute winner |\n|---|---:|",
         );
         out.push_str(&"---:|".repeat(strategies.len()));
-        out.push_str("---|---:|---:|---:|---:|---|\n");
+        out.push_str("---|---:|---:|---:|---:|---:|---|\n");
         for t in &self.tasks {
             out.push_str(&format!("| {} ({}) | {:.4} |", t.task, t.metric, t.base_value));
             for s in &strategies {
@@ -277,10 +278,11 @@ impl Report {
                 out.push_str(&format!(" {} |", value.map_or("—".into(), |l| format!("{l:.4}"))));
             }
             out.push_str(&format!(
-                " {} | {:.4} | {} | {} | {} | {} |\n",
+                " {} | {:.4} | {} | {:+.4} | {} | {} | {} |\n",
                 t.winner_strategy.as_deref().unwrap_or("none"),
                 t.winner_value,
                 percent(t.improvement),
+                t.gain,
                 t.confidence.map_or("—".into(), |c| format!("{c:.2}")),
                 percent(t.improvement_vs_best_single),
                 t.equal_compute.as_ref().map_or("—".into(), |e| format!(
@@ -312,6 +314,10 @@ impl Report {
         out.push_str("- each strategy alone vs fixed (mean improvement):");
         for (name, value) in &self.summary.strategy_mean_improvement {
             out.push_str(&format!(" {name} {}", percent(Some(*value))));
+        }
+        out.push_str("\n- each strategy alone vs fixed (mean gain):");
+        for (name, value) in &self.summary.strategy_mean_gain {
+            out.push_str(&format!(" {name} {value:+.4}"));
         }
         out.push('\n');
         out

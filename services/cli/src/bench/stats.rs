@@ -157,6 +157,8 @@ pub struct Summary {
     /// Each strategy alone against the fixed recipe: mean improvement over the tasks that
     /// have one.
     pub strategy_mean_improvement: BTreeMap<String, f64>,
+    /// Each strategy alone against the fixed recipe: mean [`gain`] over every task.
+    pub strategy_mean_gain: BTreeMap<String, f64>,
 }
 
 /// The overall figures over `tasks`, with `baseline` naming the fixed recipe's strategy.
@@ -173,26 +175,24 @@ pub fn summarize(tasks: &[TaskOutcome], baseline: &str) -> Summary {
     let fixed = |t: &TaskOutcome| t.strategy_values.get(baseline).copied();
     let best = best_single_strategy(tasks, baseline);
     let best_value = |t: &TaskOutcome| best.as_ref().and_then(|b| t.strategy_values.get(b).copied());
-    let strategy_mean_improvement = tasks
-        .first()
-        .map(|t| t.strategy_values.keys().cloned().collect::<Vec<_>>())
-        .unwrap_or_default()
+    let names = tasks.first().map(|t| t.strategy_values.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let alone: Vec<(String, Comparison)> = names
         .into_iter()
         .filter_map(|name| {
-            let values: Vec<f64> = tasks
-                .iter()
-                .filter_map(|t| t.pair(baseline, &name))
-                .filter_map(|p| improvement(p.reference, p.market, p.higher_is_better))
-                .collect();
-            Some((name, mean(&values)?))
+            let pairs: Vec<Pair> = tasks.iter().filter_map(|t| t.pair(baseline, &name)).collect();
+            Some((name, compare(&pairs)?))
         })
         .collect();
+    let strategy_mean_improvement =
+        alone.iter().filter_map(|(name, c)| Some((name.clone(), c.mean_improvement?))).collect();
+    let strategy_mean_gain = alone.iter().map(|(name, c)| (name.clone(), c.mean_gain)).collect();
     Summary {
         vs_baseline: against(&fixed, &|t| Some(t.market_value)),
         vs_best_single: against(&best_value, &|t| Some(t.market_value)),
         equal_compute: against(&best_value, &|t| t.equal_compute_market_value),
         best_single_strategy: best,
         strategy_mean_improvement,
+        strategy_mean_gain,
     }
 }
 
@@ -285,6 +285,7 @@ mod tests {
         assert_eq!(s.best_single_strategy.as_deref(), Some("g"));
         assert!((s.strategy_mean_improvement["g"] - 1.5).abs() < 1e-12, "task 1 only: (0.5 - 0.2) / 0.2");
         assert!((s.strategy_mean_improvement["h"] + 0.5).abs() < 1e-12);
+        assert!((s.strategy_mean_gain["g"] - 0.25).abs() < 1e-12, "(0.3 + 0.2) / 2");
         let v = s.vs_baseline.unwrap();
         assert_eq!(v.win_rate, 0.5);
         assert!((v.mean_improvement.unwrap() - 1.5).abs() < 1e-12);
