@@ -308,7 +308,7 @@ impl Market {
             if idle.as_ref().is_ok_and(|&n| n == self.miners.len()) {
                 return Ok(());
             }
-            self.check_alive()?;
+            self.check_alive().await?;
             if started.elapsed() > IDLE_LIMIT {
                 bail!("only {idle:?} of {} miners were live and idle within {IDLE_LIMIT:?}", self.miners.len());
             }
@@ -317,7 +317,7 @@ impl Market {
     }
 
     /// An error naming the first trainer or service that has stopped.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    async fn check_alive(&mut self) -> anyhow::Result<()> {
         for trainer in &mut self.trainers {
             if let Some(status) = trainer.child.try_wait()? {
                 bail!(
@@ -327,8 +327,16 @@ impl Market {
                 );
             }
         }
-        if let Some((name, _)) = self.services.iter().find(|(_, handle)| handle.is_finished()) {
-            bail!("the {name} service stopped");
+        if let Some(i) = self.services.iter().position(|(_, handle)| handle.is_finished()) {
+            // Finished, so this does not wait: it reads why (and the handle is gone, so
+            // stopping the market does not poll it again).
+            let (name, handle) = self.services.swap_remove(i);
+            let why = match handle.await {
+                Ok(Ok(())) => "without an error".to_owned(),
+                Ok(Err(error)) => error,
+                Err(join) => join.to_string(),
+            };
+            bail!("the {name} service stopped: {why}");
         }
         Ok(())
     }
@@ -369,7 +377,7 @@ impl Market {
                     bail!("task {} ({name}) ended {:?}: {}", task.id, now.status(), now.status_reason);
                 }
             }
-            self.check_alive()?;
+            self.check_alive().await?;
             if started.elapsed() > limit {
                 bail!("the ledger did not finalize task {} within {limit:?}", task.id);
             }
