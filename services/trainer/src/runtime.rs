@@ -86,6 +86,15 @@ impl OfferHandler for OfferPolicy {
     }
 }
 
+/// The seed this miner trains with: `trainer.seed` mixed with the miner's id, so a run is
+/// reproducible from the two, and two miners left at one setting never train byte-identical
+/// models (the evaluator refuses the later one as a copy).
+fn miner_seed(seed: u64, miner_id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(miner_id.as_bytes()).finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("a sha256 has 8 bytes"))
+}
+
 /// Seconds from now to `at` (negative when past; 0 when absent).
 fn seconds_until(at: Option<&Timestamp>) -> f64 {
     let now = Timestamp::now().unix_ms;
@@ -312,7 +321,7 @@ async fn work(
     };
     let base_dir = trainer.models_dir.join(&task.base_model);
     let out_dir = trainer.work_dir.join(&assignment.task_id);
-    let (seed, cancel) = (trainer.seed, cancel.clone());
+    let (seed, cancel) = (miner_seed(trainer.seed, &client.miner_id()), cancel.clone());
     tracing::info!(task_id = %assignment.task_id, rows = rows.len(), seconds, "training");
     let output = tokio::task::spawn_blocking(move || {
         job::run(Job {
@@ -354,6 +363,14 @@ async fn work(
 
 #[cfg(test)]
 mod tests {
+    /// One setting, two miners: two seeds; one miner: the same seed every time.
+    #[test]
+    fn miners_at_one_setting_get_their_own_seeds() {
+        assert_eq!(super::miner_seed(7, "m1"), super::miner_seed(7, "m1"));
+        assert_ne!(super::miner_seed(7, "m1"), super::miner_seed(7, "m2"));
+        assert_ne!(super::miner_seed(7, "m1"), super::miner_seed(8, "m1"));
+    }
+
     use super::*;
 
     fn offer(task_type: WireTaskType, base_model: &str, seconds_left: i64) -> Offer {

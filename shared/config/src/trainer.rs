@@ -32,6 +32,8 @@ pub struct TrainerSettings {
     pub min_training_ms: u64,
     /// Where each task's model, report and plot are kept (`<work_dir>/<task id>/`).
     pub work_dir: PathBuf,
+    /// Seeds every task's training, mixed with the miner's id (so miners left at one
+    /// setting still train different models).
     pub seed: u64,
     /// Caps the optimizer steps of a task (0: the deadline alone decides). For tests and
     /// reproducible benchmarks; a competing miner leaves it at 0.
