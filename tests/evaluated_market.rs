@@ -17,7 +17,6 @@ use gradients_proto::v1::{
     EvaluationKind, EvaluationResult, EvaluationStatus, SubmitTaskRequest, TaskStatus, TaskType,
 };
 use gradients_testkit::{eventually, stream_messages, Backend};
-use gradients_trainer::model::CausalLm;
 use prost::Message;
 
 use common::Market;
@@ -36,14 +35,7 @@ async fn trained_submissions_are_evaluated_and_paid() {
     gradients_evaluator::load_or_create_identity(&base).unwrap();
 
     // The base model, installed where the trainers look for it and published by name.
-    let models = dir.join("models");
-    let config = gradients_trainer::presets::config("tiny-1m").unwrap();
-    gradients_trainer::checkpoint::save(
-        &CausalLm::new(&config, tch::Device::Cpu, 1),
-        &gradients_text::Tokenizer::byte_level(),
-        &models.join("tiny-1m"),
-    )
-    .unwrap();
+    let (models, config) = market.install_tiny_base_model();
     let bus = market.bus().clone();
     let index = market.publish_base_model(&models.join("tiny-1m"), "tiny-1m").await;
     assert_eq!(index.parameter_count, config.parameter_count());
@@ -52,18 +44,7 @@ async fn trained_submissions_are_evaluated_and_paid() {
     market.dispatch(Backend::Postgres).await;
     market.ledger(Backend::Postgres).await;
     market.evaluator();
-    for (i, strategy) in ["fixed", "lr-range-test"].into_iter().enumerate() {
-        let mut settings = base.clone();
-        settings.trainer.key_file = dir.join(format!("miner-{i}.key"));
-        settings.trainer.models_dir = models.clone();
-        settings.trainer.work_dir = dir.join(format!("runs-{i}"));
-        settings.trainer.strategy = strategy.into();
-        settings.trainer.device = "cpu".into();
-        settings.trainer.max_steps = 12;
-        settings.trainer.submit_margin_ms = 2_000;
-        settings.trainer.min_training_ms = 1_000;
-        market.trainer(settings);
-    }
+    market.trainers(&base, &models, &["fixed", "lr-range-test"], 12);
 
     // A generated family, submitted as a customer would.
     let family = gradients_taskgen::family("reverse-word").unwrap();

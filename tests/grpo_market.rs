@@ -19,7 +19,6 @@ use gradients_proto::v1::{
     TaskType,
 };
 use gradients_testkit::{eventually, stream_messages, Backend};
-use gradients_trainer::model::CausalLm;
 use prost::Message;
 
 use common::Market;
@@ -38,14 +37,7 @@ async fn a_grpo_task_is_trained_evaluated_and_paid() {
     gradients_dispatch::load_or_create_identity(&base).unwrap();
     gradients_evaluator::load_or_create_identity(&base).unwrap();
 
-    let models = dir.join("models");
-    let config = gradients_trainer::presets::config("tiny-1m").unwrap();
-    gradients_trainer::checkpoint::save(
-        &CausalLm::new(&config, tch::Device::Cpu, 1),
-        &gradients_text::Tokenizer::byte_level(),
-        &models.join("tiny-1m"),
-    )
-    .unwrap();
+    let (models, _) = market.install_tiny_base_model();
     let bus = market.bus().clone();
     market.publish_base_model(&models.join("tiny-1m"), "tiny-1m").await;
 
@@ -53,18 +45,7 @@ async fn a_grpo_task_is_trained_evaluated_and_paid() {
     market.dispatch(Backend::Postgres).await;
     market.ledger(Backend::Postgres).await;
     market.evaluator();
-    for (i, strategy) in ["fixed", "lr-range-test"].into_iter().enumerate() {
-        let mut settings = base.clone();
-        settings.trainer.key_file = dir.join(format!("miner-{i}.key"));
-        settings.trainer.models_dir = models.clone();
-        settings.trainer.work_dir = dir.join(format!("runs-{i}"));
-        settings.trainer.strategy = strategy.into();
-        settings.trainer.device = "cpu".into();
-        settings.trainer.max_steps = 24;
-        settings.trainer.submit_margin_ms = 2_000;
-        settings.trainer.min_training_ms = 1_000;
-        market.trainer(settings);
-    }
+    market.trainers(&base, &models, &["fixed", "lr-range-test"], 24);
 
     let intake =
         IntakeClient::new(bus.clone(), gradients_intake::customer::CustomerKey::generate(), Duration::from_secs(10));

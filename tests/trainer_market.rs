@@ -13,7 +13,6 @@ use gradients_intake::client::IntakeClient;
 use gradients_model::{files, Manifest};
 use gradients_proto::v1::{Submission, SubmitTaskRequest, TaskType};
 use gradients_testkit::{eventually, stream_messages, Backend};
-use gradients_trainer::model::CausalLm;
 use prost::Message;
 
 use common::Market;
@@ -26,29 +25,11 @@ async fn two_trainers_fine_tune_and_submit_real_models() {
     gradients_dispatch::load_or_create_identity(&base).unwrap();
 
     // The base model the task names, installed where the trainers look for it.
-    let models = dir.join("models");
-    let config = gradients_trainer::presets::config("tiny-1m").unwrap();
-    gradients_trainer::checkpoint::save(
-        &CausalLm::new(&config, tch::Device::Cpu, 1),
-        &gradients_text::Tokenizer::byte_level(),
-        &models.join("tiny-1m"),
-    )
-    .unwrap();
+    let (models, config) = market.install_tiny_base_model();
 
     market.intake(Backend::Sqlite).await;
     market.dispatch(Backend::Postgres).await;
-    for (i, strategy) in ["fixed", "lr-range-test"].into_iter().enumerate() {
-        let mut settings = base.clone();
-        settings.trainer.key_file = dir.join(format!("miner-{i}.key"));
-        settings.trainer.models_dir = models.clone();
-        settings.trainer.work_dir = dir.join(format!("runs-{i}"));
-        settings.trainer.strategy = strategy.into();
-        settings.trainer.device = "cpu".into();
-        settings.trainer.max_steps = 12;
-        settings.trainer.submit_margin_ms = 2_000;
-        settings.trainer.min_training_ms = 1_000;
-        market.trainer(settings);
-    }
+    market.trainers(&base, &models, &["fixed", "lr-range-test"], 12);
 
     // A generated family, submitted as a customer would.
     let tasks = dir.join("tasks");

@@ -76,6 +76,37 @@ impl Market {
         });
     }
 
+    /// The base model every story's tasks name: a fresh `tiny-1m` saved in the story's
+    /// `models/` folder, where its trainers look. Returns that folder and the config.
+    pub fn install_tiny_base_model(&self) -> (PathBuf, gradients_model::ModelConfig) {
+        let models = self.path("models");
+        let config = gradients_trainer::presets::config("tiny-1m").expect("the tiny-1m preset");
+        gradients_trainer::checkpoint::save(
+            &gradients_trainer::model::CausalLm::new(&config, tch::Device::Cpu, 1),
+            &gradients_text::Tokenizer::byte_level(),
+            &models.join("tiny-1m"),
+        )
+        .expect("save the base model");
+        (models, config)
+    }
+
+    /// One trainer per strategy, each a miner with its own key and work folder, training on
+    /// the CPU for at most `max_steps` optimizer steps from the models in `models`.
+    pub fn trainers(&mut self, base: &Settings, models: &Path, strategies: &[&str], max_steps: u64) {
+        for (i, strategy) in strategies.iter().enumerate() {
+            let mut settings = base.clone();
+            settings.trainer.key_file = self.path(&format!("miner-{i}.key"));
+            settings.trainer.models_dir = models.to_owned();
+            settings.trainer.work_dir = self.path(&format!("runs-{i}"));
+            settings.trainer.strategy = (*strategy).into();
+            settings.trainer.device = "cpu".into();
+            settings.trainer.max_steps = max_steps;
+            settings.trainer.submit_margin_ms = 2_000;
+            settings.trainer.min_training_ms = 1_000;
+            self.trainer(settings);
+        }
+    }
+
     /// Publishes the model folder `dir` as `name` in `gradients-models`, as an operator's
     /// `gradients model publish` does: intake refuses a task whose base model is not
     /// published, and the evaluator fetches it from there.
