@@ -57,30 +57,59 @@ fn plot_losses(report: &TrainingReport, path: &Path) -> Result<(), Box<dyn std::
         report.run.train_curve.iter().filter(|p| p.loss.is_finite()).map(|p| (p.step as f64, p.loss)).collect();
     let validation: Vec<(f64, f64)> =
         report.run.validation_curve.iter().filter(|p| p.loss.is_finite()).map(|p| (p.step as f64, p.loss)).collect();
-    let all = train.iter().chain(&validation);
-    let max_step = all.clone().map(|p| p.0).fold(1.0, f64::max);
-    let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (low, high) = train
+        .iter()
+        .chain(&validation)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
     let (low, high) = if low.is_finite() { (low.min(high - 1e-3), high) } else { (0.0, 1.0) };
+    let chart = Curves {
+        caption: format!("{} — {}", report.strategy.as_str(), report.base_model),
+        y_desc: "loss (nats / answer token)",
+        y_range: (low * 0.95)..(high * 1.05),
+        steps: ("train", train),
+        validations: ("validation", validation),
+    };
+    chart.plot(path)
+}
 
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{} — {}", report.strategy.as_str(), report.base_model), ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..max_step, (low * 0.95)..(high * 1.05))?;
-    chart.configure_mesh().x_desc("optimizer step").y_desc("loss (nats / answer token)").draw()?;
-    chart
-        .draw_series(LineSeries::new(train, &BLUE))?
-        .label("train")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(validation.clone(), RED.stroke_width(2)))?
-        .label("validation")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    chart.draw_series(validation.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
-    root.present()?;
-    Ok(())
+/// A training chart: one value per optimizer step (blue) and the validations (red, with
+/// points), against the step. The supervised and the GRPO reports draw theirs with it.
+pub(crate) struct Curves {
+    pub caption: String,
+    pub y_desc: &'static str,
+    pub y_range: std::ops::Range<f64>,
+    /// (label, (step, value)) of the per-step curve.
+    pub steps: (&'static str, Vec<(f64, f64)>),
+    /// (label, (step, value)) of the validations.
+    pub validations: (&'static str, Vec<(f64, f64)>),
+}
+
+impl Curves {
+    /// Draws the chart as an SVG at `path`.
+    pub fn plot(self, path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let (step_label, steps) = self.steps;
+        let (validation_label, validations) = self.validations;
+        let max_step = steps.iter().chain(&validations).map(|p| p.0).fold(1.0, f64::max);
+        let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..max_step, self.y_range)?;
+        chart.configure_mesh().x_desc("optimizer step").y_desc(self.y_desc).draw()?;
+        chart
+            .draw_series(LineSeries::new(steps, &BLUE))?
+            .label(step_label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(validations.clone(), RED.stroke_width(2)))?
+            .label(validation_label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        chart.draw_series(validations.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        root.present()?;
+        Ok(())
+    }
 }

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use gradients_reward::RewardSpec;
-use plotters::prelude::*;
 use serde::Serialize;
 
 use super::run::GrpoRecord;
 use super::search::{GrpoStrategy, GrpoTrial};
+use crate::report::Curves;
 
 /// Everything a person wants to know about a GRPO run.
 #[derive(Debug, Clone, Serialize)]
@@ -61,28 +61,12 @@ fn plot_rewards(report: &GrpoReport, path: &Path) -> Result<(), Box<dyn std::err
     let points = |curve: &[super::run::Point]| -> Vec<(f64, f64)> {
         curve.iter().filter(|p| p.value.is_finite()).map(|p| (p.step as f64, p.value)).collect()
     };
-    let sampled = points(&report.run.reward_curve);
-    let validation = points(&report.run.validation_curve);
-    let max_step = sampled.iter().chain(&validation).map(|p| p.0).fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{} — {}", report.strategy.as_str(), report.base_model), ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..max_step, 0.0..1.0)?;
-    chart.configure_mesh().x_desc("optimizer step").y_desc("mean reward").draw()?;
-    chart
-        .draw_series(LineSeries::new(sampled, &BLUE))?
-        .label("sampled (rollouts)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(validation.clone(), RED.stroke_width(2)))?
-        .label("greedy (validation)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    chart.draw_series(validation.into_iter().map(|p| Circle::new(p, 3, RED.filled())))?;
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
-    root.present()?;
-    Ok(())
+    let chart = Curves {
+        caption: format!("{} — {}", report.strategy.as_str(), report.base_model),
+        y_desc: "mean reward",
+        y_range: 0.0..1.0,
+        steps: ("sampled (rollouts)", points(&report.run.reward_curve)),
+        validations: ("greedy (validation)", points(&report.run.validation_curve)),
+    };
+    chart.plot(path)
 }
