@@ -13,22 +13,7 @@ const SWEEP_SHARE: f64 = 0.15;
 const SWEEP_MIN_STEPS: u64 = 12;
 
 fn recipe(ctx: &Context<'_>) -> Hyperparameters {
-    Hyperparameters {
-        learning_rate: 1e-3,
-        epochs: f64::INFINITY,
-        batch_size: 8,
-        gradient_accumulation: 1,
-        warmup_ratio: 0.05,
-        schedule: Schedule::Cosine,
-        weight_decay: 0.01,
-        max_grad_norm: 1.0,
-        seed: ctx.seed,
-        lora: None,
-        dpo_beta: 0.1,
-        max_len: ctx.max_len,
-        eval_every: u64::MAX,
-        patience: Some(4),
-    }
+    Hyperparameters { warmup_ratio: 0.05, schedule: Schedule::Cosine, patience: Some(4), ..ctx.full_fine_tuning(1e-3) }
 }
 
 /// The learning rate the sweep suggests: a tenth of the rate at the lowest smoothed loss.

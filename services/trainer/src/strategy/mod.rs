@@ -173,6 +173,28 @@ pub fn run(kind: StrategyKind, ctx: &Context<'_>) -> Result<Outcome, TrainError>
 }
 
 impl Context<'_> {
+    /// Full fine-tuning at `learning_rate` with a constant schedule and no warm-up, no
+    /// early stopping and no validation of its own: the plain run the searching strategies
+    /// start from, changing what they search.
+    fn full_fine_tuning(&self, learning_rate: f64) -> Hyperparameters {
+        Hyperparameters {
+            learning_rate,
+            epochs: f64::INFINITY,
+            batch_size: 8,
+            gradient_accumulation: 1,
+            warmup_ratio: 0.0,
+            schedule: crate::train::Schedule::Constant,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            seed: self.seed,
+            lora: None,
+            dpo_beta: 0.1,
+            max_len: self.max_len,
+            eval_every: u64::MAX,
+            patience: None,
+        }
+    }
+
     /// A run of `hyper` from a fresh copy of the base model.
     fn start(&self, hyper: Hyperparameters, planned_steps: u64) -> Result<Run, TrainError> {
         let needs_reference = self.data.task_type == gradients_data::TaskType::Dpo;

@@ -27,23 +27,8 @@ const LOWEST_RATE: f64 = 5e-4;
 const HIGHEST_RATE: f64 = 1e-2;
 
 fn recipe(ctx: &Context<'_>) -> Hyperparameters {
-    Hyperparameters {
-        learning_rate: 3e-3,
-        epochs: f64::INFINITY,
-        batch_size: 8,
-        gradient_accumulation: 1,
-        warmup_ratio: 0.0,
-        // Constant while in the population; its own decay once alone.
-        schedule: Schedule::Constant,
-        weight_decay: 0.01,
-        max_grad_norm: 1.0,
-        seed: ctx.seed,
-        lora: None,
-        dpo_beta: 0.1,
-        max_len: ctx.max_len,
-        eval_every: u64::MAX,
-        patience: None,
-    }
+    // Constant while in the population; its own decay once alone.
+    ctx.full_fine_tuning(3e-3)
 }
 
 /// Population size, generations and steps per member per generation for `total` steps

@@ -22,22 +22,7 @@ const SWEEP_SHARE: f64 = 0.3;
 const MIN_PROBE_STEPS: u64 = 2;
 
 fn recipe(ctx: &Context<'_>) -> Hyperparameters {
-    Hyperparameters {
-        learning_rate: RATES[2],
-        epochs: f64::INFINITY,
-        batch_size: 8,
-        gradient_accumulation: 1,
-        warmup_ratio: 0.0,
-        schedule: Schedule::Constant,
-        weight_decay: 0.01,
-        max_grad_norm: 1.0,
-        seed: ctx.seed,
-        lora: None,
-        dpo_beta: 0.1,
-        max_len: ctx.max_len,
-        eval_every: u64::MAX,
-        patience: None,
-    }
+    ctx.full_fine_tuning(RATES[2])
 }
 
 /// The rates to sweep and the steps each gets, for `total` steps in all.
