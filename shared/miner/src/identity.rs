@@ -41,6 +41,12 @@ impl Identity {
         Self { key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()) }
     }
 
+    /// The key whose secret seed is `seed`: the same identity every time (benchmarks and
+    /// tests that must be reproducible; a miner in the market uses [`Identity::generate`]).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self { key: SigningKey::from_bytes(&seed) }
+    }
+
     /// Reads a key file written by [`Identity::save`] (the 32-byte seed in hex).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let fail = |reason: String| IdentityError::KeyFile { path: path.display().to_string(), reason };
@@ -49,7 +55,7 @@ impl Identity {
             .map_err(|e| fail(format!("not hex: {e}")))?
             .try_into()
             .map_err(|_| fail("the seed must be 32 bytes".into()))?;
-        Ok(Self { key: SigningKey::from_bytes(&seed) })
+        Ok(Self::from_seed(seed))
     }
 
     /// Reads the key at `path`, or makes one and saves it there when there is none. A

@@ -246,13 +246,14 @@ impl Market {
 
     /// Starts one trainer per strategy with `max_steps` (stopping any running first) and
     /// waits until every one is registered and live. Keys are kept, so a strategy stays
-    /// the same miner across restarts.
+    /// the same miner across restarts, and made from the seed, so a run with the same seed
+    /// has the same miners (each trains with `trainer.seed` mixed with its id).
     pub async fn start_miners(&mut self, strategies: &[String], max_steps: u64, seed: u64) -> anyhow::Result<()> {
         self.stop_miners().await;
         self.miners.clear();
         for strategy in strategies {
             let key_file = self.work.join(format!("miner-{strategy}.key"));
-            let identity = gradients_miner::Identity::load_or_create(&key_file)?;
+            let identity = bench_identity(&key_file, seed, strategy)?;
             self.miners.insert(identity.id(), strategy.clone());
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -447,4 +448,21 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// The key at `key_file`, or the one `seed` and `strategy` make (saved there): the same
+/// miner, and so the same training seed, in every run with this seed.
+fn bench_identity(key_file: &Path, seed: u64, strategy: &str) -> anyhow::Result<gradients_miner::Identity> {
+    use sha2::{Digest, Sha256};
+    if key_file.exists() {
+        return Ok(gradients_miner::Identity::load(key_file)?);
+    }
+    let secret = Sha256::new()
+        .chain_update(b"gradients bench miner")
+        .chain_update(seed.to_le_bytes())
+        .chain_update(strategy.as_bytes())
+        .finalize();
+    let identity = gradients_miner::Identity::from_seed(secret.into());
+    identity.save(key_file)?;
+    Ok(identity)
 }
