@@ -84,6 +84,12 @@ fn reference_greedy(model: &CausalLm, prompt: &[u32], max_new: usize, eos: &[u32
     completion
 }
 
+/// How far cached and uncached logits may differ: f32 rounding only. The two paths sum
+/// attention in a different order (one query against the cache, or all at once), and
+/// libtorch's CPU kernels block their sums by thread count; on these peaked models that
+/// moves logits by about 1e-5 (1.2e-5 seen), while a wrong cache moves them by 1e-1 and more.
+const CACHE_TOLERANCE: f64 = 1e-4;
+
 #[test]
 fn cached_forward_equals_the_training_forward() {
     for config in configs() {
@@ -104,7 +110,7 @@ fn cached_forward_equals_the_training_forward() {
         assert_eq!(cache.len(), 10);
         let incremental = Tensor::cat(&parts, 1);
         let diff = max_abs_diff(&full, &incremental);
-        assert!(diff < 1e-5, "{}: cached logits differ by {diff}", config.architecture());
+        assert!(diff < CACHE_TOLERANCE, "{}: cached logits differ by {diff}", config.architecture());
         // A left-padded row gives its real tokens the logits they have alone.
         let padded_ids = Tensor::from_slice(&[PAD as i64, PAD as i64, 9, 10, 72, 105]).view([1, 6]);
         let padded_mask = Tensor::from_slice(&[0i64, 0, 1, 1, 1, 1]).view([1, 6]);
@@ -115,7 +121,7 @@ fn cached_forward_equals_the_training_forward() {
         let alone =
             tch::no_grad(|| model.forward(&alone_ids, &Tensor::ones([1, 4], (Kind::Int64, Device::Cpu)), false));
         let diff = max_abs_diff(&padded, &alone);
-        assert!(diff < 1e-5, "{}: left padding changes logits by {diff}", config.architecture());
+        assert!(diff < CACHE_TOLERANCE, "{}: left padding changes logits by {diff}", config.architecture());
     }
 }
 
