@@ -18,7 +18,8 @@
 //!   fails only NaN ("Invalid test loss") and would rank a `-inf` loss first. A synth loss
 //!   that is not a finite number counts as absent, where G.O.D. asserts.
 //! * (ours) Among valid results, a later copy of an earlier one — the same artifact digest,
-//!   or exactly equal `(test, synth)` losses (G.O.D. `group_by_losses`) — is a duplicate; the
+//!   or exactly equal `(test, synth)` losses (G.O.D. `group_by_losses`; not for GRPO, whose
+//!   mean rewards distinct models often share) — is a duplicate; the
 //!   earliest submission wins, ties broken by miner id. G.O.D. groups by equal losses only,
 //!   breaks ties by model hash and list order, and compares placeholder losses too.
 //! * (G.O.D., `_evaluate_submissions`) Only the `synth_top_n` (4) best test losses (highest

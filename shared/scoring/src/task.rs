@@ -83,10 +83,16 @@ fn triage<'a>(task_type: TaskType, results: &'a [MinerResult], config: &ScoringC
     }
 
     valid.sort_by(submission_order);
+    // Equal losses betray a copy; equal rewards do not (ours): a reward is a mean over few
+    // greedy completions, which distinct models often share, so for GRPO only the artifact
+    // digest says "copy".
+    let equal_values_are_copies = !task_type.higher_is_better();
     let mut pool = Vec::with_capacity(valid.len());
     for (i, c) in valid.iter().enumerate() {
         // Compared with every earlier result, duplicates included: a copy of a copy is still a copy.
-        let copied = valid[..i].iter().any(|e| same_artifact(e.result, c.result) || same_losses(e, c));
+        let copied = valid[..i]
+            .iter()
+            .any(|e| same_artifact(e.result, c.result) || (equal_values_are_copies && same_losses(e, c)));
         if copied {
             rejected.push((c.result, ScoreReason::Duplicate));
         } else {

@@ -169,6 +169,12 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "equal rewards are not copies (our deviation): distinct GRPO models often share greedy completions",
+            task_type: TaskType::Grpo,
+            results: vec![hashed(valid("a", 0.5, None, 1), "sha-a"), hashed(valid("b", 0.5, None, 2), "sha-b")],
+            expected: vec![("a", Some(1), Some(0.5), 3.0, First), ("b", Some(2), Some(0.5), 0.0, Ranked)],
+        },
+        Case {
             name: "duplicate at the same instant: the smaller miner id wins",
             task_type: TaskType::Instruct,
             results: vec![valid("z", 0.4, None, 7), valid("y", 0.4, None, 7)],
